@@ -1,0 +1,12 @@
+//! fleetload: a load generator for streaming platforms.
+//!
+//! The worker reads its [`scenario`] from the environment, builds events with the [`payload`]
+//! generator, paces them on the open-loop schedule of [`pacing`], hands them to one of the
+//! [`target`]s (Kinesis, Kafka or null), measures every outcome in [`stats`], and writes the
+//! [`report`] files through the [`store`] (a local directory or S3). [`worker`] ties these
+//! together for one task.
+pub mod pacing;
+pub mod payload;
+pub mod report;
+pub mod scenario;
+pub mod stats;

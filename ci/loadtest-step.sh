@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# fleetload load test as one CI step, for any CI system (GitLab, Jenkins, Buildkite, ...):
+# build and push the worker image, deploy or update the CloudFormation stack, run the fleet on
+# ECS with thresholds, fetch the merged report, and exit with the launcher's exit code.
+#
+#   STACK=fleetload AWS_REGION=eu-west-1 \
+#   IMAGE_REPO=123456789012.dkr.ecr.eu-west-1.amazonaws.com/fleetload \
+#   SUBNET_IDS=subnet-0abc,subnet-0def VPC_ID=vpc-0123 \
+#   WORKER_ENV=$'FLEETLOAD_TARGET=kinesis\nFLEETLOAD_STREAM=orders' \
+#       bash ci/loadtest-step.sh
+#
+# Needs: aws (CLI v2) with credentials, docker (with BuildKit), cargo (unless LAUNCHER is set).
+#
+# Environment (required):
+#   STACK          CloudFormation stack name (created on first use from cloudformation/fleetload.yaml)
+#   AWS_REGION     region of the stack, the ECR repository and the target
+#   IMAGE_REPO     ECR repository URI, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/fleetload
+#                  (not needed with SKIP_IMAGE=1 SKIP_DEPLOY=1)
+# Environment (optional):
+#   TASKS          worker tasks                                   (default 20)
+#   DURATION       length of the run                              (default 2m)
+#   RATE           events per second per task                     (default 5000)
+#   THRESHOLDS     thresholds separated by ';' or newlines        (default 'p99<250ms;error_rate<0.1%')
+#   WORKER_ENV     worker settings, one KEY=VALUE per line, passed as -e KEY=VALUE
+#   WORKER_ENV_FILE  a file of KEY=VALUE lines, passed as --env-file
+#   IMAGE_TAG      tag to push                                    (default: git commit, else the run id)
+#   DOCKER_PLATFORM  linux/amd64 or linux/arm64                   (default linux/amd64)
+#   SUBNET_IDS, VPC_ID, SECURITY_GROUP_IDS
+#                  stack parameters (needed on the first deploy; later deploys keep the old values)
+#   STACK_PARAMETERS  further stack parameters, space-separated Key=Value
+#   SKIP_IMAGE=1   do not build or push; deploy with IMAGE_URI or keep the stack's image
+#   IMAGE_URI      full image reference to deploy with SKIP_IMAGE=1
+#   SKIP_DEPLOY=1  use the stack as it is
+#   LAUNCHER       path of a launcher binary to use instead of building one
+#   RUN_ID         run id (default ci-YYYYMMDD-HHMMSS-RANDOM)
+#   ARTIFACTS_DIR  where the merged report and the launcher log go (default artifacts)
+#   JUNIT          JUnit file the launcher writes                 (default results.xml)
+#
+# Exit codes (those of `launcher run`):
+#   0  every threshold held
+#   1  a threshold was broken
+#   2  bad usage or configuration (also: a required variable or tool of this script is missing)
+#   3  the fleet failed: tasks did not start, exited non-zero, or reports are missing
+#      (also: the image build or push, the stack deploy or the launcher build failed)
+set -uo pipefail
+
+EXIT_PASS=0
+EXIT_USAGE=2
+EXIT_FLEET=3
+
+log() { printf '[loadtest] %s\n' "$*" >&2; }
+fail() {
+    local code=$1
+    shift
+    log "error: $*"
+    exit "$code"
+}
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || fail "$EXIT_USAGE" "cannot enter the repository root"
+
+# ------------------------------------------------------------------------------ settings
+TASKS=${TASKS:-20}
+DURATION=${DURATION:-2m}
+RATE=${RATE:-5000}
+THRESHOLDS=${THRESHOLDS:-'p99<250ms;error_rate<0.1%'}
+ARTIFACTS_DIR=${ARTIFACTS_DIR:-artifacts}
+JUNIT=${JUNIT:-results.xml}
+DOCKER_PLATFORM=${DOCKER_PLATFORM:-linux/amd64}
+SKIP_IMAGE=${SKIP_IMAGE:-0}
+SKIP_DEPLOY=${SKIP_DEPLOY:-0}
+RUN_ID=${RUN_ID:-ci-$(date +%Y%m%d-%H%M%S)-$RANDOM}
+
+[[ -n "${STACK:-}" ]] || fail "$EXIT_USAGE" "STACK is not set (the CloudFormation stack name)"
+[[ -n "${AWS_REGION:-}" ]] || fail "$EXIT_USAGE" "AWS_REGION is not set"
+export AWS_REGION AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-$AWS_REGION}"
+[[ "$TASKS" =~ ^[1-9][0-9]*$ ]] || fail "$EXIT_USAGE" "TASKS='$TASKS' is not a positive integer"
+case "$DOCKER_PLATFORM" in
+    linux/amd64) CPU_ARCH=X86_64 ;;
+    linux/arm64) CPU_ARCH=ARM64 ;;
+    *) fail "$EXIT_USAGE" "DOCKER_PLATFORM='$DOCKER_PLATFORM' (accepted: linux/amd64, linux/arm64)" ;;
+esac
+if [[ "$SKIP_IMAGE" != 1 ]]; then
+    [[ -n "${IMAGE_REPO:-}" ]] || fail "$EXIT_USAGE" "IMAGE_REPO is not set (ECR repository URI), or set SKIP_IMAGE=1"
+fi
+command -v aws >/dev/null 2>&1 || fail "$EXIT_USAGE" "the AWS CLI (aws) is not installed"
+if [[ "$SKIP_IMAGE" != 1 ]]; then
+    command -v docker >/dev/null 2>&1 || fail "$EXIT_USAGE" "docker is not installed (or set SKIP_IMAGE=1)"
+fi
+if [[ -z "${LAUNCHER:-}" ]]; then
+    command -v cargo >/dev/null 2>&1 || fail "$EXIT_USAGE" "cargo is not installed (or set LAUNCHER)"
+elif [[ ! -x "$LAUNCHER" ]]; then
+    fail "$EXIT_USAGE" "LAUNCHER='$LAUNCHER' is not an executable file"
+fi
+if [[ -n "${WORKER_ENV_FILE:-}" && ! -r "$WORKER_ENV_FILE" ]]; then
+    fail "$EXIT_USAGE" "WORKER_ENV_FILE='$WORKER_ENV_FILE' cannot be read"
+fi
+
+threshold_args=()
+threshold_list=
+while IFS= read -r t; do
+    t="${t#"${t%%[![:space:]]*}"}"
+    t="${t%"${t##*[![:space:]]}"}"
+    [[ -n "$t" ]] || continue
+    threshold_args+=(--threshold "$t")
+    threshold_list+="${threshold_list:+, }$t"
+done < <(printf '%s\n' "$THRESHOLDS" | tr ';' '\n')
+
+env_args=()
+while IFS= read -r kv; do
+    kv="${kv%$'\r'}"
+    [[ -z "$kv" || "$kv" == \#* ]] && continue
+    [[ "$kv" == *=* ]] || fail "$EXIT_USAGE" "WORKER_ENV line '$kv' is not KEY=VALUE"
+    env_args+=(-e "$kv")
+done <<<"${WORKER_ENV:-}"
+[[ -n "${WORKER_ENV_FILE:-}" ]] && env_args+=(--env-file "$WORKER_ENV_FILE")
+
+mkdir -p "$ARTIFACTS_DIR" || fail "$EXIT_USAGE" "cannot create ARTIFACTS_DIR='$ARTIFACTS_DIR'"
+log "run id: $RUN_ID"
+
+# ------------------------------------------------------------------------------ image
+IMAGE=${IMAGE_URI:-}
+if [[ "$SKIP_IMAGE" != 1 ]]; then
+    if [[ -z "${IMAGE_TAG:-}" ]]; then
+        IMAGE_TAG=$(git rev-parse --short=12 HEAD 2>/dev/null || true)
+        IMAGE_TAG=${IMAGE_TAG:-$RUN_ID}
+    fi
+    IMAGE="$IMAGE_REPO:$IMAGE_TAG"
+    registry=${IMAGE_REPO%%/*}
+    log "building $IMAGE ($DOCKER_PLATFORM)"
+    DOCKER_BUILDKIT=1 docker build --platform "$DOCKER_PLATFORM" -f docker/Dockerfile -t "$IMAGE" . ||
+        fail "$EXIT_FLEET" "docker build failed"
+    log "pushing $IMAGE"
+    aws ecr get-login-password --region "$AWS_REGION" |
+        docker login --username AWS --password-stdin "$registry" >/dev/null ||
+        fail "$EXIT_FLEET" "docker login to $registry failed"
+    docker push "$IMAGE" || fail "$EXIT_FLEET" "docker push $IMAGE failed"
+fi
+
+# ------------------------------------------------------------------------------ stack
+if [[ "$SKIP_DEPLOY" != 1 ]]; then
+    params=("CpuArchitecture=$CPU_ARCH")
+    [[ -n "$IMAGE" ]] && params+=("ImageUri=$IMAGE")
+    [[ -n "${SUBNET_IDS:-}" ]] && params+=("SubnetIds=$SUBNET_IDS")
+    [[ -n "${VPC_ID:-}" ]] && params+=("VpcId=$VPC_ID")
+    [[ -n "${SECURITY_GROUP_IDS:-}" ]] && params+=("SecurityGroupIds=$SECURITY_GROUP_IDS")
+    if [[ -n "${STACK_PARAMETERS:-}" ]]; then
+        read -r -a extra <<<"$STACK_PARAMETERS"
+        params+=(${extra[@]+"${extra[@]}"})
+    fi
+    log "deploying stack $STACK"
+    aws cloudformation deploy \
+        --stack-name "$STACK" \
+        --template-file cloudformation/fleetload.yaml \
+        --capabilities CAPABILITY_IAM \
+        --no-fail-on-empty-changeset \
+        --parameter-overrides "${params[@]}" ||
+        fail "$EXIT_FLEET" "aws cloudformation deploy of $STACK failed"
+fi
+
+# ------------------------------------------------------------------------------ launcher
+if [[ -z "${LAUNCHER:-}" ]]; then
+    log "building the launcher"
+    cargo build --release --locked --bin launcher || fail "$EXIT_FLEET" "cargo build of the launcher failed"
+    LAUNCHER=target/release/launcher
+fi
+
+# ------------------------------------------------------------------------------ run
+launcher_log="$ARTIFACTS_DIR/launcher.log"
+log "launcher run: $TASKS tasks, $DURATION at $RATE/s per task, thresholds: ${threshold_list:-none}"
+
+# The launcher runs in the background so that a SIGTERM/SIGINT sent to this step (a cancelled
+# pipeline) is passed on to it: it then stops every task it started instead of leaving them
+# running (and billing).
+exec 3> >(tee "$launcher_log")
+tee_pid=$!
+"$LAUNCHER" run \
+    --stack "$STACK" \
+    --backend ecs \
+    --tasks "$TASKS" \
+    --duration "$DURATION" \
+    --rate "$RATE" \
+    --run-id "$RUN_ID" \
+    --junit "$JUNIT" \
+    ${threshold_args[@]+"${threshold_args[@]}"} \
+    ${env_args[@]+"${env_args[@]}"} >&3 2>&1 &
+launcher_pid=$!
+trap 'log "stopping the run"; kill -TERM "$launcher_pid" 2>/dev/null' INT TERM
+while :; do
+    wait "$launcher_pid"
+    code=$?
+    # wait also returns when a trapped signal arrives: keep waiting until the launcher is gone.
+    kill -0 "$launcher_pid" 2>/dev/null || break
+done
+trap - INT TERM
+exec 3>&-
+wait "$tee_pid" 2>/dev/null || true
+
+# The launcher prints `run id: <RUN_ID>`; trust it over ours if they differ.
+printed_id=$(sed -n 's/^run id: *\([^ ]*\).*/\1/p' "$launcher_log" | head -n 1)
+if [[ -n "$printed_id" && "$printed_id" != "$RUN_ID" ]]; then
+    log "the launcher reports run id $printed_id"
+    RUN_ID=$printed_id
+fi
+
+# ------------------------------------------------------------------------------ report
+report_url=$(aws cloudformation describe-stacks --stack-name "$STACK" \
+    --query "Stacks[0].Outputs[?OutputKey=='ReportUrl'].OutputValue" --output text 2>/dev/null)
+if [[ -n "$report_url" && "$report_url" != None ]]; then
+    printf 'run id: %s\nreport: %s/%s/\n' "$RUN_ID" "$report_url" "$RUN_ID" >"$ARTIFACTS_DIR/run-id.txt"
+    if aws s3 cp --recursive --only-show-errors "$report_url/$RUN_ID/merged" "$ARTIFACTS_DIR/merged"; then
+        log "merged report: $ARTIFACTS_DIR/merged/ (report.html, summary.json, timeseries.csv)"
+    else
+        log "warning: could not download $report_url/$RUN_ID/merged"
+    fi
+else
+    log "warning: stack $STACK has no ReportUrl output; report not downloaded"
+fi
+
+case "$code" in
+    "$EXIT_PASS") log "passed: every threshold held" ;;
+    1) log "FAILED: a threshold was broken (see $JUNIT and $ARTIFACTS_DIR/merged/report.html)" ;;
+    "$EXIT_USAGE") log "FAILED: bad usage or configuration (see $launcher_log)" ;;
+    "$EXIT_FLEET") log "FAILED: the fleet failed - tasks did not start, exited non-zero, or reports are missing" ;;
+    *) log "FAILED: the launcher exited with $code" ;;
+esac
+exit "$code"

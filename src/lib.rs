@@ -12,3 +12,6 @@ pub mod payload;
 pub mod report;
 pub mod scenario;
 pub mod stats;
+pub mod store;
+pub mod target;
+pub mod worker;

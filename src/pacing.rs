@@ -125,6 +125,12 @@ impl LoadProfile {
         self.events_exact(b) - self.events_exact(a)
     }
 
+    /// The (fractional) number of events the schedule plans between `from` and `to` seconds
+    /// from the start (either may lie outside the run).
+    pub fn events_between(&self, from: f64, to: f64) -> f64 {
+        self.events_exact(to.max(0.0)) - self.events_exact(from.max(0.0))
+    }
+
     /// The (fractional) number of events the schedule plans in `[0, t)` seconds.
     fn events_exact(&self, t: f64) -> f64 {
         let mut start = 0.0;

@@ -85,6 +85,13 @@ impl Recorder {
         }
     }
 
+    /// Restarts the clock at `origin`, `late_ns` after the run's planned start (called when
+    /// production begins, after the preflight and the wait for the start instant).
+    pub fn start_clock(&mut self, origin: Instant, late_ns: u64) {
+        self.origin = origin;
+        self.late_ns = late_ns;
+    }
+
     /// The instant the task's clock starts at.
     pub fn origin(&self) -> Instant {
         self.origin

@@ -14,8 +14,8 @@ use tracing::{info, warn};
 use crate::pacing::Schedule;
 use crate::payload::{splitmix64, Generator};
 use crate::report::{
-    encode_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome, Percentiles, Summary, HLOG_FILE, SCHEMA_VERSION,
-    SUMMARY_FILE, TIMESERIES_FILE,
+    encode_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome, Percentiles,
+    Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
 use crate::scenario::Scenario;
 use crate::stats::{Measurements, Recorder, SharedRecorder};
@@ -91,8 +91,22 @@ pub async fn resolve_task_id(scenario: &Scenario) -> String {
         return id;
     }
     let host = hostname();
-    let safe: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(100).collect();
-    format!("{}-{}", if safe.is_empty() { "task" } else { &safe }, std::process::id())
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    format!(
+        "{}-{}",
+        if safe.is_empty() { "task" } else { &safe },
+        std::process::id()
+    )
 }
 
 fn hostname() -> String {
@@ -113,12 +127,18 @@ async fn ecs_task_id() -> Option<String> {
     let base = std::env::var("ECS_CONTAINER_METADATA_URI_V4").ok()?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let uri: hyper::Uri = format!("{}/task", base.trim_end_matches('/')).parse().ok()?;
+    let uri: hyper::Uri = format!("{}/task", base.trim_end_matches('/'))
+        .parse()
+        .ok()?;
     let fetch = async {
         let response = client.get(uri).await.ok()?;
         let body = response.into_body().collect().await.ok()?.to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-        v.get("TaskARN")?.as_str()?.rsplit('/').next().map(str::to_string)
+        v.get("TaskARN")?
+            .as_str()?
+            .rsplit('/')
+            .next()
+            .map(str::to_string)
     };
     match tokio::time::timeout(Duration::from_secs(3), fetch).await {
         Ok(Some(id)) => Some(id),
@@ -136,16 +156,29 @@ struct ReportContext<'a> {
 }
 
 impl ReportContext<'_> {
-    fn summary(&self, outcome: Outcome, actual_start: Option<DateTime<Utc>>, late_ns: u64, duration: Duration, m: Option<&Measurements>) -> Summary {
+    fn summary(
+        &self,
+        outcome: Outcome,
+        actual_start: Option<DateTime<Utc>>,
+        late_ns: u64,
+        duration: Duration,
+        m: Option<&Measurements>,
+    ) -> Summary {
         let profile = &self.scenario.profile;
-        let target_rate = profile.planned_events().map(|n| n as f64 / profile.total_duration().as_secs_f64());
+        let target_rate = profile
+            .planned_events()
+            .map(|n| n as f64 / profile.total_duration().as_secs_f64());
         let (counts, bytes, latency, service, histograms, errors) = match m {
             Some(m) => (
                 m.counts.clone(),
                 m.bytes,
                 Percentiles::of(&m.latency),
                 Percentiles::of(&m.service),
-                Histograms { unit: "microseconds".into(), latency: encode_histogram(&m.latency), service_time: encode_histogram(&m.service) },
+                Histograms {
+                    unit: "microseconds".into(),
+                    latency: encode_histogram(&m.latency),
+                    service_time: encode_histogram(&m.service),
+                },
                 m.errors_timeline.clone(),
             ),
             None => {
@@ -155,7 +188,11 @@ impl ReportContext<'_> {
                     0,
                     Percentiles::default(),
                     Percentiles::default(),
-                    Histograms { unit: "microseconds".into(), latency: empty.clone(), service_time: empty },
+                    Histograms {
+                        unit: "microseconds".into(),
+                        latency: empty.clone(),
+                        service_time: empty,
+                    },
                     Default::default(),
                 )
             }
@@ -174,7 +211,11 @@ impl ReportContext<'_> {
             late_start_ms: late_ns / 1_000_000,
             duration_s: (secs * 1000.0).round() / 1000.0,
             outcome,
-            achieved_rate: if secs > 0.0 { (counts.acknowledged as f64 / secs * 100.0).round() / 100.0 } else { 0.0 },
+            achieved_rate: if secs > 0.0 {
+                (counts.acknowledged as f64 / secs * 100.0).round() / 100.0
+            } else {
+                0.0
+            },
             counts,
             bytes,
             target_rate,
@@ -191,7 +232,9 @@ impl ReportContext<'_> {
 /// failure becomes the report's outcome and the returned exit.
 pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
     let task_id = resolve_task_id(&scenario).await;
-    let planned_start = scenario.start_at.unwrap_or_else(Utc::now);
+    // Without FLEETLOAD_START_AT the task starts when its preflight is done; until then "now"
+    // stands in for the planned start.
+    let mut planned_start = scenario.start_at.unwrap_or_else(Utc::now);
     info!(
         run_id = %scenario.run_id,
         task_id = %task_id,
@@ -200,18 +243,49 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         kafka = ?scenario.redacted_kafka(),
         "fleetload worker {}", env!("CARGO_PKG_VERSION")
     );
-    let ctx = ReportContext { scenario: &scenario, task_id: &task_id, planned_start };
+    let mut ctx = ReportContext {
+        scenario: &scenario,
+        task_id: &task_id,
+        planned_start,
+    };
     let dir = task_dir(&scenario.run_id, &task_id);
 
     // Preflight 1: the report location. A report nobody can read makes the run worthless.
     let store = match ReportStore::open(&scenario.report_url).await {
         Ok(store) => store,
-        Err(e) => return not_stored(ctx.summary(failed(format!("report location {} is not usable: {e:#}", scenario.report_url)), None, 0, Duration::ZERO, None), WorkerExit::PreflightFailed),
+        Err(e) => {
+            return not_stored(
+                ctx.summary(
+                    failed(format!(
+                        "report location {} is not usable: {e:#}",
+                        scenario.report_url
+                    )),
+                    None,
+                    0,
+                    Duration::ZERO,
+                    None,
+                ),
+                WorkerExit::PreflightFailed,
+            )
+        }
     };
     let marker = serde_json::json!({"run_id": scenario.run_id, "task_id": task_id, "planned_start": planned_start, "preflight_at": Utc::now()});
-    if let Err(e) = store.put(&format!("{dir}/started.json"), serde_json::to_vec_pretty(&marker).unwrap_or_default(), "application/json").await {
-        let reason = format!("report location {} is not writable: {e:#}", store.display_url(&dir));
-        return not_stored(ctx.summary(failed(reason), None, 0, Duration::ZERO, None), WorkerExit::PreflightFailed);
+    if let Err(e) = store
+        .put(
+            &format!("{dir}/started.json"),
+            serde_json::to_vec_pretty(&marker).unwrap_or_default(),
+            "application/json",
+        )
+        .await
+    {
+        let reason = format!(
+            "report location {} is not writable: {e:#}",
+            store.display_url(&dir)
+        );
+        return not_stored(
+            ctx.summary(failed(reason), None, 0, Duration::ZERO, None),
+            WorkerExit::PreflightFailed,
+        );
     }
 
     // Preflight 2: the target.
@@ -220,7 +294,13 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("preflight failed: {e}");
-            let summary = ctx.summary(failed(format!("preflight: {e}")), None, 0, Duration::ZERO, None);
+            let summary = ctx.summary(
+                failed(format!("preflight: {e}")),
+                None,
+                0,
+                Duration::ZERO,
+                None,
+            );
             return store_report(&store, &dir, summary, None, WorkerExit::PreflightFailed).await;
         }
     };
@@ -238,20 +318,53 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         }
     }
     let actual_start = Utc::now();
-    let late_ns = (actual_start - planned_start).num_nanoseconds().unwrap_or(0).max(0) as u64;
+    if scenario.start_at.is_none() {
+        planned_start = actual_start;
+        ctx.planned_start = actual_start;
+    }
+    let late_ns = (actual_start - planned_start)
+        .num_nanoseconds()
+        .unwrap_or(0)
+        .max(0) as u64;
     if late_ns >= 1_000_000_000 {
-        warn!(late_ms = late_ns / 1_000_000, "the run's start instant had passed; starting now");
+        warn!(
+            late_ms = late_ns / 1_000_000,
+            "the run's start instant had passed; starting now"
+        );
     }
     let origin = Instant::now();
     recorder.lock().start_clock(origin, late_ns);
 
     let progress = tokio::spawn(progress_lines(recorder.clone()));
-    let key_namespace = if scenario.seed_given { splitmix64(scenario.seed) } else { splitmix64(fnv(&scenario.run_id)) };
-    let mut generator = Generator::new(&scenario.payload, scenario.keys, scenario.seed, key_namespace);
+    let key_namespace = if scenario.seed_given {
+        splitmix64(scenario.seed)
+    } else {
+        splitmix64(fnv(&scenario.run_id))
+    };
+    let mut generator = Generator::new(
+        &scenario.payload,
+        scenario.keys,
+        scenario.seed,
+        key_namespace,
+    );
     let epoch_origin_ms = actual_start.timestamp_millis() as u64;
-    let outcome = produce(&mut target, Schedule::new(scenario.profile.clone()), &mut generator, &recorder, origin, epoch_origin_ms, &mut stop).await;
+    let outcome = produce(
+        &mut target,
+        Schedule::new(scenario.profile.clone()),
+        &mut generator,
+        &recorder,
+        origin,
+        epoch_origin_ms,
+        &mut stop,
+    )
+    .await;
     let produced_for = origin.elapsed().min(scenario.profile.total_duration());
-    info!(outcome = outcome.status(), "production stopped after {:.1}s; waiting up to {}s for acknowledgements", produced_for.as_secs_f64(), DRAIN_TIMEOUT.as_secs());
+    info!(
+        outcome = outcome.status(),
+        "production stopped after {:.1}s; waiting up to {}s for acknowledgements",
+        produced_for.as_secs_f64(),
+        DRAIN_TIMEOUT.as_secs()
+    );
     tokio::select! {
         _ = target.drain(Instant::now() + DRAIN_TIMEOUT) => {}
         // A second signal cuts the wait short: what is unanswered counts as unacknowledged.
@@ -264,7 +377,13 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         r.finish(end)
     };
     drop(target);
-    let summary = ctx.summary(outcome.clone(), Some(actual_start), late_ns, produced_for, Some(&measurements));
+    let summary = ctx.summary(
+        outcome.clone(),
+        Some(actual_start),
+        late_ns,
+        produced_for,
+        Some(&measurements),
+    );
     info!(
         outcome = summary.outcome.status(),
         attempted = summary.counts.attempted,
@@ -280,10 +399,17 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
     );
     let exit = match &outcome {
         Outcome::Completed => WorkerExit::Completed,
-        Outcome::Interrupted { signal } => WorkerExit::Interrupted(if signal == "SIGINT" { "SIGINT" } else { "SIGTERM" }),
+        Outcome::Interrupted { signal } => WorkerExit::Interrupted(if signal == "SIGINT" {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        }),
         Outcome::Failed { .. } => WorkerExit::Failed,
     };
-    let files = TaskFiles { measurements, late_ns };
+    let files = TaskFiles {
+        measurements,
+        late_ns,
+    };
     store_report(&store, &dir, summary, Some((&scenario, files)), exit).await
 }
 
@@ -297,7 +423,9 @@ fn failed(reason: String) -> Outcome {
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 async fn wait_for_stop(stop: &mut StopSignal) -> &'static str {
@@ -318,33 +446,69 @@ fn not_stored(summary: Summary, exit: WorkerExit) -> TaskResult {
         tracing::error!("{reason}");
     }
     println!("{}", String::from_utf8_lossy(&summary.to_json()));
-    TaskResult { exit, summary, stored_at: None }
+    TaskResult {
+        exit,
+        summary,
+        stored_at: None,
+    }
 }
 
-async fn store_report(store: &ReportStore, dir: &str, summary: Summary, files: Option<(&Scenario, TaskFiles)>, exit: WorkerExit) -> TaskResult {
+async fn store_report(
+    store: &ReportStore,
+    dir: &str,
+    summary: Summary,
+    files: Option<(&Scenario, TaskFiles)>,
+    exit: WorkerExit,
+) -> TaskResult {
     let result: anyhow::Result<()> = async {
         if let Some((scenario, files)) = files {
             let mut rows = files.measurements.rows;
             let late = files.late_ns as f64 / 1e9;
             for row in &mut rows {
                 let from = row.second as f64 - late;
-                row.target_rate = (scenario.profile.events_between(from, from + 1.0) * 100.0).round() / 100.0;
+                row.target_rate =
+                    (scenario.profile.events_between(from, from + 1.0) * 100.0).round() / 100.0;
             }
-            store.put(&format!("{dir}/{TIMESERIES_FILE}"), timeseries_csv(&rows), "text/csv").await?;
-            store.put(&format!("{dir}/{HLOG_FILE}"), write_hlog(summary.planned_start, &files.measurements.per_second), "text/plain").await?;
+            store
+                .put(
+                    &format!("{dir}/{TIMESERIES_FILE}"),
+                    timeseries_csv(&rows),
+                    "text/csv",
+                )
+                .await?;
+            store
+                .put(
+                    &format!("{dir}/{HLOG_FILE}"),
+                    write_hlog(summary.planned_start, &files.measurements.per_second),
+                    "text/plain",
+                )
+                .await?;
         }
         // The summary goes last: its presence means the task's report is complete.
-        store.put(&format!("{dir}/{SUMMARY_FILE}"), summary.to_json(), "application/json").await
+        store
+            .put(
+                &format!("{dir}/{SUMMARY_FILE}"),
+                summary.to_json(),
+                "application/json",
+            )
+            .await
     }
     .await;
     match result {
         Ok(()) => {
             let at = store.display_url(&format!("{dir}/{SUMMARY_FILE}"));
             info!(report = %at, "report stored");
-            TaskResult { exit, summary, stored_at: Some(at) }
+            TaskResult {
+                exit,
+                summary,
+                stored_at: Some(at),
+            }
         }
         Err(e) => {
-            tracing::error!("the report could not be stored at {}: {e:#}; printing the summary on stdout", store.display_url(dir));
+            tracing::error!(
+                "the report could not be stored at {}: {e:#}; printing the summary on stdout",
+                store.display_url(dir)
+            );
             not_stored(summary, WorkerExit::ReportNotStored)
         }
     }
@@ -358,7 +522,12 @@ async fn progress_lines(recorder: SharedRecorder) {
         ticker.tick().await;
         let (ack, failed, retried, p99) = {
             let r = recorder.lock();
-            (r.counts().acknowledged, r.counts().failed, r.counts().retried, r.p99_ms())
+            (
+                r.counts().acknowledged,
+                r.counts().failed,
+                r.counts().retried,
+                r.p99_ms(),
+            )
         };
         info!(
             rate = ((ack - last) as f64 / PROGRESS_EVERY.as_secs_f64()).round(),
@@ -389,7 +558,9 @@ pub async fn produce<S: Sink>(
     loop {
         if let Some(signal) = *stop.borrow() {
             target.flush().await;
-            return Outcome::Interrupted { signal: signal.to_string() };
+            return Outcome::Interrupted {
+                signal: signal.to_string(),
+            };
         }
         let now = Instant::now();
         let now_ns = (now - origin).as_nanos() as u64;
@@ -403,7 +574,14 @@ pub async fn produce<S: Sink>(
             while burst < BURST {
                 generator.next_event(timestamp_ms, &mut key, &mut value);
                 schedule.take_unpaced();
-                target.send(Event { intended_ns: now_ns, sent_ns: now_ns, key: &key, value: &value }).await;
+                target
+                    .send(Event {
+                        intended_ns: now_ns,
+                        sent_ns: now_ns,
+                        key: &key,
+                        value: &value,
+                    })
+                    .await;
                 burst += 1;
             }
             recorder.lock().attempted(now_ns, burst);
@@ -419,7 +597,14 @@ pub async fn produce<S: Sink>(
             }
             schedule.next_due();
             generator.next_event(timestamp_ms, &mut key, &mut value);
-            target.send(Event { intended_ns, sent_ns: now_ns, key: &key, value: &value }).await;
+            target
+                .send(Event {
+                    intended_ns,
+                    sent_ns: now_ns,
+                    key: &key,
+                    value: &value,
+                })
+                .await;
             burst += 1;
         }
         if burst > 0 {

@@ -13,9 +13,16 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
-    let vars = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()));
+    let vars = std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    });
     let scenario = match Scenario::from_env(vars) {
         Ok(s) => s,
         Err(e) => {
@@ -23,7 +30,10 @@ fn main() -> ExitCode {
             return ExitCode::from(WorkerExit::BadConfig.code());
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fleetload worker: cannot start the async runtime: {e}");
@@ -44,7 +54,10 @@ fn main() -> ExitCode {
 /// No task may run on forever and cost money: past the planned end plus a grace period the
 /// process ends, whatever the target or the report store is doing.
 fn start_hard_deadline(scenario: &Scenario) {
-    let wait_for_start = scenario.start_at.and_then(|t| (t - chrono::Utc::now()).to_std().ok()).unwrap_or_default();
+    let wait_for_start = scenario
+        .start_at
+        .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
+        .unwrap_or_default();
     let deadline = wait_for_start + scenario.profile.total_duration() + HARD_DEADLINE_GRACE;
     std::thread::spawn(move || {
         std::thread::sleep(deadline);
@@ -60,7 +73,10 @@ fn start_hard_deadline(scenario: &Scenario) {
 /// drain, and store its report.
 async fn forward_signals(tx: tokio::sync::watch::Sender<Option<&'static str>>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot listen for SIGTERM/SIGINT");
         return;
     };

@@ -51,7 +51,11 @@ fn unpack(opaque: usize) -> (u64, u64) {
 pub fn error_name(e: &KafkaError) -> String {
     match e.rdkafka_error_code() {
         Some(code) => format!("{code:?}"),
-        None => format!("{e:?}").split(['(', ' ']).next().unwrap_or("KafkaError").to_string(),
+        None => format!("{e:?}")
+            .split(['(', ' '])
+            .next()
+            .unwrap_or("KafkaError")
+            .to_string(),
     }
 }
 
@@ -63,10 +67,15 @@ pub struct DeliveryContext {
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", facility = fac, "{message}")
             }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
             _ => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
         }
     }
@@ -102,7 +111,12 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     /// Creates the producer and checks that the brokers answer and the topic exists.
-    pub async fn connect(topic: &str, properties: &BTreeMap<String, String>, task_id: &str, recorder: SharedRecorder) -> Result<Self, PreflightError> {
+    pub async fn connect(
+        topic: &str,
+        properties: &BTreeMap<String, String>,
+        task_id: &str,
+        recorder: SharedRecorder,
+    ) -> Result<Self, PreflightError> {
         let mut config = ClientConfig::new();
         for (k, v) in DEFAULTS {
             config.set(*k, *v);
@@ -112,33 +126,62 @@ impl KafkaSink {
             config.set(k, v);
         }
         let producer: ThreadedProducer<DeliveryContext> = config
-            .create_with_context(DeliveryContext { recorder: recorder.clone() })
+            .create_with_context(DeliveryContext {
+                recorder: recorder.clone(),
+            })
             .map_err(|e| PreflightError(config_error(&e, properties)))?;
-        let servers = properties.get("bootstrap.servers").cloned().unwrap_or_default();
+        let servers = properties
+            .get("bootstrap.servers")
+            .cloned()
+            .unwrap_or_default();
         let topic_owned = topic.to_string();
         let probe = producer.clone();
         tokio::task::spawn_blocking(move || check_topic(&probe, &topic_owned, &servers))
             .await
             .map_err(|e| PreflightError(format!("Kafka preflight did not finish: {e}")))??;
-        Ok(KafkaSink { producer, topic: topic.to_string(), recorder })
+        Ok(KafkaSink {
+            producer,
+            topic: topic.to_string(),
+            recorder,
+        })
     }
 }
 
 fn config_error(e: &KafkaError, properties: &BTreeMap<String, String>) -> String {
     let shown: Vec<String> = properties
         .keys()
-        .map(|k| format!("FLEETLOAD_KAFKA_{}", k.to_ascii_uppercase().replace('.', "_")))
+        .map(|k| {
+            format!(
+                "FLEETLOAD_KAFKA_{}",
+                k.to_ascii_uppercase().replace('.', "_")
+            )
+        })
         .filter(|k| !is_secret_name(k))
         .collect();
-    format!("librdkafka rejected the producer configuration: {e} (properties given: {})", shown.join(", "))
+    format!(
+        "librdkafka rejected the producer configuration: {e} (properties given: {})",
+        shown.join(", ")
+    )
 }
 
-fn check_topic(producer: &ThreadedProducer<DeliveryContext>, topic: &str, servers: &str) -> Result<(), PreflightError> {
-    let metadata = producer.client().fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|e| {
-        PreflightError(format!("Kafka brokers {servers} did not answer within {}s: {e}", METADATA_TIMEOUT.as_secs()))
-    })?;
+fn check_topic(
+    producer: &ThreadedProducer<DeliveryContext>,
+    topic: &str,
+    servers: &str,
+) -> Result<(), PreflightError> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| {
+            PreflightError(format!(
+                "Kafka brokers {servers} did not answer within {}s: {e}",
+                METADATA_TIMEOUT.as_secs()
+            ))
+        })?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(PreflightError(format!("topic {topic} is not known to the brokers {servers}")));
+        return Err(PreflightError(format!(
+            "topic {topic} is not known to the brokers {servers}"
+        )));
     };
     if let Some(err) = t.error() {
         let code = RDKafkaErrorCode::from(err);
@@ -150,14 +193,19 @@ fn check_topic(producer: &ThreadedProducer<DeliveryContext>, topic: &str, server
         }));
     }
     if t.partitions().is_empty() {
-        return Err(PreflightError(format!("topic {topic} on {servers} has no partitions")));
+        return Err(PreflightError(format!(
+            "topic {topic} on {servers} has no partitions"
+        )));
     }
     Ok(())
 }
 
 impl Sink for KafkaSink {
     async fn send(&mut self, event: Event<'_>) {
-        let mut record = BaseRecord::with_opaque_to(&self.topic, pack(event.intended_ns, event.sent_ns)).key(event.key).payload(event.value);
+        let mut record =
+            BaseRecord::with_opaque_to(&self.topic, pack(event.intended_ns, event.sent_ns))
+                .key(event.key)
+                .payload(event.value);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
@@ -184,7 +232,10 @@ impl Sink for KafkaSink {
         let wait = deadline.saturating_duration_since(Instant::now());
         let flushed = tokio::task::spawn_blocking(move || producer.flush(wait)).await;
         if let Ok(Err(e)) = flushed {
-            tracing::warn!(in_flight = self.producer.in_flight_count(), "Kafka flush did not complete: {e}");
+            tracing::warn!(
+                in_flight = self.producer.in_flight_count(),
+                "Kafka flush did not complete: {e}"
+            );
         }
     }
 }
@@ -206,6 +257,11 @@ mod tests {
 
     #[test]
     fn error_names() {
-        assert_eq!(error_name(&KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)), "MessageTimedOut");
+        assert_eq!(
+            error_name(&KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut
+            )),
+            "MessageTimedOut"
+        );
     }
 }

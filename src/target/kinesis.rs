@@ -36,7 +36,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Per-record error codes worth retrying: the shard was over its limit, or Kinesis failed
 /// internally. Anything else (`AccessDeniedException`, `KMS*`, …) is final.
-pub const RETRYABLE_RECORD_CODES: &[&str] = &["ProvisionedThroughputExceededException", "InternalFailure"];
+pub const RETRYABLE_RECORD_CODES: &[&str] =
+    &["ProvisionedThroughputExceededException", "InternalFailure"];
 
 /// Whole-request error codes worth retrying.
 pub const RETRYABLE_REQUEST_CODES: &[&str] = &[
@@ -81,14 +82,24 @@ pub async fn client() -> aws_sdk_kinesis::Client {
     let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let config = aws_sdk_kinesis::config::Builder::from(&shared)
         .retry_config(RetryConfig::disabled())
-        .timeout_config(TimeoutConfig::builder().operation_timeout(REQUEST_TIMEOUT).connect_timeout(Duration::from_secs(3)).build())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(REQUEST_TIMEOUT)
+                .connect_timeout(Duration::from_secs(3))
+                .build(),
+        )
         .build();
     aws_sdk_kinesis::Client::from_conf(config)
 }
 
 impl KinesisSink {
     /// Connects and checks that the stream exists and is active.
-    pub async fn connect(stream: StreamRef, batch_size: usize, max_in_flight: Option<usize>, recorder: SharedRecorder) -> Result<Self, PreflightError> {
+    pub async fn connect(
+        stream: StreamRef,
+        batch_size: usize,
+        max_in_flight: Option<usize>,
+        recorder: SharedRecorder,
+    ) -> Result<Self, PreflightError> {
         let client = client().await;
         let region = client.config().region().map(|r| r.to_string());
         let Some(region) = region else {
@@ -116,7 +127,12 @@ impl KinesisSink {
         }
         // Waiting here is the backpressure: the schedule keeps running, so events generated
         // after the wait carry their intended times and the wait shows as latency.
-        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         while self.tasks.try_join_next().is_some() {}
         let entries = std::mem::replace(&mut self.entries, Vec::with_capacity(self.batch_size));
         let mut meta = std::mem::replace(&mut self.meta, Vec::with_capacity(self.batch_size));
@@ -126,7 +142,11 @@ impl KinesisSink {
         for m in &mut meta {
             m.sent_ns = sent_ns;
         }
-        let (client, stream, give_up) = (self.client.clone(), self.stream.clone(), self.give_up.clone());
+        let (client, stream, give_up) = (
+            self.client.clone(),
+            self.stream.clone(),
+            self.give_up.clone(),
+        );
         self.tasks.spawn(async move {
             put_with_retries(&client, &stream, entries, meta, &recorder, &give_up).await;
             drop(permit);
@@ -137,7 +157,9 @@ impl KinesisSink {
 impl Sink for KinesisSink {
     async fn send(&mut self, event: Event<'_>) {
         let size = event.key.len() + event.value.len();
-        if self.entries.len() >= self.batch_size || self.batch_bytes + size > KINESIS_MAX_BATCH_BYTES {
+        if self.entries.len() >= self.batch_size
+            || self.batch_bytes + size > KINESIS_MAX_BATCH_BYTES
+        {
             self.dispatch().await;
         }
         // The partition key is the sensor id: ASCII by construction.
@@ -148,7 +170,11 @@ impl Sink for KinesisSink {
             .build()
             .expect("data and partition key are set");
         self.entries.push(entry);
-        self.meta.push(RecordMeta { intended_ns: event.intended_ns, sent_ns: event.sent_ns, bytes: size as u64 });
+        self.meta.push(RecordMeta {
+            intended_ns: event.intended_ns,
+            sent_ns: event.sent_ns,
+            bytes: size as u64,
+        });
         self.batch_bytes += size;
         if self.entries.len() >= self.batch_size {
             self.dispatch().await;
@@ -168,7 +194,10 @@ impl Sink for KinesisSink {
             // code), give requests on the wire a moment, then abandon them (they count as
             // unacknowledged).
             self.give_up.store(true, Ordering::Relaxed);
-            let _ = tokio::time::timeout(Duration::from_millis(500), async { while self.tasks.join_next().await.is_some() {} }).await;
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while self.tasks.join_next().await.is_some() {}
+            })
+            .await;
             self.tasks.abort_all();
         }
     }
@@ -219,7 +248,8 @@ async fn put_with_retries(
             match result {
                 Ok(out) => {
                     let answered = out.records().len().min(entries.len());
-                    for (i, (res, entry)) in out.records().iter().zip(entries.drain(..)).enumerate() {
+                    for (i, (res, entry)) in out.records().iter().zip(entries.drain(..)).enumerate()
+                    {
                         let m = meta[i];
                         if res.sequence_number().is_some() {
                             r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
@@ -267,7 +297,11 @@ async fn put_with_retries(
     }
 }
 
-async fn preflight(client: &aws_sdk_kinesis::Client, stream: &StreamRef, region: &str) -> Result<(), PreflightError> {
+async fn preflight(
+    client: &aws_sdk_kinesis::Client,
+    stream: &StreamRef,
+    region: &str,
+) -> Result<(), PreflightError> {
     let request = match stream {
         StreamRef::Name(n) => client.describe_stream_summary().stream_name(n),
         StreamRef::Arn(a) => client.describe_stream_summary().stream_arn(a),

@@ -56,14 +56,24 @@ pub enum Target {
 impl Target {
     /// Connects to the scenario's target and checks it is there (stream active, topic
     /// present), before the clock starts. Nothing is produced here.
-    pub async fn connect(scenario: &Scenario, task_id: &str, recorder: SharedRecorder) -> Result<Target, PreflightError> {
+    pub async fn connect(
+        scenario: &Scenario,
+        task_id: &str,
+        recorder: SharedRecorder,
+    ) -> Result<Target, PreflightError> {
         Ok(match &scenario.target {
-            TargetConfig::Kinesis { stream } => {
-                Target::Kinesis(kinesis::KinesisSink::connect(stream.clone(), scenario.batch_size, scenario.max_in_flight, recorder).await?)
-            }
-            TargetConfig::Kafka { topic, properties } => {
-                Target::Kafka(kafka::KafkaSink::connect(topic, properties, task_id, recorder).await?)
-            }
+            TargetConfig::Kinesis { stream } => Target::Kinesis(
+                kinesis::KinesisSink::connect(
+                    stream.clone(),
+                    scenario.batch_size,
+                    scenario.max_in_flight,
+                    recorder,
+                )
+                .await?,
+            ),
+            TargetConfig::Kafka { topic, properties } => Target::Kafka(
+                kafka::KafkaSink::connect(topic, properties, task_id, recorder).await?,
+            ),
             TargetConfig::Null => Target::Null(NullSink::new(recorder)),
         })
     }
@@ -105,7 +115,10 @@ pub struct NullSink {
 impl NullSink {
     /// A null sink recording into `recorder`.
     pub fn new(recorder: SharedRecorder) -> Self {
-        NullSink { recorder, pending: Vec::with_capacity(4096) }
+        NullSink {
+            recorder,
+            pending: Vec::with_capacity(4096),
+        }
     }
 
     fn record_pending(&mut self) {
@@ -122,7 +135,11 @@ impl NullSink {
 
 impl Sink for NullSink {
     async fn send(&mut self, event: Event<'_>) {
-        self.pending.push((event.intended_ns, event.sent_ns, (event.key.len() + event.value.len()) as u64));
+        self.pending.push((
+            event.intended_ns,
+            event.sent_ns,
+            (event.key.len() + event.value.len()) as u64,
+        ));
         if self.pending.len() == self.pending.capacity() {
             self.record_pending();
         }
@@ -153,7 +170,10 @@ mod tests {
     fn backoff_is_bounded() {
         for attempt in 0..40 {
             let d = backoff(attempt, Duration::from_millis(50), Duration::from_secs(2));
-            assert!(d >= Duration::from_millis(1) && d <= Duration::from_secs(2), "{attempt}: {d:?}");
+            assert!(
+                d >= Duration::from_millis(1) && d <= Duration::from_secs(2),
+                "{attempt}: {d:?}"
+            );
         }
     }
 }

@@ -5,6 +5,8 @@
 //! [`target`]s (Kinesis, Kafka or null), measures every outcome in [`stats`], and writes the
 //! [`report`] files through the [`store`] (a local directory or S3). [`worker`] ties these
 //! together for one task.
+/// Where the worker tasks run: ECS (RunTask fan-out, describe, stop) and local processes.
+pub mod fleet;
 /// Kinesis-compatible HTTP server on loopback: test and benchmark support, not used by the worker.
 pub mod kinesis_double;
 pub mod pacing;

@@ -1,0 +1,2 @@
+//! Fleet backends.
+pub mod ecs;

@@ -13,6 +13,8 @@ pub mod pacing;
 pub mod payload;
 pub mod report;
 pub mod scenario;
+/// Outputs of the project's CloudFormation stack, for `launcher run --stack NAME`.
+pub mod stack;
 pub mod stats;
 pub mod store;
 pub mod target;

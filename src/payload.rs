@@ -96,7 +96,7 @@ impl Template {
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
             if open > 0 {
-                parts.push(Part::Literal(rest[..open].as_bytes().to_vec()));
+                parts.push(Part::Literal(rest.as_bytes()[..open].to_vec()));
             }
             let after = &rest[open + 2..];
             let close = after
@@ -348,7 +348,7 @@ impl Generator {
                 {
                     if value.len() < *size {
                         let fill = *size - value.len();
-                        value.splice(at..at, std::iter::repeat_n(b'x', fill));
+                        value.splice(at..at, std::iter::repeat(b'x').take(fill));
                     }
                 }
             }

@@ -4,7 +4,6 @@
 //! Tests that need the moto server read `FLEETLOAD_TEST_MOTO_URL` (ci/test.sh starts it) and
 //! fail when it is missing.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

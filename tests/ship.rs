@@ -92,7 +92,7 @@ fn python_aws(script: &str, moto: &str, args: &[&str]) -> String {
 }
 
 #[test]
-fn the_stack_deploys_in_moto_and_launcher_run_stack_starts_its_tasks() {
+fn the_stack_deploys_in_moto_and_launcher_run_stack_starts_23_tasks_and_stops_them_on_ctrl_c() {
     let moto = std::env::var("FLEETLOAD_TEST_MOTO_URL").expect("FLEETLOAD_TEST_MOTO_URL is not set: run the tests through ci/test.sh, which starts the moto server");
     let stack = format!("fleetload-ship-{}", std::process::id());
     let template = root().join("cloudformation/fleetload.yaml");
@@ -133,7 +133,7 @@ print(json.dumps({o['OutputKey']: o['OutputValue'] for o in s['Outputs']}))
     let dir = tempfile::tempdir().unwrap();
     let mut launcher = Command::new(env!("CARGO_BIN_EXE_launcher"));
     launcher
-        .args(["run", "--stack", &stack, "--tasks", "3", "--target", "null", "--rate", "100", "--duration", "30s", "--start-delay", "5s", "--run-id", &run_id])
+        .args(["run", "--stack", &stack, "--backend", "ecs", "--tasks", "23", "--target", "null", "--rate", "100", "--duration", "30s", "--start-delay", "5s", "--run-id", &run_id])
         .current_dir(dir.path())
         .env("AWS_ENDPOINT_URL", &moto)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -153,13 +153,13 @@ print(json.dumps({o['OutputKey']: o['OutputValue'] for o in s['Outputs']}))
             &[outputs["ClusterName"].as_str().unwrap(), &run_id],
         );
         let tasks: Vec<serde_json::Value> = serde_json::from_str(listed.trim()).unwrap();
-        if tasks.len() >= 3 {
+        if tasks.len() >= 23 {
             break tasks;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "the launcher did not start 3 tasks in moto");
+        assert!(start.elapsed() < Duration::from_secs(60), "the launcher did not start 23 tasks in moto");
         std::thread::sleep(Duration::from_millis(300));
     };
-    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks.len(), 23);
     for t in &tasks {
         assert_eq!(t["startedBy"], run_id.as_str());
         assert_eq!(t["taskDefinitionArn"], outputs["TaskDefinitionArn"]);
@@ -176,10 +176,12 @@ print(json.dumps({o['OutputKey']: o['OutputValue'] for o in s['Outputs']}))
     let screen = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{screen}");
     assert!(screen.contains("DescribeTasks confirms"), "{screen}");
+    // RunTask starts at most 10 tasks per call: 23 tasks take 10 + 10 + 3.
+    assert!(screen.contains("starting: 23/23 tasks (3 RunTask calls, 0 throttled"), "{screen}");
     let states = python_aws(
         "ecs = boto3.client('ecs', **kw)\narns = ecs.list_tasks(cluster=sys.argv[2], startedBy=sys.argv[3], desiredStatus='STOPPED')['taskArns']\nprint(' '.join(t['lastStatus'] for t in ecs.describe_tasks(cluster=sys.argv[2], tasks=arns)['tasks']))",
         &moto,
         &[outputs["ClusterName"].as_str().unwrap(), &run_id],
     );
-    assert_eq!(states.split_whitespace().filter(|s| *s == "STOPPED").count(), 3, "{states}");
+    assert_eq!(states.split_whitespace().filter(|s| *s == "STOPPED").count(), 23, "{states}");
 }

@@ -637,6 +637,17 @@ impl Scenario {
                     })
             })
             .transpose()?;
+        if let Some(t) = start_at {
+            // A start instant a day away is a typo, not a plan: the task would idle (and bill).
+            if t > Utc::now() + chrono::Duration::hours(24) {
+                return Err(ScenarioError::invalid(
+                    "FLEETLOAD_START_AT",
+                    &t.to_rfc3339(),
+                    "more than 24h in the future",
+                    "an RFC 3339 instant within the next 24h (or in the past: the task then starts at once)",
+                ));
+            }
+        }
 
         Ok(Scenario {
             target,

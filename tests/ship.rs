@@ -21,8 +21,14 @@ fn tool(name: &str) -> Command {
 }
 
 fn run_tool(mut cmd: Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what} is needed ({e}): run the tests through ci/test.sh, which installs it"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("{what} is needed ({e}): run the tests through ci/test.sh, which installs it")
+    });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{what} failed:\n{text}");
     text
 }
@@ -34,8 +40,14 @@ fn dockerfile_passes_hadolint_and_builds_a_minimal_non_root_image() {
     run_tool(cmd, "hadolint");
     let dockerfile = std::fs::read_to_string(root().join("docker/Dockerfile")).unwrap();
     let final_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
-    assert!(final_stage.starts_with("gcr.io/distroless/cc-debian12"), "final stage: {final_stage}");
-    assert!(final_stage.contains("\nUSER 65532:65532"), "runs as non-root");
+    assert!(
+        final_stage.starts_with("gcr.io/distroless/cc-debian12"),
+        "final stage: {final_stage}"
+    );
+    assert!(
+        final_stage.contains("\nUSER 65532:65532"),
+        "runs as non-root"
+    );
     assert!(final_stage.contains("ENTRYPOINT [\"/usr/local/bin/worker\"]"));
 }
 
@@ -67,7 +79,10 @@ fn binaries_need_only_what_the_base_image_provides() {
             .collect();
         assert!(needed.contains(&"libc.so.6"), "{exe}: {needed:?}");
         for lib in &needed {
-            assert!(BASE_IMAGE_LIBRARIES.contains(lib), "{exe} needs {lib}, which the distroless cc image does not have");
+            assert!(
+                BASE_IMAGE_LIBRARIES.contains(lib),
+                "{exe} needs {lib}, which the distroless cc image does not have"
+            );
         }
     }
 }
@@ -78,16 +93,36 @@ fn cloudformation_template_passes_cfn_lint_and_checkov() {
     cmd.arg("cloudformation/fleetload.yaml");
     run_tool(cmd, "cfn-lint");
     let mut cmd = tool("checkov");
-    cmd.args(["-f", "cloudformation/fleetload.yaml", "--quiet", "--compact", "--skip-download", "--framework", "cloudformation"]);
+    cmd.args([
+        "-f",
+        "cloudformation/fleetload.yaml",
+        "--quiet",
+        "--compact",
+        "--skip-download",
+        "--framework",
+        "cloudformation",
+    ]);
     let text = run_tool(cmd, "checkov");
     assert!(!text.contains("FAILED for resource"), "{text}");
 }
 
 fn python_aws(script: &str, moto: &str, args: &[&str]) -> String {
-    let python = std::env::var("FLEETLOAD_TEST_PYTHON").expect("FLEETLOAD_TEST_PYTHON is not set: run the tests through ci/test.sh, which installs boto3");
+    let python = std::env::var("FLEETLOAD_TEST_PYTHON").expect(
+        "FLEETLOAD_TEST_PYTHON is not set: run the tests through ci/test.sh, which installs boto3",
+    );
     let prelude = "import boto3, json, sys, time\nkw = dict(endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n";
-    let out = Command::new(python).arg("-c").arg(format!("{prelude}{script}")).arg(moto).args(args).output().unwrap();
-    assert!(out.status.success(), "boto3 script failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(format!("{prelude}{script}"))
+        .arg(moto)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3 script failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -125,15 +160,49 @@ print(json.dumps({o['OutputKey']: o['OutputValue'] for o in s['Outputs']}))
         &[&stack, template.to_str().unwrap()],
     );
     let outputs: serde_json::Value = serde_json::from_str(outputs.trim()).unwrap();
-    for key in ["ClusterName", "TaskDefinitionArn", "ContainerName", "SubnetIds", "SecurityGroupIds", "ReportBucket", "ReportUrl", "LaunchType", "DemoStreamName"] {
-        assert!(outputs.get(key).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty()), "output {key} missing: {outputs}");
+    for key in [
+        "ClusterName",
+        "TaskDefinitionArn",
+        "ContainerName",
+        "SubnetIds",
+        "SecurityGroupIds",
+        "ReportBucket",
+        "ReportUrl",
+        "LaunchType",
+        "DemoStreamName",
+    ] {
+        assert!(
+            outputs
+                .get(key)
+                .and_then(|v| v.as_str())
+                .is_some_and(|v| !v.is_empty()),
+            "output {key} missing: {outputs}"
+        );
     }
 
     let run_id = format!("ship-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let mut launcher = Command::new(env!("CARGO_BIN_EXE_launcher"));
     launcher
-        .args(["run", "--stack", &stack, "--backend", "ecs", "--tasks", "23", "--target", "null", "--rate", "100", "--duration", "30s", "--start-delay", "5s", "--run-id", &run_id])
+        .args([
+            "run",
+            "--stack",
+            &stack,
+            "--backend",
+            "ecs",
+            "--tasks",
+            "23",
+            "--target",
+            "null",
+            "--rate",
+            "100",
+            "--duration",
+            "30s",
+            "--start-delay",
+            "5s",
+            "--run-id",
+            &run_id,
+        ])
         .current_dir(dir.path())
         .env("AWS_ENDPOINT_URL", &moto)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -156,7 +225,10 @@ print(json.dumps({o['OutputKey']: o['OutputValue'] for o in s['Outputs']}))
         if tasks.len() >= 23 {
             break tasks;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "the launcher did not start 23 tasks in moto");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the launcher did not start 23 tasks in moto"
+        );
         std::thread::sleep(Duration::from_millis(300));
     };
     assert_eq!(tasks.len(), 23);
@@ -164,24 +236,49 @@ print(json.dumps({o['OutputKey']: o['OutputValue'] for o in s['Outputs']}))
         assert_eq!(t["startedBy"], run_id.as_str());
         assert_eq!(t["taskDefinitionArn"], outputs["TaskDefinitionArn"]);
         let env = &t["overrides"]["containerOverrides"][0]["environment"];
-        let has = |k: &str, v: &str| env.as_array().unwrap().iter().any(|e| e["name"] == k && (v.is_empty() || e["value"] == v));
+        let has = |k: &str, v: &str| {
+            env.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == k && (v.is_empty() || e["value"] == v))
+        };
         assert!(has("FLEETLOAD_RUN_ID", &run_id), "{env}");
         assert!(has("FLEETLOAD_TARGET", "null"), "{env}");
-        assert!(has("FLEETLOAD_REPORT_URL", outputs["ReportUrl"].as_str().unwrap()), "{env}");
+        assert!(
+            has(
+                "FLEETLOAD_REPORT_URL",
+                outputs["ReportUrl"].as_str().unwrap()
+            ),
+            "{env}"
+        );
         assert!(has("FLEETLOAD_START_AT", ""), "{env}");
     }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    let screen = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let screen = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(3), "{screen}");
     assert!(screen.contains("DescribeTasks confirms"), "{screen}");
     // RunTask starts at most 10 tasks per call: 23 tasks take 10 + 10 + 3.
-    assert!(screen.contains("starting: 23/23 tasks (3 RunTask calls, 0 throttled"), "{screen}");
+    assert!(
+        screen.contains("starting: 23/23 tasks (3 RunTask calls, 0 throttled"),
+        "{screen}"
+    );
     let states = python_aws(
         "ecs = boto3.client('ecs', **kw)\narns = ecs.list_tasks(cluster=sys.argv[2], startedBy=sys.argv[3], desiredStatus='STOPPED')['taskArns']\nprint(' '.join(t['lastStatus'] for t in ecs.describe_tasks(cluster=sys.argv[2], tasks=arns)['tasks']))",
         &moto,
         &[outputs["ClusterName"].as_str().unwrap(), &run_id],
     );
-    assert_eq!(states.split_whitespace().filter(|s| *s == "STOPPED").count(), 23, "{states}");
+    assert_eq!(
+        states
+            .split_whitespace()
+            .filter(|s| *s == "STOPPED")
+            .count(),
+        23,
+        "{states}"
+    );
 }

@@ -819,3 +819,44 @@ async fn unwritable_report_location_fails_preflight_and_prints_the_summary() {
     let summary = Summary::from_json(&out.stdout).expect("the summary on stdout");
     assert_eq!(summary.outcome.status(), "failed");
 }
+
+#[test]
+fn the_task_id_comes_from_the_ecs_task_metadata_endpoint() {
+    use std::io::{Read, Write};
+    // A task metadata endpoint on loopback, answering GET /v4/<id>/task as ECS does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        let request = String::from_utf8_lossy(&buf[..n]).to_string();
+        let body = r#"{"Cluster":"fleet","TaskARN":"arn:aws:ecs:us-east-1:123456789012:task/fleet/0123456789abcdef0123456789abcdef","Family":"fleetload-worker"}"#;
+        write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        request
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_worker(
+        &env(&[
+            ("FLEETLOAD_TARGET", "null"),
+            ("FLEETLOAD_RATE", "10"),
+            ("FLEETLOAD_DURATION", "1s"),
+            ("FLEETLOAD_RUN_ID", "meta-run"),
+            ("FLEETLOAD_REPORT_URL", dir.path().to_str().unwrap()),
+            (
+                "ECS_CONTAINER_METADATA_URI_V4",
+                &format!("http://{addr}/v4/abc"),
+            ),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.join().unwrap().starts_with("GET /v4/abc/task "));
+    let (s, _) = read_local_report(dir.path(), "meta-run", "0123456789abcdef0123456789abcdef");
+    assert_eq!(s.task_id, "0123456789abcdef0123456789abcdef");
+}

@@ -108,11 +108,9 @@ impl ReportStore {
         if custom_endpoint {
             // S3-compatible servers differ in their support of the newer default request
             // checksums (aws-chunked trailers); only send them where S3 requires one.
-            config = config
-                .force_path_style(true)
-                .request_checksum_calculation(
-                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-                );
+            config = config.force_path_style(true).request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            );
         }
         ReportStore::S3 {
             client: aws_sdk_s3::Client::from_conf(config.build()),
@@ -156,9 +154,7 @@ impl ReportStore {
                 match tokio::fs::read(&path).await {
                     Ok(bytes) => Ok(Some(bytes)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => {
-                        Err(e).with_context(|| format!("could not read {}", path.display()))
-                    }
+                    Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
                 }
             }
             ReportStore::S3 { client, bucket, .. } => {
@@ -167,9 +163,7 @@ impl ReportStore {
                 let output = match response {
                     Ok(output) => output,
                     Err(err) => {
-                        let missing = err
-                            .as_service_error()
-                            .is_some_and(|e| e.is_no_such_key())
+                        let missing = err.as_service_error().is_some_and(|e| e.is_no_such_key())
                             || err
                                 .raw_response()
                                 .is_some_and(|r| r.status().as_u16() == 404);
@@ -208,11 +202,7 @@ impl ReportStore {
                 prefix: root,
             } => {
                 let full_prefix = self.full_key(prefix);
-                let strip = if root.is_empty() {
-                    0
-                } else {
-                    root.len() + 1
-                };
+                let strip = if root.is_empty() { 0 } else { root.len() + 1 };
                 let mut keys = Vec::new();
                 let mut token: Option<String> = None;
                 loop {
@@ -374,7 +364,11 @@ mod tests {
         let store = ReportStore::Local(dir.path().to_path_buf());
         assert_eq!(store.get("run/tasks/a/summary.json").await.unwrap(), None);
         store
-            .put("run/tasks/a/summary.json", b"{}".to_vec(), "application/json")
+            .put(
+                "run/tasks/a/summary.json",
+                b"{}".to_vec(),
+                "application/json",
+            )
             .await
             .unwrap();
         store
@@ -382,7 +376,11 @@ mod tests {
             .await
             .unwrap();
         store
-            .put("run/tasks/a/summary.json", b"{\"v\":2}".to_vec(), "application/json")
+            .put(
+                "run/tasks/a/summary.json",
+                b"{\"v\":2}".to_vec(),
+                "application/json",
+            )
             .await
             .unwrap();
         store

@@ -1,1 +1,44 @@
-fn main() {}
+//! The launcher: `launcher run | merge | stop`. Parses the command line, builds the runtime and
+//! hands over to [`fleetload::launcher::run`]; exit codes are those of
+//! [`fleetload::launcher::ExitStatus`] (0 held, 1 threshold broken, 2 usage, 3 fleet failed).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use fleetload::launcher::{self, Cli, ExitStatus};
+
+fn main() -> ExitCode {
+    // The local backend runs the launcher's own executable as each worker.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == fleetload::fleet::local::WORKER_MODE_ARG)
+    {
+        return fleetload::worker::process_main();
+    }
+    // clap exits with 2 on a usage error (0 for --help and --version).
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,fleetload=info".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("launcher: cannot start the async runtime: {e}");
+            return ExitStatus::Usage.into();
+        }
+    };
+    match runtime.block_on(launcher::run(cli)) {
+        Ok(status) => status.into(),
+        Err(e) => {
+            eprintln!("launcher: {e:#}");
+            ExitStatus::of_error(&e).into()
+        }
+    }
+}

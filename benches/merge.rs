@@ -1,0 +1,219 @@
+//! Merge benchmark: 1,000 task reports of a 300-second run, written to a temporary directory
+//! through the local report store, then `merge_run` + `write_merged` timed end to end.
+//!
+//! `cargo bench --bench merge` runs the full size (the budget is 2 s); under `cargo test` (no
+//! `--bench` argument) it runs a 20-task smoke version so the test suite stays quick.
+//!
+//! Each task has 300 per-second histograms of ~1,000 events with a realistic shape (a few ms,
+//! a 1 % tail to 500 ms, rare outliers to 3 s), so each per-second encoding holds hundreds of
+//! non-zero buckets. The file contents come from a pool of 25 distinct synthetic tasks (each
+//! task still has its own id and its own files); generating 300,000 distinct histograms would
+//! make the set-up, not the merge, the slow part.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use fleetload::merge::{merge_run, write_merged};
+use fleetload::report::{
+    encode_histogram, new_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome,
+    Percentiles, SecondRow, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
+};
+use fleetload::store::{task_dir, ReportStore};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const SECONDS: u64 = 300;
+const EVENTS_PER_SECOND: u64 = 1000;
+const POOL: usize = 25;
+const RUN: &str = "bench-run";
+
+struct Files {
+    summary: Summary,
+    timeseries: Vec<u8>,
+    hlog: Vec<u8>,
+}
+
+fn latency_us(rng: &mut SmallRng) -> u64 {
+    let u: f64 = rng.gen_range(1e-9..1.0);
+    let roll: f64 = rng.gen();
+    if roll < 0.0005 {
+        rng.gen_range(1_000_000..3_000_000)
+    } else if roll < 0.01 {
+        rng.gen_range(50_000..500_000)
+    } else {
+        // 1.5 ms plus an exponential with a 3 ms mean.
+        1_500 + (-u.ln() * 3_000.0) as u64
+    }
+}
+
+fn synthetic_task(seed: u64, planned: DateTime<Utc>) -> Files {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut latency = new_histogram();
+    let mut service = new_histogram();
+    let mut per_second: Vec<(u64, Histogram<u64>)> = Vec::new();
+    let mut rows = Vec::new();
+    let mut counts = Counts::default();
+    let mut throttled_timeline = Vec::new();
+    for second in 0..SECONDS {
+        let mut h = new_histogram();
+        let throttled = u64::from(rng.gen_range(0..100) == 0) * rng.gen_range(1..20);
+        let acknowledged = EVENTS_PER_SECOND - throttled;
+        for _ in 0..acknowledged {
+            let v = latency_us(&mut rng);
+            h.record(v).unwrap();
+            latency.record(v).unwrap();
+            service.record((v * 4 / 5).max(1)).unwrap();
+        }
+        let p = Percentiles::of(&h);
+        rows.push(SecondRow {
+            second,
+            target_rate: EVENTS_PER_SECOND as f64,
+            attempted: EVENTS_PER_SECOND,
+            acknowledged,
+            failed: throttled,
+            bytes: acknowledged * 110,
+            p50_ms: p.p50,
+            p99_ms: p.p99,
+            max_ms: p.max,
+        });
+        if throttled > 0 {
+            throttled_timeline.push((second, throttled));
+        }
+        counts.attempted += EVENTS_PER_SECOND;
+        counts.acknowledged += acknowledged;
+        counts.failed += throttled;
+        per_second.push((second, h));
+    }
+    if counts.failed > 0 {
+        counts.failed_by_code.insert(
+            "ProvisionedThroughputExceededException".to_string(),
+            counts.failed,
+        );
+    }
+    let mut errors_timeline = BTreeMap::new();
+    errors_timeline.insert(
+        "ProvisionedThroughputExceededException".to_string(),
+        throttled_timeline,
+    );
+    let summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        run_id: RUN.to_string(),
+        task_id: String::new(),
+        target: "kinesis".to_string(),
+        scenario: [("FLEETLOAD_TARGET".to_string(), "kinesis".to_string())].into(),
+        fleetload_version: env!("CARGO_PKG_VERSION").to_string(),
+        planned_start: planned,
+        actual_start: Some(planned),
+        end: Some(planned + chrono::Duration::seconds(SECONDS as i64)),
+        late_start_ms: 0,
+        duration_s: SECONDS as f64,
+        outcome: Outcome::Completed,
+        bytes: counts.acknowledged * 110,
+        achieved_rate: counts.acknowledged as f64 / SECONDS as f64,
+        counts,
+        target_rate: Some(EVENTS_PER_SECOND as f64),
+        latency_ms: Percentiles::of(&latency),
+        service_time_ms: Percentiles::of(&service),
+        histograms: Histograms {
+            unit: "microseconds".to_string(),
+            latency: encode_histogram(&latency),
+            service_time: encode_histogram(&service),
+        },
+        errors_timeline,
+        merge: None,
+    };
+    Files {
+        summary,
+        timeseries: timeseries_csv(&rows),
+        hlog: write_hlog(planned, &per_second),
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let tasks: usize = if full { 1000 } else { 20 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ReportStore::Local(dir.path().to_path_buf());
+    let planned = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+
+    let setup = Instant::now();
+    let pool: Vec<Files> = (0..POOL.min(tasks))
+        .map(|i| synthetic_task(i as u64, planned))
+        .collect();
+    let mut expected_acknowledged = 0;
+    runtime.block_on(async {
+        for i in 0..tasks {
+            let files = &pool[i % pool.len()];
+            let task_id = format!("task-{i:04}");
+            let mut summary = files.summary.clone();
+            summary.task_id = task_id.clone();
+            expected_acknowledged += summary.counts.acknowledged;
+            let dir = task_dir(RUN, &task_id);
+            store
+                .put(
+                    &format!("{dir}/{SUMMARY_FILE}"),
+                    summary.to_json(),
+                    "application/json",
+                )
+                .await
+                .unwrap();
+            store
+                .put(
+                    &format!("{dir}/{TIMESERIES_FILE}"),
+                    files.timeseries.clone(),
+                    "text/csv",
+                )
+                .await
+                .unwrap();
+            store
+                .put(
+                    &format!("{dir}/{HLOG_FILE}"),
+                    files.hlog.clone(),
+                    "text/plain",
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let hlog_kb = pool[0].hlog.len() / 1024;
+    eprintln!(
+        "set-up: {tasks} task reports ({SECONDS} s each, hlog ~{hlog_kb} KiB) written in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let start = Instant::now();
+    let merged = runtime
+        .block_on(merge_run(&store, RUN, None, Some(tasks as u64)))
+        .unwrap();
+    let merged_at = start.elapsed();
+    runtime
+        .block_on(write_merged(&store, RUN, &merged))
+        .unwrap();
+    let total = start.elapsed();
+
+    assert_eq!(merged.summary.outcome, Outcome::Completed);
+    assert_eq!(merged.summary.counts.acknowledged, expected_acknowledged);
+    assert_eq!(merged.summary.latency_ms.count, expected_acknowledged);
+    assert_eq!(merged.rows.len() as u64, SECONDS);
+    println!(
+        "merge of {tasks} task reports × {SECONDS} s: {:.3} s end to end \
+         (merge_run {:.3} s, write_merged {:.3} s); merged p99 {} ms{}",
+        total.as_secs_f64(),
+        merged_at.as_secs_f64(),
+        (total - merged_at).as_secs_f64(),
+        merged.summary.latency_ms.p99,
+        if full {
+            ""
+        } else {
+            " (smoke size; `cargo bench --bench merge` runs 1,000 tasks)"
+        }
+    );
+}

@@ -1,0 +1,497 @@
+//! Adding HdrHistogram V2 encodings without materialising each one as a full histogram.
+//!
+//! Why not `report::decode_histogram` + `Histogram::add`: a report histogram covers 1 µs to one
+//! hour at 3 significant digits, so decoding one allocates and zeroes ~180 KB and adding it walks
+//! ~22,000 counters — about 30 µs, while a per-second histogram of a task holds a few hundred
+//! non-zero counters. A 1,000-task, 300-second run has 300,000 of them: 9 s of the merge's
+//! budget. Here an encoding is inflated and its run-length counts read into `(index, count)`
+//! pairs, which an [`Accumulator`] adds into a dense counter range. The result is the same
+//! histogram, bucket for bucket (the tests check it against the hdrhistogram crate's own
+//! deserializer and `add`).
+
+use anyhow::{bail, ensure, Context};
+use base64::Engine;
+use hdrhistogram::Histogram;
+
+use crate::report::{HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG};
+
+/// Cookie of an uncompressed V2 encoding.
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+/// Cookie of a deflate-compressed V2 encoding.
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
+/// Size of the V2 header: cookie, payload length, normalizing offset, digits, low, high, ratio.
+const V2_HEADER: usize = 40;
+/// Refuse encodings that inflate beyond this: a histogram's payload is a few KB at most, so
+/// anything larger is a corrupt or hostile file, not a report.
+const MAX_INFLATED: usize = 16 << 20;
+
+/// The bucket layout of a histogram: which value a counter index stands for. It depends only
+/// on the lowest discernible value and the significant digits, not on the highest value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    unit_magnitude: u32,
+    sub_bucket_half_count_magnitude: u32,
+}
+
+impl Layout {
+    /// The layout of a histogram with lowest discernible value `low` and `sigfig` digits.
+    pub fn new(low: u64, sigfig: u32) -> Option<Layout> {
+        if low == 0 || sigfig > 5 {
+            return None;
+        }
+        let largest = 2 * 10u64.pow(sigfig);
+        let sub_bucket_count_magnitude = 64 - (largest - 1).leading_zeros();
+        let unit_magnitude = 63 - low.leading_zeros();
+        if unit_magnitude + sub_bucket_count_magnitude > 63 {
+            return None;
+        }
+        Some(Layout {
+            unit_magnitude,
+            sub_bucket_half_count_magnitude: sub_bucket_count_magnitude - 1,
+        })
+    }
+
+    /// The layout of every fleetload histogram (`report::new_histogram`).
+    pub fn report() -> Layout {
+        Layout::new(1, u32::from(HISTOGRAM_SIGFIG)).expect("the report layout is valid")
+    }
+
+    /// The lowest value counted at `index`, or `None` past the representable range.
+    pub fn value_at(&self, index: usize) -> Option<u64> {
+        let half_count = 1usize << self.sub_bucket_half_count_magnitude;
+        let mut bucket = (index >> self.sub_bucket_half_count_magnitude) as i64 - 1;
+        let mut sub_bucket = (index & (half_count - 1)) + half_count;
+        if bucket < 0 {
+            sub_bucket -= half_count;
+            bucket = 0;
+        }
+        let shift = bucket as u32 + self.unit_magnitude;
+        // The top of the sub-bucket must stay representable in a u64.
+        if shift + self.sub_bucket_half_count_magnitude + 1 > 64 {
+            return None;
+        }
+        Some((sub_bucket as u64) << shift)
+    }
+}
+
+/// A decoded histogram: its layout and its non-zero counters in index order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sparse {
+    layout: Option<Layout>,
+    entries: Vec<(u32, u64)>,
+}
+
+impl Sparse {
+    /// Number of recorded values.
+    #[cfg(test)]
+    pub fn len(&self) -> u64 {
+        self.entries.iter().map(|&(_, c)| c).sum()
+    }
+}
+
+/// Reusable inflate state and buffers: one per decoding thread.
+pub struct Decoder {
+    inflate: flate2::Decompress,
+    inflated: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder {
+            inflate: flate2::Decompress::new(true),
+            inflated: Vec::with_capacity(4096),
+            raw: Vec::with_capacity(4096),
+        }
+    }
+}
+
+impl Decoder {
+    /// Decodes base64 of a V2 (deflate or plain) encoding, as `report::encode_histogram` writes.
+    pub fn decode_base64(&mut self, text: &str) -> anyhow::Result<Sparse> {
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
+        let result = base64::engine::general_purpose::STANDARD
+            .decode_vec(text.trim(), &mut raw)
+            .context("histogram is not base64")
+            .and_then(|()| self.decode(&raw));
+        self.raw = raw;
+        result
+    }
+
+    /// Decodes a V2 (deflate or plain) encoding.
+    pub fn decode(&mut self, bytes: &[u8]) -> anyhow::Result<Sparse> {
+        ensure!(bytes.len() >= 8, "histogram encoding is truncated");
+        match be_u32(bytes, 0) {
+            V2_COOKIE => parse_v2(bytes),
+            V2_COMPRESSED_COOKIE => {
+                let len = be_u32(bytes, 4) as usize;
+                let compressed = bytes
+                    .get(8..8 + len)
+                    .context("compressed histogram is truncated")?;
+                self.inflate(compressed)?;
+                let inflated = std::mem::take(&mut self.inflated);
+                let result = parse_v2(&inflated);
+                self.inflated = inflated;
+                result
+            }
+            other => bail!("histogram has cookie {other:#010x}, not an HdrHistogram V2 encoding"),
+        }
+    }
+
+    /// Inflates a zlib stream into `self.inflated`, growing it as needed. (Not `Finish`: with
+    /// miniz_oxide that demands the whole output fit in the first call's buffer.)
+    fn inflate(&mut self, input: &[u8]) -> anyhow::Result<()> {
+        use flate2::{FlushDecompress, Status};
+        self.inflate.reset(true);
+        self.inflated.clear();
+        loop {
+            if self.inflated.len() == self.inflated.capacity() {
+                ensure!(
+                    self.inflated.len() < MAX_INFLATED,
+                    "histogram inflates beyond {MAX_INFLATED} bytes"
+                );
+                self.inflated.reserve(self.inflated.capacity().max(4096));
+            }
+            let consumed = self.inflate.total_in() as usize;
+            let produced = self.inflated.len();
+            let status = self
+                .inflate
+                .decompress_vec(
+                    &input[consumed..],
+                    &mut self.inflated,
+                    FlushDecompress::Finish,
+                )
+                .context("compressed histogram does not inflate")?;
+            match status {
+                Status::StreamEnd => return Ok(()),
+                _ if self.inflate.total_in() as usize == consumed
+                    && self.inflated.len() == produced
+                    && self.inflated.len() < self.inflated.capacity() =>
+                {
+                    bail!("compressed histogram is truncated")
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Parses an uncompressed V2 encoding: header, then LEB128 zig-zag counts where a negative
+/// number is a run of that many empty counters.
+fn parse_v2(b: &[u8]) -> anyhow::Result<Sparse> {
+    ensure!(
+        b.len() >= V2_HEADER && be_u32(b, 0) == V2_COOKIE,
+        "histogram payload is not a V2 encoding"
+    );
+    let payload_len = be_u32(b, 4) as usize;
+    let normalizing_offset = be_u32(b, 8);
+    let sigfig = be_u32(b, 12);
+    let low = be_u64(b, 16);
+    let high = be_u64(b, 24);
+    let ratio = f64::from_bits(be_u64(b, 32));
+    ensure!(
+        normalizing_offset == 0 && ratio == 1.0,
+        "histogram uses normalizing offsets or double values, which fleetload does not write"
+    );
+    let layout = Layout::new(low, sigfig)
+        .with_context(|| format!("histogram has invalid bounds: low {low}, {sigfig} digits"))?;
+    ensure!(
+        high >= 2 * low,
+        "histogram has invalid bounds: high {high} < 2 × low {low}"
+    );
+    let payload = b
+        .get(V2_HEADER..V2_HEADER + payload_len)
+        .context("histogram payload is truncated")?;
+    let mut entries = Vec::new();
+    let mut index: u64 = 0;
+    let mut pos = 0;
+    while pos < payload.len() {
+        let zz = read_varint(payload, &mut pos).context("histogram payload is truncated")?;
+        let n = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
+        if n < 0 {
+            index += n.unsigned_abs();
+        } else {
+            if n > 0 {
+                ensure!(
+                    index <= u64::from(u32::MAX) && layout.value_at(index as usize).is_some(),
+                    "histogram has more counters than its value range allows"
+                );
+                entries.push((index as u32, n as u64));
+            }
+            index += 1;
+        }
+    }
+    Ok(Sparse {
+        layout: Some(layout),
+        entries,
+    })
+}
+
+/// LEB128 as HdrHistogram writes it: at most 9 bytes, the 9th contributing all 8 bits.
+fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..9 {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        if i == 8 {
+            return Some(value | (u64::from(byte) << 56));
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    Some(value)
+}
+
+/// Sums histograms of the report layout in a dense range of counters, growing the range as
+/// needed; histograms of another layout are added to an ordinary histogram on the side.
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    base: usize,
+    counts: Vec<u64>,
+    other: Option<Histogram<u64>>,
+}
+
+impl Accumulator {
+    /// Adds a decoded histogram.
+    pub fn add(&mut self, h: &Sparse) {
+        let (Some(&(first, _)), Some(&(last, _))) = (h.entries.first(), h.entries.last()) else {
+            return;
+        };
+        let layout = h.layout.expect("a non-empty histogram has a layout");
+        if layout != Layout::report() {
+            let other = self.other.get_or_insert_with(|| {
+                let mut o = crate::report::new_histogram();
+                o.auto(true);
+                o
+            });
+            for &(i, c) in &h.entries {
+                let v = layout.value_at(i as usize).expect("checked when decoded");
+                other.saturating_record_n(v, c);
+            }
+            return;
+        }
+        self.reserve(first as usize, last as usize);
+        for &(i, c) in &h.entries {
+            let slot = &mut self.counts[i as usize - self.base];
+            *slot = slot.saturating_add(c);
+        }
+    }
+
+    /// Adds another accumulator.
+    #[cfg(test)]
+    pub fn merge(&mut self, other: Accumulator) {
+        if !other.counts.is_empty() {
+            self.reserve(other.base, other.base + other.counts.len() - 1);
+            for (i, c) in other.counts.iter().enumerate() {
+                let slot = &mut self.counts[other.base + i - self.base];
+                *slot = slot.saturating_add(*c);
+            }
+        }
+        if let Some(o) = other.other {
+            match &mut self.other {
+                Some(mine) => mine.add(&o).expect("auto-resizing histograms always add"),
+                None => self.other = Some(o),
+            }
+        }
+    }
+
+    fn reserve(&mut self, first: usize, last: usize) {
+        if self.counts.is_empty() {
+            self.base = first;
+            self.counts = vec![0; last - first + 1];
+            return;
+        }
+        if first < self.base {
+            let mut grown = vec![0; self.base - first];
+            grown.extend_from_slice(&self.counts);
+            self.counts = grown;
+            self.base = first;
+        }
+        if last >= self.base + self.counts.len() {
+            self.counts.resize(last - self.base + 1, 0);
+        }
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|&c| c == 0)
+            && match &self.other {
+                Some(o) => o.is_empty(),
+                None => true,
+            }
+    }
+
+    /// The sum as a histogram of the report layout. With `full_range` it covers 1 µs to one hour
+    /// like every report histogram; without, only up to the largest value recorded, which keeps
+    /// the thousands of per-second histograms of a long run small in memory.
+    pub fn to_histogram(&self, full_range: bool) -> Histogram<u64> {
+        let layout = Layout::report();
+        let top_index = self.counts.iter().rposition(|&c| c > 0);
+        // Recording a value needs `high` at or above it; the counters then cover its bucket.
+        let mut high = top_index
+            .and_then(|i| layout.value_at(self.base + i))
+            .unwrap_or(2)
+            .max(2);
+        if let Some(o) = &self.other {
+            if !o.is_empty() {
+                high = high.max(o.max());
+            }
+        }
+        if full_range {
+            high = high.max(HISTOGRAM_MAX_US);
+        }
+        let mut h =
+            Histogram::new_with_bounds(1, high, HISTOGRAM_SIGFIG).expect("valid histogram bounds");
+        for (i, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                let v = layout
+                    .value_at(self.base + i)
+                    .expect("checked when decoded");
+                h.saturating_record_n(v, c);
+            }
+        }
+        if let Some(o) = &self.other {
+            h.auto(true);
+            h.add(o).expect("auto-resizing histograms always add");
+            h.auto(false);
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{decode_histogram, encode_histogram, new_histogram};
+    use hdrhistogram::serialization::{Serializer, V2Serializer};
+    use proptest::prelude::*;
+
+    #[test]
+    fn value_at_matches_the_crate_for_the_report_layout() {
+        let layout = Layout::report();
+        let h = new_histogram();
+        for v in [
+            0u64,
+            1,
+            2,
+            1023,
+            2047,
+            2048,
+            2049,
+            4095,
+            4096,
+            1_000_000,
+            HISTOGRAM_MAX_US,
+        ] {
+            // Recording the lowest value of the bucket `v` falls in lands in that bucket.
+            let lowest = h.lowest_equivalent(v);
+            let mut acc = Accumulator::default();
+            let mut one = new_histogram();
+            one.record(v).unwrap();
+            acc.add(
+                &Decoder::default()
+                    .decode_base64(&encode_histogram(&one))
+                    .unwrap(),
+            );
+            let back = acc.to_histogram(true);
+            assert_eq!(back, one, "value {v}");
+            assert_eq!(back.min(), lowest);
+            assert!(layout.value_at(0).is_some());
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let mut d = Decoder::default();
+        assert!(d.decode_base64("not base64!").is_err());
+        assert!(d.decode_base64("AAAA").is_err());
+        let mut h = new_histogram();
+        h.record(5).unwrap();
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(encode_histogram(&h))
+            .unwrap();
+        bytes.truncate(bytes.len() - 3);
+        assert!(d.decode(&bytes).is_err());
+        // The decoder still works after an error.
+        assert_eq!(d.decode_base64(&encode_histogram(&h)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn large_encodings_inflate_across_buffer_growth() {
+        let mut h = new_histogram();
+        for v in (1..40_000u64).chain((1..2_000).map(|k| k * 1_000_000)) {
+            h.record_n(v, v % 5 + 1).unwrap();
+        }
+        let mut d = Decoder::default();
+        let mut acc = Accumulator::default();
+        acc.add(&d.decode_base64(&encode_histogram(&h)).unwrap());
+        assert_eq!(acc.to_histogram(true), h);
+        // And the decoder is reusable for a small one afterwards.
+        let mut small = new_histogram();
+        small.record(7).unwrap();
+        assert_eq!(d.decode_base64(&encode_histogram(&small)).unwrap().len(), 1);
+    }
+
+    fn plain_v2(h: &Histogram<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        V2Serializer::new().serialize(h, &mut out).unwrap();
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn sum_equals_the_crate_sum(
+            groups in prop::collection::vec(
+                prop::collection::vec((1u64..=HISTOGRAM_MAX_US, 1u64..1000), 0..60), 1..8),
+            low_pow in 0u32..4,
+            sigfig in 1u8..=5,
+        ) {
+            let mut expected = new_histogram();
+            let mut acc = Accumulator::default();
+            let mut decoder = Decoder::default();
+            for (n, group) in groups.iter().enumerate() {
+                // Every other group comes from a histogram of another layout.
+                let mut h = if n % 2 == 0 {
+                    new_histogram()
+                } else {
+                    Histogram::new_with_bounds(1 << low_pow, HISTOGRAM_MAX_US, sigfig).unwrap()
+                };
+                for &(v, c) in group {
+                    h.record_n(v.max(1 << low_pow), c).unwrap();
+                }
+                expected.add(&decode_histogram(&encode_histogram(&h)).unwrap()).unwrap();
+                let sparse = if n % 3 == 0 {
+                    decoder.decode(&plain_v2(&h)).unwrap()
+                } else {
+                    decoder.decode_base64(&encode_histogram(&h)).unwrap()
+                };
+                prop_assert_eq!(sparse.len(), h.len());
+                let mut part = Accumulator::default();
+                part.add(&sparse);
+                acc.merge(part);
+            }
+            let got = acc.to_histogram(true);
+            prop_assert_eq!(got.len(), expected.len());
+            for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
+                prop_assert_eq!(got.value_at_quantile(q), expected.value_at_quantile(q));
+            }
+            prop_assert_eq!(got.max(), expected.max());
+            prop_assert_eq!(got.min(), expected.min());
+            let tight = acc.to_histogram(false);
+            prop_assert_eq!(tight.len(), expected.len());
+            prop_assert_eq!(tight.value_at_quantile(0.99), expected.value_at_quantile(0.99));
+            prop_assert_eq!(tight.max(), expected.max());
+        }
+    }
+}

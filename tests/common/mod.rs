@@ -1,0 +1,227 @@
+//! Helpers shared by the integration tests: the moto server (the AWS stand-in on loopback) and
+//! synthetic task reports written with the library's own report writers.
+//!
+//! A test that needs the moto server fails, loudly, when `FLEETLOAD_TEST_MOTO_URL` is unset; it
+//! never skips itself green.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use fleetload::report::{
+    encode_histogram, new_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome,
+    Percentiles, SecondRow, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
+};
+use fleetload::store::{task_dir, ReportStore};
+use hdrhistogram::Histogram;
+
+/// What a test says when the moto server is not there.
+pub const MOTO_UNSET: &str = "FLEETLOAD_TEST_MOTO_URL is not set: run the tests through \
+                              ci/test.sh, which starts the moto server";
+
+/// The moto server's URL (`http://127.0.0.1:PORT`), from `FLEETLOAD_TEST_MOTO_URL`.
+pub fn moto_url() -> String {
+    match std::env::var("FLEETLOAD_TEST_MOTO_URL") {
+        Ok(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_string(),
+        _ => panic!("{MOTO_UNSET}"),
+    }
+}
+
+/// The environment a child process needs to reach the moto server through the standard AWS
+/// chain (endpoint, fake credentials, region; never the instance metadata endpoint).
+pub fn aws_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto_url()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ]
+}
+
+/// An SDK configuration for in-process use against the moto server, built explicitly rather
+/// than by changing the test process's environment.
+pub async fn moto_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto_url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "fleetload-tests",
+        ))
+        .load()
+        .await
+}
+
+/// A name no other test (or earlier run against the same moto server) uses.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+/// Creates an S3 bucket on the moto server and returns a report store on it.
+pub async fn moto_bucket(prefix: &str) -> (ReportStore, String) {
+    let sdk = moto_sdk_config().await;
+    let bucket = unique_name("fleetload-test");
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not create bucket {bucket} on the moto server at {}: {e:?}",
+                moto_url()
+            )
+        });
+    let store = ReportStore::s3_with_config(&sdk, true, bucket.clone(), prefix.to_string());
+    (store, bucket)
+}
+
+/// The planned start of every synthetic run.
+pub fn planned_start() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// A synthetic task report: `values` (µs) acknowledged round-robin over `seconds` seconds, plus
+/// `failed` events failed with `ProvisionedThroughputExceededException`.
+pub struct SyntheticTask {
+    /// The summary.
+    pub summary: Summary,
+    /// The time series.
+    pub rows: Vec<SecondRow>,
+    /// The per-second histograms.
+    pub per_second: Vec<(u64, Histogram<u64>)>,
+}
+
+/// Builds a synthetic task report of run `run_id`.
+pub fn synthetic_task(
+    run_id: &str,
+    task_id: &str,
+    values: &[u64],
+    failed: u64,
+    seconds: u64,
+    outcome: Outcome,
+) -> SyntheticTask {
+    let mut latency = new_histogram();
+    let mut per_second: Vec<(u64, Histogram<u64>)> =
+        (0..seconds).map(|s| (s, new_histogram())).collect();
+    let mut rows: Vec<SecondRow> = (0..seconds)
+        .map(|s| SecondRow {
+            second: s,
+            target_rate: 100.0,
+            ..SecondRow::default()
+        })
+        .collect();
+    for (i, v) in values.iter().enumerate() {
+        let s = i % seconds as usize;
+        latency.record(*v).unwrap();
+        per_second[s].1.record(*v).unwrap();
+        rows[s].attempted += 1;
+        rows[s].acknowledged += 1;
+        rows[s].bytes += 100;
+    }
+    rows[0].attempted += failed;
+    rows[0].failed += failed;
+    for (s, h) in &per_second {
+        let p = Percentiles::of(h);
+        let row = &mut rows[*s as usize];
+        row.p50_ms = p.p50;
+        row.p99_ms = p.p99;
+        row.max_ms = p.max;
+    }
+    let n = values.len() as u64;
+    let mut failed_by_code = BTreeMap::new();
+    let mut errors_timeline = BTreeMap::new();
+    if failed > 0 {
+        let code = "ProvisionedThroughputExceededException".to_string();
+        failed_by_code.insert(code.clone(), failed);
+        errors_timeline.insert(code, vec![(0, failed)]);
+    }
+    let summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        run_id: run_id.to_string(),
+        task_id: task_id.to_string(),
+        target: "null".to_string(),
+        scenario: [("FLEETLOAD_TARGET".to_string(), "null".to_string())].into(),
+        fleetload_version: env!("CARGO_PKG_VERSION").to_string(),
+        planned_start: planned_start(),
+        actual_start: Some(planned_start()),
+        end: Some(planned_start() + chrono::Duration::seconds(seconds as i64)),
+        late_start_ms: 0,
+        duration_s: seconds as f64,
+        outcome,
+        counts: Counts {
+            attempted: n + failed,
+            acknowledged: n,
+            failed,
+            failed_by_code,
+            retried: 0,
+            retried_by_code: BTreeMap::new(),
+        },
+        bytes: n * 100,
+        target_rate: Some(100.0),
+        achieved_rate: n as f64 / seconds as f64,
+        latency_ms: Percentiles::of(&latency),
+        service_time_ms: Percentiles::of(&latency),
+        histograms: Histograms {
+            unit: "microseconds".to_string(),
+            latency: encode_histogram(&latency),
+            service_time: encode_histogram(&latency),
+        },
+        errors_timeline,
+        merge: None,
+    };
+    SyntheticTask {
+        summary,
+        rows,
+        per_second,
+    }
+}
+
+/// Writes a synthetic task's three report files through the store, as a worker would.
+pub async fn write_task(store: &ReportStore, task: &SyntheticTask) {
+    let dir = task_dir(&task.summary.run_id, &task.summary.task_id);
+    store
+        .put(
+            &format!("{dir}/{TIMESERIES_FILE}"),
+            timeseries_csv(&task.rows),
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            &format!("{dir}/{HLOG_FILE}"),
+            write_hlog(task.summary.planned_start, &task.per_second),
+            "text/plain",
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            &format!("{dir}/{SUMMARY_FILE}"),
+            task.summary.to_json(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+}

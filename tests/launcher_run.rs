@@ -1,0 +1,443 @@
+//! `launcher run` with the local backend, through the binary, against real peers: librdkafka's
+//! mock cluster, the embedded broker, a moto server for Kinesis, and Ctrl-C.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetload::report::Summary;
+
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");
+
+fn launcher(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(LAUNCHER);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLEETLOAD_") || k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+fn wait(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "launcher still running after {limit:?}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run_id_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("run id: ").map(str::to_string))
+        .expect("the launcher prints the run id")
+}
+
+/// The merged summary and every task summary of a local run.
+fn reports(dir: &Path, run: &str) -> (Summary, Vec<Summary>) {
+    let run_dir = dir.join(run);
+    let merged = Summary::from_json(
+        &std::fs::read(run_dir.join("merged/summary.json")).expect("merged/summary.json"),
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    for entry in std::fs::read_dir(run_dir.join("tasks")).unwrap() {
+        let p = entry.unwrap().path().join("summary.json");
+        tasks.push(
+            Summary::from_json(
+                &std::fs::read(&p).unwrap_or_else(|_| panic!("{} missing", p.display())),
+            )
+            .unwrap(),
+        );
+    }
+    tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    (merged, tasks)
+}
+
+fn assert_merge_adds_up(merged: &Summary, tasks: &[Summary]) {
+    let sum = |f: fn(&Summary) -> u64| tasks.iter().map(f).sum::<u64>();
+    assert_eq!(merged.counts.attempted, sum(|s| s.counts.attempted));
+    assert_eq!(merged.counts.acknowledged, sum(|s| s.counts.acknowledged));
+    assert_eq!(merged.counts.failed, sum(|s| s.counts.failed));
+    assert_eq!(merged.bytes, sum(|s| s.bytes));
+    assert_eq!(
+        merged.latency_histogram().unwrap().len(),
+        merged.counts.acknowledged
+    );
+    let mut all = fleetload::report::new_histogram();
+    for t in tasks {
+        all.add(t.latency_histogram().unwrap()).unwrap();
+    }
+    assert_eq!(
+        merged.latency_histogram().unwrap(),
+        all,
+        "the merged histogram is the sum of the tasks'"
+    );
+}
+
+#[test]
+fn four_local_tasks_against_the_mock_cluster_merge_to_what_the_topic_holds() {
+    let mock = rdkafka::mocking::MockCluster::new(3).unwrap();
+    mock.create_topic("orders", 6, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = format!("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS={servers}");
+    let child = launcher(
+        &[
+            "run",
+            "--tasks",
+            "4",
+            "--target",
+            "kafka",
+            "--topic",
+            "orders",
+            "-e",
+            &kafka,
+            "--rate",
+            "500",
+            "--duration",
+            "3s",
+            "--start-delay",
+            "2s",
+            "--report-url",
+            "reports",
+            "--threshold",
+            "error_rate<1%",
+            "--threshold",
+            "rate>=1900/s",
+        ],
+        dir.path(),
+    )
+    .spawn()
+    .unwrap();
+    let out = wait(child, Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run = run_id_of(&out);
+    let (merged, tasks) = reports(&dir.path().join("reports"), &run);
+    assert_eq!(tasks.len(), 4);
+    assert_merge_adds_up(&merged, &tasks);
+    assert_eq!(merged.counts.acknowledged, 6000);
+    let info = merged.merge.as_ref().unwrap();
+    assert_eq!((info.tasks_expected, info.tasks_reported), (4, 4));
+    // Every task started at the same planned instant.
+    assert!(tasks
+        .iter()
+        .all(|t| t.planned_start == tasks[0].planned_start));
+    // What the topic holds, read by an independent client.
+    let consumed = Command::new("kcat")
+        .args([
+            "-C",
+            "-b",
+            &servers,
+            "-t",
+            "orders",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%s\n",
+        ])
+        .output()
+        .expect("kcat is needed: run the tests through ci/test.sh, which installs it");
+    assert_eq!(
+        String::from_utf8_lossy(&consumed.stdout).lines().count() as u64,
+        merged.counts.acknowledged
+    );
+    // Logs are kept per task in the run's directory; the launcher's screen shows the fleet.
+    for i in 1..=4 {
+        let log = std::fs::read_to_string(
+            dir.path()
+                .join(format!("reports/{run}/logs/local-0{i}.log")),
+        )
+        .unwrap();
+        assert!(log.contains("report stored"), "{log}");
+    }
+    let screen = text(&out);
+    assert!(
+        !screen.contains("report stored"),
+        "worker logs leaked onto the launcher's screen:\n{screen}"
+    );
+    assert!(screen.contains("4 of 4 reported"), "{screen}");
+}
+
+#[test]
+fn the_quickstart_runs_offline_on_the_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wait(
+        launcher(
+            &[
+                "run",
+                "--tasks",
+                "2",
+                "--duration",
+                "2s",
+                "--start-delay",
+                "1s",
+            ],
+            dir.path(),
+        )
+        .spawn()
+        .unwrap(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run = run_id_of(&out);
+    let (merged, tasks) = reports(&dir.path().join("fleetload-runs"), &run);
+    assert_merge_adds_up(&merged, &tasks);
+    assert_eq!(merged.target, "kafka");
+    assert_eq!(
+        merged.counts.acknowledged,
+        2 * 2 * 1000,
+        "{:?}",
+        merged.counts
+    );
+    assert!(text(&out).contains("embedded broker"), "{}", text(&out));
+}
+
+/// A moto server of its own that answers one request at a time: moto's Kinesis appends to a
+/// shard without a lock, so concurrent PutRecords from several tasks can lose records there.
+fn serial_moto() -> (Child, String) {
+    let python = std::env::var("FLEETLOAD_TEST_PYTHON").expect(
+        "FLEETLOAD_TEST_PYTHON is not set: run the tests through ci/test.sh, which installs moto",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = "import sys\nfrom werkzeug.serving import run_simple\nfrom moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app\nrun_simple('127.0.0.1', int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False)\n";
+    let child = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the serial moto server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, url)
+}
+
+#[test]
+fn four_local_tasks_against_moto_kinesis_merge_to_what_the_stream_holds() {
+    let (mut moto, url) = serial_moto();
+    let python = std::env::var("FLEETLOAD_TEST_PYTHON").unwrap();
+    let boto = |script: &str, args: &[&str]| {
+        let out = Command::new(&python).arg("-c").arg(format!("import boto3, sys\nk = boto3.client('kinesis', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n{script}")).arg(&url).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    boto("k.create_stream(StreamName='fleet', ShardCount=2)", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = wait(
+        launcher(
+            &[
+                "run",
+                "--tasks",
+                "4",
+                "--target",
+                "kinesis",
+                "--stream",
+                "fleet",
+                "--rate",
+                "100",
+                "--duration",
+                "3s",
+                "--start-delay",
+                "2s",
+                "--report-url",
+                "r",
+                "-e",
+                "FLEETLOAD_BATCH_SIZE=50",
+            ],
+            dir.path(),
+        )
+        .env("AWS_ENDPOINT_URL", &url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .spawn()
+        .unwrap(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run = run_id_of(&out);
+    let (merged, tasks) = reports(&dir.path().join("r"), &run);
+    assert_eq!(tasks.len(), 4);
+    assert_merge_adds_up(&merged, &tasks);
+    assert_eq!(merged.counts.acknowledged, 1200);
+    let count = boto(
+        "n = 0\nfor s in k.list_shards(StreamName='fleet')['Shards']:\n    it = k.get_shard_iterator(StreamName='fleet', ShardId=s['ShardId'], ShardIteratorType='TRIM_HORIZON')['ShardIterator']\n    while it:\n        r = k.get_records(ShardIterator=it, Limit=10000)\n        n += len(r['Records'])\n        if not r['Records']:\n            break\n        it = r.get('NextShardIterator')\nprint(n)",
+        &[],
+    );
+    assert_eq!(
+        count.trim().parse::<u64>().unwrap(),
+        merged.counts.acknowledged,
+        "records in the stream = merged acknowledged"
+    );
+    let _ = moto.kill();
+}
+
+/// Processes whose environment names this run: workers that outlived their launcher.
+fn workers_of(run: &str) -> Vec<u32> {
+    let needle = format!("FLEETLOAD_RUN_ID={run}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn ctrl_c_stops_every_task_and_merges_the_interrupted_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = format!("ctrlc-{}", std::process::id());
+    let child = launcher(
+        &[
+            "run",
+            "--tasks",
+            "3",
+            "--target",
+            "null",
+            "--rate",
+            "2000",
+            "--duration",
+            "60s",
+            "--start-delay",
+            "1s",
+            "--run-id",
+            &run,
+            "--report-url",
+            "r",
+        ],
+        dir.path(),
+    )
+    .spawn()
+    .unwrap();
+    let start = Instant::now();
+    while workers_of(&run).len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the workers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait(child, Duration::from_secs(60));
+    let screen = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an interrupted fleet is a failed fleet:\n{screen}"
+    );
+    assert!(
+        workers_of(&run).is_empty(),
+        "worker processes remain after Ctrl-C"
+    );
+    assert!(screen.contains("SIGINT: stopping 3 task(s)"), "{screen}");
+    assert!(
+        screen.contains("all 3 worker processes have exited"),
+        "{screen}"
+    );
+    let (merged, tasks) = reports(&dir.path().join("r"), &run);
+    assert_eq!(tasks.len(), 3);
+    assert!(tasks.iter().all(|t| t.outcome
+        == fleetload::report::Outcome::Interrupted {
+            signal: "SIGTERM".into()
+        }));
+    assert_merge_adds_up(&merged, &tasks);
+    let info = merged.merge.unwrap();
+    assert_eq!(info.tasks_not_completed.len(), 3, "{info:?}");
+    assert!(merged.counts.acknowledged > 3 * 2000, "{:?}", merged.counts);
+}
+
+#[test]
+fn a_bad_scenario_is_refused_before_any_task_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wait(
+        launcher(
+            &[
+                "run",
+                "--tasks",
+                "2",
+                "--target",
+                "null",
+                "-e",
+                "FLEETLOAD_DURATON=5s",
+            ],
+            dir.path(),
+        )
+        .spawn()
+        .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("did you mean FLEETLOAD_DURATION?"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !dir.path().join("fleetload-runs").exists(),
+        "nothing started"
+    );
+    let out = wait(
+        launcher(
+            &[
+                "run",
+                "--tasks",
+                "2",
+                "--target",
+                "null",
+                "--threshold",
+                "p99<<3",
+            ],
+            dir.path(),
+        )
+        .spawn()
+        .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -208,6 +208,15 @@ impl Recorder {
             .or_default() += n;
     }
 
+    /// Gives the time series a row for every second up to `end_ns` (the end of production), so
+    /// seconds in which nothing happened show as zeros rather than missing.
+    pub fn cover_until(&mut self, end_ns: u64) {
+        if end_ns > 0 {
+            let last = self.second_of(end_ns - 1);
+            self.row(last);
+        }
+    }
+
     /// Events attempted but neither acknowledged nor failed yet.
     pub fn outstanding(&self) -> u64 {
         self.counts
@@ -232,10 +241,6 @@ impl Recorder {
         self.failed(UNACKNOWLEDGED, end_ns, outstanding);
         self.close_open_second();
         self.finished = true;
-        let end_second = self.second_of(end_ns.saturating_sub(1));
-        if !self.rows.is_empty() || end_ns > 0 {
-            self.row(end_second);
-        }
         let rows = self
             .rows
             .iter()
@@ -352,6 +357,7 @@ mod tests {
         r.acknowledged(600_000_000, 600_000_000, 610_000_000, 10);
         r.acknowledged(600_000_000, 600_000_000, 630_000_000, 10);
         r.acknowledged(600_000_000, 600_000_000, 1_600_000_000, 10);
+        r.cover_until(1_700_000_000);
         let m = r.finish(1_700_000_000);
         assert_eq!(m.rows.len(), 4);
         assert_eq!(m.rows[2].attempted, 4);

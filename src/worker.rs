@@ -359,6 +359,7 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
     )
     .await;
     let produced_for = origin.elapsed().min(scenario.profile.total_duration());
+    recorder.lock().cover_until(produced_for.as_nanos() as u64);
     info!(
         outcome = outcome.status(),
         "production stopped after {:.1}s; waiting up to {}s for acknowledgements",

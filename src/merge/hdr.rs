@@ -160,7 +160,7 @@ impl Decoder {
                 .decompress_vec(
                     &input[consumed..],
                     &mut self.inflated,
-                    FlushDecompress::Finish,
+                    FlushDecompress::None,
                 )
                 .context("compressed histogram does not inflate")?;
             match status {
@@ -450,6 +450,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn sum_equals_the_crate_sum(
             groups in prop::collection::vec(

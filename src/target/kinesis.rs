@@ -5,6 +5,10 @@
 //! returned a sequence number for it. Failed records are counted by `ErrorCode`; retryable ones
 //! (throttling, internal failures) are sent again with backoff and jitter, keeping their
 //! intended send time, so a throttled stream shows up as latency and retries, never as success.
+//!
+//! The SDK configures the client and checks the stream; the PutRecords calls themselves are
+//! built, signed and read by [`put_records`](super::put_records), which costs a fraction of the
+//! SDK's per-record work.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use aws_sdk_kinesis::types::StreamStatus;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::put_records::{self, Answer, Batch, PutRecordsClient, RequestBody};
 use super::{backoff, Event, PreflightError, Sink};
 use crate::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};
 use crate::stats::SharedRecorder;
@@ -33,6 +37,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(50);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// A PutRecords call that takes longer than this counts as failed (`Timeout`) and is retried.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that is not established within this long fails the call (`DispatchFailure`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Per-record error codes worth retrying: the shard was over its limit, or Kinesis failed
 /// internally. Anything else (`AccessDeniedException`, `KMS*`, …) is final.
@@ -62,10 +68,9 @@ struct RecordMeta {
 
 /// The Kinesis sink: batches, requests in flight, per-record outcomes.
 pub struct KinesisSink {
-    client: aws_sdk_kinesis::Client,
-    stream: Arc<StreamRef>,
+    client: Arc<PutRecordsClient>,
     batch_size: usize,
-    entries: Vec<PutRecordsRequestEntry>,
+    body: RequestBody,
     meta: Vec<RecordMeta>,
     batch_bytes: usize,
     permits: Arc<Semaphore>,
@@ -79,17 +84,23 @@ pub struct KinesisSink {
 /// `AWS_ENDPOINT_URL`), with the SDK's own retries off: the sink retries itself, record by
 /// record, and counts every retry.
 pub async fn client() -> aws_sdk_kinesis::Client {
+    client_and_config().await.0
+}
+
+/// The client, and the shared configuration it was built from (whose credentials provider
+/// signs the worker's own PutRecords calls).
+async fn client_and_config() -> (aws_sdk_kinesis::Client, aws_config::SdkConfig) {
     let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let config = aws_sdk_kinesis::config::Builder::from(&shared)
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .operation_timeout(REQUEST_TIMEOUT)
-                .connect_timeout(Duration::from_secs(3))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .build(),
         )
         .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+    (aws_sdk_kinesis::Client::from_conf(config), shared)
 }
 
 impl KinesisSink {
@@ -100,18 +111,25 @@ impl KinesisSink {
         max_in_flight: Option<usize>,
         recorder: SharedRecorder,
     ) -> Result<Self, PreflightError> {
-        let client = client().await;
+        let (client, shared) = client_and_config().await;
         let region = client.config().region().map(|r| r.to_string());
         let Some(region) = region else {
             return Err(PreflightError("no AWS region is configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile with a region)".into()));
         };
         preflight(&client, &stream, &region).await?;
+        let target = put_records::resolve_put_records_target(&client, &stream)
+            .await
+            .map_err(|e| PreflightError(format!("Kinesis stream {stream} in {region}: {e}")))?;
+        let provider = shared
+            .credentials_provider()
+            .ok_or_else(|| PreflightError("no AWS credentials provider is configured".into()))?;
+        let put_client = PutRecordsClient::new(target, provider, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+            .map_err(PreflightError)?;
         let max_in_flight = max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
         Ok(KinesisSink {
-            client,
-            stream: Arc::new(stream),
+            client: Arc::new(put_client),
             batch_size,
-            entries: Vec::with_capacity(batch_size),
+            body: RequestBody::new(&stream, batch_size, 128),
             meta: Vec::with_capacity(batch_size),
             batch_bytes: 0,
             permits: Arc::new(Semaphore::new(max_in_flight)),
@@ -122,7 +140,7 @@ impl KinesisSink {
     }
 
     async fn dispatch(&mut self) {
-        if self.entries.is_empty() {
+        if self.body.is_empty() {
             return;
         }
         // Waiting here is the backpressure: the schedule keeps running, so events generated
@@ -134,7 +152,7 @@ impl KinesisSink {
             .await
             .expect("the semaphore is never closed");
         while self.tasks.try_join_next().is_some() {}
-        let entries = std::mem::replace(&mut self.entries, Vec::with_capacity(self.batch_size));
+        let batch = self.body.take();
         let mut meta = std::mem::replace(&mut self.meta, Vec::with_capacity(self.batch_size));
         self.batch_bytes = 0;
         let recorder = self.recorder.clone();
@@ -142,13 +160,9 @@ impl KinesisSink {
         for m in &mut meta {
             m.sent_ns = sent_ns;
         }
-        let (client, stream, give_up) = (
-            self.client.clone(),
-            self.stream.clone(),
-            self.give_up.clone(),
-        );
+        let (client, give_up) = (self.client.clone(), self.give_up.clone());
         self.tasks.spawn(async move {
-            put_with_retries(&client, &stream, entries, meta, &recorder, &give_up).await;
+            put_with_retries(&client, batch, meta, &recorder, &give_up).await;
             drop(permit);
         });
     }
@@ -157,26 +171,17 @@ impl KinesisSink {
 impl Sink for KinesisSink {
     async fn send(&mut self, event: Event<'_>) {
         let size = event.key.len() + event.value.len();
-        if self.entries.len() >= self.batch_size
-            || self.batch_bytes + size > KINESIS_MAX_BATCH_BYTES
-        {
+        if self.body.len() >= self.batch_size || self.batch_bytes + size > KINESIS_MAX_BATCH_BYTES {
             self.dispatch().await;
         }
-        // The partition key is the sensor id: ASCII by construction.
-        let key = String::from_utf8_lossy(event.key).into_owned();
-        let entry = PutRecordsRequestEntry::builder()
-            .data(Blob::new(event.value.to_vec()))
-            .partition_key(key)
-            .build()
-            .expect("data and partition key are set");
-        self.entries.push(entry);
+        self.body.push(event.key, event.value);
         self.meta.push(RecordMeta {
             intended_ns: event.intended_ns,
             sent_ns: event.sent_ns,
             bytes: size as u64,
         });
         self.batch_bytes += size;
-        if self.entries.len() >= self.batch_size {
+        if self.body.len() >= self.batch_size {
             self.dispatch().await;
         }
     }
@@ -225,73 +230,81 @@ fn retryable_request(code: &str) -> bool {
 }
 
 async fn put_with_retries(
-    client: &aws_sdk_kinesis::Client,
-    stream: &StreamRef,
-    mut entries: Vec<PutRecordsRequestEntry>,
+    client: &PutRecordsClient,
+    mut batch: Batch,
     mut meta: Vec<RecordMeta>,
     recorder: &SharedRecorder,
     give_up: &AtomicBool,
 ) {
     let mut attempt = 0u32;
     loop {
-        let request = match stream {
-            StreamRef::Name(n) => client.put_records().stream_name(n),
-            StreamRef::Arn(a) => client.put_records().stream_arn(a),
-        };
-        let result = request.set_records(Some(entries.clone())).send().await;
+        let result = client.call(batch.body.clone()).await;
         let last_attempt = attempt + 1 >= MAX_ATTEMPTS || give_up.load(Ordering::Relaxed);
-        let mut retry_entries = Vec::new();
-        let mut retry_meta = Vec::new();
+        let mut retry = Vec::new();
         {
+            let answer = match &result {
+                Ok(body) => put_records::read_answer(body, meta.len()).map_err(|detail| {
+                    put_records::CallError {
+                        code: "ResponseError".into(),
+                        detail,
+                    }
+                }),
+                Err(e) => Err(put_records::CallError {
+                    code: e.code.clone(),
+                    detail: e.detail.clone(),
+                }),
+            };
             let mut r = recorder.lock();
             let now = r.now_ns();
-            match result {
-                Ok(out) => {
-                    let answered = out.records().len().min(entries.len());
-                    for (i, (res, entry)) in out.records().iter().zip(entries.drain(..)).enumerate()
-                    {
+            match answer {
+                Ok(Answer::AllAcknowledged) => {
+                    for m in &meta {
+                        r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
+                    }
+                }
+                Ok(Answer::PerRecord(results)) => {
+                    let answered = results.len().min(meta.len());
+                    for (i, res) in results.iter().take(answered).enumerate() {
                         let m = meta[i];
-                        if res.sequence_number().is_some() {
-                            r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
-                        } else {
-                            let code = res.error_code().unwrap_or("UnknownRecordError");
-                            if RETRYABLE_RECORD_CODES.contains(&code) && !last_attempt {
+                        match res {
+                            None => r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes),
+                            Some(code)
+                                if RETRYABLE_RECORD_CODES.contains(&&**code) && !last_attempt =>
+                            {
                                 r.retried(code, now, 1);
-                                retry_entries.push(entry);
-                                retry_meta.push(m);
-                            } else {
-                                r.failed(code, now, 1);
+                                retry.push(i);
                             }
+                            Some(code) => r.failed(code, now, 1),
                         }
                     }
                     // A response with fewer results than records cannot be trusted for the rest.
-                    let unanswered = meta.len() - answered;
-                    r.failed("MissingRecordResult", now, unanswered as u64);
+                    r.failed("MissingRecordResult", now, (meta.len() - answered) as u64);
                 }
                 Err(e) => {
-                    let code = request_error_code(&e);
-                    if retryable_request(&code) && !last_attempt {
-                        r.retried(&code, now, entries.len() as u64);
-                        retry_entries = std::mem::take(&mut entries);
-                        retry_meta = std::mem::take(&mut meta);
+                    let n = meta.len() as u64;
+                    if retryable_request(&e.code) && !last_attempt {
+                        r.retried(&e.code, now, n);
+                        retry = (0..meta.len()).collect();
                     } else {
-                        tracing::debug!(error = %aws_sdk_kinesis::error::DisplayErrorContext(&e), "PutRecords failed");
-                        r.failed(&code, now, entries.len() as u64);
+                        tracing::debug!(code = %e.code, detail = %e.detail, "PutRecords failed");
+                        r.failed(&e.code, now, n);
                     }
                 }
             }
         }
-        if retry_entries.is_empty() {
+        if retry.is_empty() {
             return;
+        }
+        if retry.len() < meta.len() {
+            batch = batch.subset(&retry);
+            meta = retry.iter().map(|&i| meta[i]).collect();
         }
         tokio::time::sleep(backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)).await;
         attempt += 1;
-        entries = retry_entries;
-        meta = retry_meta;
         if give_up.load(Ordering::Relaxed) {
             let mut r = recorder.lock();
             let now = r.now_ns();
-            r.failed("GaveUpAtShutdown", now, entries.len() as u64);
+            r.failed("GaveUpAtShutdown", now, meta.len() as u64);
             return;
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod kafka;
 pub mod kinesis;
+pub mod put_records;
 
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 
 use crate::scenario::ScenarioError;
 
@@ -248,6 +248,13 @@ impl Template {
     }
 }
 
+/// 20 % of 2^31, for a 31-bit uniform draw.
+const CHANCE_20_PERCENT: u32 = (1u32 << 31) / 5;
+
+/// Keys are written once at start when there are at most this many (a key is ~45 bytes, so at
+/// most ~3 MiB); beyond that each event formats its key.
+const KEY_CACHE_MAX: u64 = 65_536;
+
 /// Writes events: one per call, into the caller's buffers.
 #[derive(Debug)]
 pub struct Generator {
@@ -256,18 +263,61 @@ pub struct Generator {
     keys: u64,
     key_namespace: u64,
     seq: u64,
+    /// Every key, back to back, when there are at most [`KEY_CACHE_MAX`]: formatting a key
+    /// (two hashes and 32 hex digits) was the largest cost of an event.
+    key_text: Vec<u8>,
+    /// Where key `k` (1-based) lies in `key_text`: `key_ends[k - 1]..key_ends[k]`.
+    key_ends: Vec<u32>,
+    /// The last timestamp written and its digits: every event of a burst has the same one.
+    timestamp: (u64, [u8; 20], usize),
 }
 
 impl Generator {
     /// A generator for `spec` over `keys` distinct keys. `seed` drives every random choice;
     /// `key_namespace` names the key space, so tasks of one run share the same sensors.
     pub fn new(spec: &PayloadSpec, keys: u64, seed: u64, key_namespace: u64) -> Self {
+        let keys = keys.max(1);
+        let (mut key_text, mut key_ends) = (Vec::new(), Vec::new());
+        if keys <= KEY_CACHE_MAX {
+            key_text.reserve(keys as usize * 48);
+            key_ends.reserve(keys as usize + 1);
+            key_ends.push(0);
+            for k in 1..=keys {
+                write_key(key_namespace, k, &mut key_text);
+                key_ends.push(key_text.len() as u32);
+            }
+        }
         Generator {
             spec: spec.clone(),
             rng: SmallRng::seed_from_u64(seed),
-            keys: keys.max(1),
+            keys,
             key_namespace,
             seq: 0,
+            key_text,
+            key_ends,
+            timestamp: (u64::MAX, [0; 20], 0),
+        }
+    }
+
+    /// The digits of `timestamp_ms`, formatted once per distinct value.
+    fn timestamp_digits(&mut self, timestamp_ms: u64) -> ([u8; 20], usize) {
+        let (last, digits, len) = &mut self.timestamp;
+        if *last != timestamp_ms {
+            let mut ib = itoa::Buffer::new();
+            let text = ib.format(timestamp_ms).as_bytes();
+            digits[..text.len()].copy_from_slice(text);
+            (*last, *len) = (timestamp_ms, text.len());
+        }
+        (*digits, *len)
+    }
+
+    /// Writes key `k` (1-based), from the cache when there is one.
+    fn write_key(&self, k: u64, out: &mut Vec<u8>) {
+        if self.key_ends.is_empty() {
+            write_key(self.key_namespace, k, out);
+        } else {
+            let (start, end) = (self.key_ends[k as usize - 1], self.key_ends[k as usize]);
+            out.extend_from_slice(&self.key_text[start as usize..end as usize]);
         }
     }
 
@@ -276,35 +326,45 @@ impl Generator {
     pub fn next_event(&mut self, timestamp_ms: u64, key: &mut Vec<u8>, value: &mut Vec<u8>) {
         key.clear();
         value.clear();
-        let k = self.rng.gen_range(1..=self.keys);
-        write_key(self.key_namespace, k, key);
+        // One 64-bit draw picks the key (multiply-shift: uniform to within keys / 2^64).
+        let k = ((u128::from(self.rng.next_u64()) * u128::from(self.keys)) >> 64) as u64 + 1;
+        self.write_key(k, key);
+        let (ts, ts_len) = self.timestamp_digits(timestamp_ms);
         match &self.spec {
             PayloadSpec::Sensor => {
-                // temperature uniform in 10.00..=180.00, two decimals, drawn as hundredths.
-                let centi: u32 = self.rng.gen_range(1000..=18000);
-                let status = if centi > 16000 {
-                    "ERROR"
-                } else if centi > 14000 || self.rng.gen_bool(0.2) {
-                    if self.rng.gen_bool(0.5) {
-                        "WARNING"
+                // One more draw for the reading: its upper 32 bits give the temperature, uniform
+                // in 10.00..=180.00 as hundredths; bits 1-31 the 20 % chance of a warning or
+                // error below 140; bit 0 WARNING or ERROR.
+                let r = self.rng.next_u64();
+                let centi = 1000 + (((r >> 32) * 17_001) >> 32) as u32;
+                let status: &[u8] = if centi > 16000 {
+                    b"ERROR"
+                } else if centi > 14000 || ((r as u32) >> 1) < CHANCE_20_PERCENT {
+                    if r & 1 == 0 {
+                        b"WARNING"
                     } else {
-                        "ERROR"
+                        b"ERROR"
                     }
                 } else {
-                    "OK"
+                    b"OK"
                 };
                 value.extend_from_slice(b"{\"sensorId\":\"");
                 value.extend_from_slice(key);
                 value.extend_from_slice(b"\",\"temperature\":");
-                let mut ib = itoa::Buffer::new();
-                value.extend_from_slice(ib.format(centi / 100).as_bytes());
+                // 10 to 180 before the point, two digits after it.
+                let whole = centi / 100;
+                if whole >= 100 {
+                    value.push(b'0' + (whole / 100) as u8);
+                }
+                value.push(b'0' + (whole / 10 % 10) as u8);
+                value.push(b'0' + (whole % 10) as u8);
                 value.push(b'.');
                 let frac = (centi % 100) as u8;
                 value.extend_from_slice(&[b'0' + frac / 10, b'0' + frac % 10]);
                 value.extend_from_slice(b",\"status\":\"");
-                value.extend_from_slice(status.as_bytes());
+                value.extend_from_slice(status);
                 value.extend_from_slice(b"\",\"timestamp\":");
-                value.extend_from_slice(ib.format(timestamp_ms).as_bytes());
+                value.extend_from_slice(&ts[..ts_len]);
                 value.push(b'}');
             }
             PayloadSpec::Template(t) => {
@@ -316,9 +376,7 @@ impl Generator {
                         Part::Uuid => write_uuid(self.rng.gen(), value),
                         Part::Key => value.extend_from_slice(key),
                         Part::Seq => value.extend_from_slice(ib.format(self.seq).as_bytes()),
-                        Part::Timestamp => {
-                            value.extend_from_slice(ib.format(timestamp_ms).as_bytes())
-                        }
+                        Part::Timestamp => value.extend_from_slice(&ts[..ts_len]),
                         Part::TimestampIso => {
                             let t = chrono::DateTime::from_timestamp_millis(timestamp_ms as i64)
                                 .unwrap_or_default();
@@ -477,6 +535,21 @@ mod tests {
             .map(|(k, _)| k.split('_').next().unwrap().to_string())
             .collect();
         assert_eq!(uuids.len(), 100);
+    }
+
+    #[test]
+    fn cached_keys_are_the_formatted_keys() {
+        let cached = Generator::new(&PayloadSpec::Sensor, 1000, 1, 42);
+        let uncached = Generator::new(&PayloadSpec::Sensor, KEY_CACHE_MAX + 1, 1, 42);
+        assert!(!cached.key_ends.is_empty() && uncached.key_ends.is_empty());
+        for k in [1, 2, 500, 999, 1000] {
+            let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+            cached.write_key(k, &mut a);
+            uncached.write_key(k, &mut b);
+            write_key(42, k, &mut c);
+            assert_eq!(a, c);
+            assert_eq!(b, c);
+        }
     }
 
     #[test]

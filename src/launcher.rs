@@ -85,6 +85,8 @@ pub struct Cli {
 }
 
 /// The launcher's commands.
+// Parsed once per process: boxing `RunArgs` to even out the variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start N tasks with the same scenario, wait for them, merge their reports, check thresholds.

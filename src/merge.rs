@@ -13,8 +13,8 @@
 
 mod hdr;
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -28,11 +28,17 @@ use crate::report::{
 };
 use crate::store::{merged_dir, task_dir, tasks_dir, ReportStore};
 
-use self::hdr::{Accumulator, Decoder, Sparse};
+use self::hdr::{Accumulator, Batch, Decoder};
 
 /// Reports fetched at once: enough to hide S3's per-request latency for a thousand tasks,
 /// few enough not to exhaust connections or memory (a decoded task is a few MB at most).
 pub const FETCH_CONCURRENCY: usize = 32;
+/// Most threads decoding reports at once: decoding is CPU-bound, so more than the machine's
+/// cores only adds memory (each thread holds one task's decoded histograms).
+pub const MAX_DECODE_THREADS: usize = 8;
+/// Slots of a task's [`Batch`] that are not seconds: the whole-run histograms of the summary.
+const SLOT_LATENCY: u32 = u32::MAX;
+const SLOT_SERVICE: u32 = u32::MAX - 1;
 /// Task id of the merged summary.
 pub const MERGED_TASK_ID: &str = "merged";
 /// A report with a second beyond this (a week) is malformed: no run lasts that long
@@ -78,8 +84,10 @@ pub fn merge_reports(
 ) -> Merged {
     let mut merger = Merger::new(run_id);
     let mut decoder = Decoder::default();
+    let mut batch = Batch::default();
     for input in inputs {
-        merger.add(decode_task(run_id, input, &mut decoder));
+        let task = decode_task(run_id, input, &mut decoder, &mut batch);
+        merger.add(task, &batch);
     }
     merger.finish(expected, expected_count)
 }
@@ -110,8 +118,40 @@ pub async fn merge_run(
         .filter(|id| !id.is_empty())
         .collect();
 
-    let mut merger = Merger::new(run_id);
-    let mut decoded = futures::stream::iter(ids)
+    // Fetching is I/O: FETCH_CONCURRENCY reports at a time. Decoding is CPU: one thread per
+    // core, each decoding a whole task into its own batch, then adding it to the merge under a
+    // lock (adding is a small part of the work, decoding the large one).
+    let merger = Arc::new(Mutex::new(Merger::new(run_id)));
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, MAX_DECODE_THREADS);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Work>(FETCH_CONCURRENCY);
+    let rx = Arc::new(Mutex::new(rx));
+    let decoders: Vec<_> = (0..threads)
+        .map(|_| {
+            let (rx, merger, run_id) = (rx.clone(), merger.clone(), run_id.to_string());
+            tokio::task::spawn_blocking(move || {
+                let mut decoder = Decoder::default();
+                let mut batch = Batch::default();
+                loop {
+                    let work = rx.lock().expect("no decoder panics").blocking_recv();
+                    let task = match work {
+                        None => break,
+                        Some(Work::Read(input)) => {
+                            decode_task(&run_id, input, &mut decoder, &mut batch)
+                        }
+                        Some(Work::Unreadable(task_id, reason)) => {
+                            batch.clear();
+                            Decoded::problem(task_id, reason)
+                        }
+                    };
+                    merger.lock().expect("no decoder panics").add(task, &batch);
+                }
+            })
+        })
+        .collect();
+
+    let mut fetched = futures::stream::iter(ids)
         .map(|task_id| async move {
             let dir = task_dir(run_id, &task_id);
             let read = |name: &str| {
@@ -120,32 +160,42 @@ pub async fn merge_run(
             };
             let files =
                 tokio::try_join!(read(SUMMARY_FILE), read(TIMESERIES_FILE), read(HLOG_FILE));
-            let (summary, timeseries, hlog) = match files {
-                Ok(files) => files,
-                Err(e) => return Ok(Decoded::problem(task_id, format!("{e:#}"))),
-            };
-            let input = TaskInput {
-                task_id,
-                summary,
-                timeseries,
-                hlog,
-            };
-            let run_id = run_id.to_string();
-            tokio::task::spawn_blocking(move || {
-                thread_local! {
-                    static DECODER: RefCell<Decoder> = RefCell::new(Decoder::default());
-                }
-                DECODER.with(|d| decode_task(&run_id, input, &mut d.borrow_mut()))
-            })
-            .await
-            .context("decoding a task report panicked")
+            match files {
+                Ok((summary, timeseries, hlog)) => Work::Read(TaskInput {
+                    task_id,
+                    summary,
+                    timeseries,
+                    hlog,
+                }),
+                Err(e) => Work::Unreadable(task_id, format!("{e:#}")),
+            }
         })
         .buffer_unordered(FETCH_CONCURRENCY);
-    while let Some(task) = decoded.next().await {
-        merger.add(task?);
+    while let Some(work) = fetched.next().await {
+        if tx.send(work).await.is_err() {
+            break; // every decoder ended: one panicked, which the joins below report
+        }
     }
-    drop(decoded);
+    drop(tx);
+    for decoder in decoders {
+        decoder
+            .await
+            .context("decoding the task reports panicked")?;
+    }
+    let merger = Arc::try_unwrap(merger)
+        .ok()
+        .expect("every decoder ended")
+        .into_inner()
+        .expect("no decoder panics");
     Ok(merger.finish(expected, expected_count))
+}
+
+/// What the fetching side hands to a decoding thread.
+enum Work {
+    /// A task's files.
+    Read(TaskInput),
+    /// A task whose files could not be read, and why.
+    Unreadable(String, String),
 }
 
 /// Writes `merged/summary.json`, `merged/timeseries.csv` and `merged/histograms.hlog`.
@@ -191,25 +241,33 @@ impl Decoded {
     }
 }
 
+/// A readable report: its summary and rows; its histograms are in the decoding thread's
+/// [`Batch`] (slot [`SLOT_LATENCY`], [`SLOT_SERVICE`], or the second).
 struct DecodedReport {
     summary: Summary,
-    latency: Sparse,
-    service: Sparse,
     rows: Vec<SecondRow>,
-    per_second: Vec<(u64, Sparse)>,
 }
 
 /// Parses and decodes one task's files. A task that measured nothing may lack its time series
 /// and interval log; any other missing or malformed file makes the whole report unreadable, so
 /// the totals and the time series always cover the same tasks.
-fn decode_task(run_id: &str, input: TaskInput, decoder: &mut Decoder) -> Decoded {
+fn decode_task(
+    run_id: &str,
+    input: TaskInput,
+    decoder: &mut Decoder,
+    batch: &mut Batch,
+) -> Decoded {
     let task_id = input.task_id.clone();
-    match decode_report(run_id, input, decoder) {
+    batch.clear();
+    match decode_report(run_id, input, decoder, batch) {
         Ok(report) => Decoded {
             task_id,
             report: Ok(report),
         },
-        Err(e) => Decoded::problem(task_id, format!("{e:#}")),
+        Err(e) => {
+            batch.clear();
+            Decoded::problem(task_id, format!("{e:#}"))
+        }
     }
 }
 
@@ -217,6 +275,7 @@ fn decode_report(
     run_id: &str,
     input: TaskInput,
     decoder: &mut Decoder,
+    batch: &mut Batch,
 ) -> anyhow::Result<DecodedReport> {
     let summary_bytes = input
         .summary
@@ -228,16 +287,21 @@ fn decode_report(
         summary.run_id
     );
     let measured_nothing = summary.counts.attempted == 0 && summary.counts.acknowledged == 0;
-    let histogram = |text: &str, what: &str, decoder: &mut Decoder| {
+    for (text, slot, what) in [
+        (&summary.histograms.latency, SLOT_LATENCY, "latency"),
+        (
+            &summary.histograms.service_time,
+            SLOT_SERVICE,
+            "service-time",
+        ),
+    ] {
         if text.trim().is_empty() && measured_nothing {
-            return Ok(Sparse::default());
+            continue;
         }
         decoder
-            .decode_base64(text)
-            .with_context(|| format!("{what} histogram in {SUMMARY_FILE}"))
-    };
-    let latency = histogram(&summary.histograms.latency, "latency", decoder)?;
-    let service = histogram(&summary.histograms.service_time, "service-time", decoder)?;
+            .decode_base64(text, slot, batch)
+            .with_context(|| format!("{what} histogram in {SUMMARY_FILE}"))?;
+    }
     let rows = match input.timeseries {
         Some(bytes) => parse_timeseries(&bytes)?,
         None if measured_nothing => Vec::new(),
@@ -249,25 +313,18 @@ fn decode_report(
             row.second
         );
     }
-    let per_second = match input.hlog {
-        Some(bytes) => parse_hlog_sparse(&bytes, decoder)?,
-        None if measured_nothing => Vec::new(),
+    match input.hlog {
+        Some(bytes) => decode_hlog(&bytes, decoder, batch)?,
+        None if measured_nothing => {}
         None => anyhow::bail!("{HLOG_FILE} is missing"),
-    };
-    Ok(DecodedReport {
-        summary,
-        latency,
-        service,
-        rows,
-        per_second,
-    })
+    }
+    Ok(DecodedReport { summary, rows })
 }
 
 /// Reads an interval log written by `report::write_hlog`, like `report::parse_hlog` but into
-/// sparse histograms (see [`hdr`] for why).
-fn parse_hlog_sparse(bytes: &[u8], decoder: &mut Decoder) -> anyhow::Result<Vec<(u64, Sparse)>> {
+/// the batch, one slot per second (see [`hdr`] for why).
+fn decode_hlog(bytes: &[u8], decoder: &mut Decoder, batch: &mut Batch) -> anyhow::Result<()> {
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-    let mut out = Vec::new();
     for entry in IntervalLogIterator::new(bytes) {
         match entry.map_err(|e| anyhow::anyhow!("{HLOG_FILE} is malformed: {e:?}"))? {
             LogEntry::Interval(ih) => {
@@ -276,15 +333,14 @@ fn parse_hlog_sparse(bytes: &[u8], decoder: &mut Decoder) -> anyhow::Result<Vec<
                     second <= MAX_SECOND,
                     "{HLOG_FILE} has a histogram for second {second}, beyond any run"
                 );
-                let h = decoder
-                    .decode_base64(ih.encoded_histogram())
+                decoder
+                    .decode_base64(ih.encoded_histogram(), second as u32, batch)
                     .with_context(|| format!("{HLOG_FILE}, second {second}"))?;
-                out.push((second, h));
             }
             LogEntry::BaseTime(_) | LogEntry::StartTime(_) => {}
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Sums of one second across tasks.
@@ -346,7 +402,8 @@ impl Merger {
         }
     }
 
-    fn add(&mut self, task: Decoded) {
+    /// Adds one task: its summary and rows, and (when readable) the histograms `batch` holds.
+    fn add(&mut self, task: Decoded, batch: &Batch) {
         let report = match task.report {
             Ok(report) => report,
             Err(reason) => {
@@ -358,14 +415,19 @@ impl Merger {
             }
         };
         let s = &report.summary;
-        self.latency.add(&report.latency);
-        self.service.add(&report.service);
-        for (second, h) in &report.per_second {
-            let i = *second as usize;
-            if self.per_second.len() <= i {
-                self.per_second.resize_with(i + 1, Accumulator::default);
-            }
-            self.per_second[i].add(h);
+        for (slot, layout, entries) in batch.histograms() {
+            let acc = match slot {
+                SLOT_LATENCY => &mut self.latency,
+                SLOT_SERVICE => &mut self.service,
+                second => {
+                    let i = second as usize;
+                    if self.per_second.len() <= i {
+                        self.per_second.resize_with(i + 1, Accumulator::default);
+                    }
+                    &mut self.per_second[i]
+                }
+            };
+            acc.add(layout, entries);
         }
         for r in &report.rows {
             let i = r.second as usize;

@@ -21,6 +21,9 @@ const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
 const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
 /// Size of the V2 header: cookie, payload length, normalizing offset, digits, low, high, ratio.
 const V2_HEADER: usize = 40;
+/// Refuse a bucket count beyond this (a trillion values): no report holds it, and splitting it
+/// into `u32` entries must stay bounded.
+const MAX_COUNT: u64 = 1 << 40;
 /// Refuse encodings that inflate beyond this: a histogram's payload is a few KB at most, so
 /// anything larger is a corrupt or hostile file, not a report.
 const MAX_INFLATED: usize = 16 << 20;
@@ -56,6 +59,14 @@ impl Layout {
         Layout::new(1, u32::from(HISTOGRAM_SIGFIG)).expect("the report layout is valid")
     }
 
+    /// The largest index [`Layout::value_at`] maps to a value.
+    pub fn max_index(&self) -> u64 {
+        // value_at needs bucket + unit_magnitude + half_count_magnitude + 1 <= 64.
+        let buckets = 64 - self.unit_magnitude - self.sub_bucket_half_count_magnitude - 1;
+        let top = ((u64::from(buckets) + 2) << self.sub_bucket_half_count_magnitude) - 1;
+        top.min(u64::from(u32::MAX))
+    }
+
     /// The lowest value counted at `index`, or `None` past the representable range.
     pub fn value_at(&self, index: usize) -> Option<u64> {
         let half_count = 1usize << self.sub_bucket_half_count_magnitude;
@@ -74,18 +85,39 @@ impl Layout {
     }
 }
 
-/// A decoded histogram: its layout and its non-zero counters in index order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Sparse {
-    layout: Option<Layout>,
-    entries: Vec<(u32, u64)>,
+/// Decoded histograms, flat: the non-zero counters of each histogram in index order, in one
+/// vector reused from task to task, so that decoding a task's 300 (or 3,600) per-second
+/// histograms allocates nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// `(index, count)`; a count above `u32::MAX` is split over several entries of the same
+    /// index, which halves the memory the hot loops walk.
+    entries: Vec<(u32, u32)>,
+    histograms: Vec<Decoded>,
 }
 
-impl Sparse {
-    /// Number of recorded values.
-    #[cfg(test)]
-    pub fn len(&self) -> u64 {
-        self.entries.iter().map(|&(_, c)| c).sum()
+/// One histogram of a [`Batch`].
+#[derive(Debug, Clone, Copy)]
+struct Decoded {
+    slot: u32,
+    layout: Layout,
+    start: usize,
+    end: usize,
+}
+
+impl Batch {
+    /// Forgets every histogram (keeps the memory).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.histograms.clear();
+    }
+
+    /// The histograms decoded since the last [`Batch::clear`]: the slot each was decoded for,
+    /// its layout and its `(index, count)` counters.
+    pub fn histograms(&self) -> impl Iterator<Item = (u32, Layout, &[(u32, u32)])> + '_ {
+        self.histograms
+            .iter()
+            .map(|h| (h.slot, h.layout, &self.entries[h.start..h.end]))
     }
 }
 
@@ -100,78 +132,91 @@ impl Default for Decoder {
     fn default() -> Self {
         Decoder {
             inflate: flate2::Decompress::new(true),
-            inflated: Vec::with_capacity(4096),
+            inflated: vec![0; 16 * 1024],
             raw: Vec::with_capacity(4096),
         }
     }
 }
 
 impl Decoder {
-    /// Decodes base64 of a V2 (deflate or plain) encoding, as `report::encode_histogram` writes.
-    pub fn decode_base64(&mut self, text: &str) -> anyhow::Result<Sparse> {
+    /// Decodes base64 of a V2 (deflate or plain) encoding, as `report::encode_histogram`
+    /// writes, into `batch` under `slot`. On error the batch holds no part of this histogram.
+    pub fn decode_base64(
+        &mut self,
+        text: &str,
+        slot: u32,
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
         let mut raw = std::mem::take(&mut self.raw);
         raw.clear();
         let result = base64::engine::general_purpose::STANDARD
             .decode_vec(text.trim(), &mut raw)
             .context("histogram is not base64")
-            .and_then(|()| self.decode(&raw));
+            .and_then(|()| self.decode(&raw, slot, batch));
         self.raw = raw;
         result
     }
 
-    /// Decodes a V2 (deflate or plain) encoding.
-    pub fn decode(&mut self, bytes: &[u8]) -> anyhow::Result<Sparse> {
+    /// Decodes a V2 (deflate or plain) encoding into `batch` under `slot`.
+    pub fn decode(&mut self, bytes: &[u8], slot: u32, batch: &mut Batch) -> anyhow::Result<()> {
         ensure!(bytes.len() >= 8, "histogram encoding is truncated");
-        match be_u32(bytes, 0) {
-            V2_COOKIE => parse_v2(bytes),
+        let start = batch.entries.len();
+        let result = match be_u32(bytes, 0) {
+            V2_COOKIE => parse_v2(bytes, &mut batch.entries),
             V2_COMPRESSED_COOKIE => {
                 let len = be_u32(bytes, 4) as usize;
                 let compressed = bytes
                     .get(8..8 + len)
-                    .context("compressed histogram is truncated")?;
-                self.inflate(compressed)?;
-                let inflated = std::mem::take(&mut self.inflated);
-                let result = parse_v2(&inflated);
-                self.inflated = inflated;
-                result
+                    .context("compressed histogram is truncated");
+                compressed.and_then(|c| {
+                    let n = self.inflate(c)?;
+                    parse_v2(&self.inflated[..n], &mut batch.entries)
+                })
             }
-            other => bail!("histogram has cookie {other:#010x}, not an HdrHistogram V2 encoding"),
+            other => Err(anyhow::anyhow!(
+                "histogram has cookie {other:#010x}, not an HdrHistogram V2 encoding"
+            )),
+        };
+        match result {
+            Ok(layout) => {
+                batch.histograms.push(Decoded {
+                    slot,
+                    layout,
+                    start,
+                    end: batch.entries.len(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                batch.entries.truncate(start);
+                Err(e)
+            }
         }
     }
 
-    /// Inflates a zlib stream into `self.inflated`, growing it as needed. (Not `Finish`: with
-    /// miniz_oxide that demands the whole output fit in the first call's buffer.)
-    fn inflate(&mut self, input: &[u8]) -> anyhow::Result<()> {
+    /// Inflates a zlib stream into `self.inflated` and returns its length. The buffer is
+    /// initialised once and reused: the stream is inflated in one `Finish` call, and only when
+    /// it does not fit is the buffer doubled and the stream inflated again.
+    fn inflate(&mut self, input: &[u8]) -> anyhow::Result<usize> {
         use flate2::{FlushDecompress, Status};
-        self.inflate.reset(true);
-        self.inflated.clear();
         loop {
-            if self.inflated.len() == self.inflated.capacity() {
-                ensure!(
-                    self.inflated.len() < MAX_INFLATED,
-                    "histogram inflates beyond {MAX_INFLATED} bytes"
-                );
-                self.inflated.reserve(self.inflated.capacity().max(4096));
-            }
-            let consumed = self.inflate.total_in() as usize;
-            let produced = self.inflated.len();
+            self.inflate.reset(true);
             let status = self
                 .inflate
-                .decompress_vec(
-                    &input[consumed..],
-                    &mut self.inflated,
-                    FlushDecompress::None,
-                )
+                .decompress(input, &mut self.inflated, FlushDecompress::Finish)
                 .context("compressed histogram does not inflate")?;
+            let produced = self.inflate.total_out() as usize;
             match status {
-                Status::StreamEnd => return Ok(()),
-                _ if self.inflate.total_in() as usize == consumed
-                    && self.inflated.len() == produced
-                    && self.inflated.len() < self.inflated.capacity() =>
-                {
-                    bail!("compressed histogram is truncated")
+                Status::StreamEnd => return Ok(produced),
+                _ if produced < self.inflated.len() => bail!("compressed histogram is truncated"),
+                _ => {
+                    ensure!(
+                        self.inflated.len() < MAX_INFLATED,
+                        "histogram inflates beyond {MAX_INFLATED} bytes"
+                    );
+                    let grown = self.inflated.len() * 2;
+                    self.inflated.resize(grown, 0);
                 }
-                _ => {}
             }
         }
     }
@@ -185,9 +230,9 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Parses an uncompressed V2 encoding: header, then LEB128 zig-zag counts where a negative
-/// number is a run of that many empty counters.
-fn parse_v2(b: &[u8]) -> anyhow::Result<Sparse> {
+/// Parses an uncompressed V2 encoding (header, then LEB128 zig-zag counts where a negative
+/// number is a run of that many empty counters) and appends its non-zero counters to `entries`.
+fn parse_v2(b: &[u8], entries: &mut Vec<(u32, u32)>) -> anyhow::Result<Layout> {
     ensure!(
         b.len() >= V2_HEADER && be_u32(b, 0) == V2_COOKIE,
         "histogram payload is not a V2 encoding"
@@ -211,46 +256,61 @@ fn parse_v2(b: &[u8]) -> anyhow::Result<Sparse> {
     let payload = b
         .get(V2_HEADER..V2_HEADER + payload_len)
         .context("histogram payload is truncated")?;
-    let mut entries = Vec::new();
+    let max_index = layout.max_index();
+    // Every non-zero counter takes at least one byte of payload.
+    entries.reserve(payload.len());
     let mut index: u64 = 0;
-    let mut pos = 0;
-    while pos < payload.len() {
-        let zz = read_varint(payload, &mut pos).context("histogram payload is truncated")?;
+    let mut rest = payload;
+    while let Some((&byte, tail)) = rest.split_first() {
+        // Most counts are small: a one-byte varint, read without the general loop.
+        let zz = if byte < 0x80 {
+            rest = tail;
+            u64::from(byte)
+        } else {
+            let (value, used) = read_varint(rest).context("histogram payload is truncated")?;
+            rest = &rest[used..];
+            value
+        };
         let n = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
         if n < 0 {
             index += n.unsigned_abs();
-        } else {
-            if n > 0 {
-                ensure!(
-                    index <= u64::from(u32::MAX) && layout.value_at(index as usize).is_some(),
-                    "histogram has more counters than its value range allows"
-                );
-                entries.push((index as u32, n as u64));
-            }
-            index += 1;
+            continue;
         }
+        if n > 0 {
+            ensure!(
+                index <= max_index,
+                "histogram has more counters than its value range allows"
+            );
+            ensure!(
+                n as u64 <= MAX_COUNT,
+                "histogram counts {n} values in one bucket, which no report holds"
+            );
+            let mut left = n as u64;
+            while left > u64::from(u32::MAX) {
+                entries.push((index as u32, u32::MAX));
+                left -= u64::from(u32::MAX);
+            }
+            entries.push((index as u32, left as u32));
+        }
+        index += 1;
     }
-    Ok(Sparse {
-        layout: Some(layout),
-        entries,
-    })
+    Ok(layout)
 }
 
 /// LEB128 as HdrHistogram writes it: at most 9 bytes, the 9th contributing all 8 bits.
-fn read_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+/// Returns the value and the bytes it took.
+fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
-    for i in 0..9 {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
+    for (i, &byte) in b.iter().take(9).enumerate() {
         if i == 8 {
-            return Some(value | (u64::from(byte) << 56));
+            return Some((value | (u64::from(byte) << 56), 9));
         }
         value |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            return Some(value);
+            return Some((value, i + 1));
         }
     }
-    Some(value)
+    None
 }
 
 /// Sums histograms of the report layout in a dense range of counters, growing the range as
@@ -263,46 +323,29 @@ pub struct Accumulator {
 }
 
 impl Accumulator {
-    /// Adds a decoded histogram.
-    pub fn add(&mut self, h: &Sparse) {
-        let (Some(&(first, _)), Some(&(last, _))) = (h.entries.first(), h.entries.last()) else {
+    /// Adds the counters of one decoded histogram (in index order, as [`Batch`] holds them).
+    pub fn add(&mut self, layout: Layout, entries: &[(u32, u32)]) {
+        let (Some(&(first, _)), Some(&(last, _))) = (entries.first(), entries.last()) else {
             return;
         };
-        let layout = h.layout.expect("a non-empty histogram has a layout");
         if layout != Layout::report() {
+            // Not written by fleetload; added value by value, still exactly.
             let other = self.other.get_or_insert_with(|| {
                 let mut o = crate::report::new_histogram();
                 o.auto(true);
                 o
             });
-            for &(i, c) in &h.entries {
+            for &(i, c) in entries {
                 let v = layout.value_at(i as usize).expect("checked when decoded");
-                other.saturating_record_n(v, c);
+                other.saturating_record_n(v, u64::from(c));
             }
             return;
         }
         self.reserve(first as usize, last as usize);
-        for &(i, c) in &h.entries {
-            let slot = &mut self.counts[i as usize - self.base];
-            *slot = slot.saturating_add(c);
-        }
-    }
-
-    /// Adds another accumulator.
-    #[cfg(test)]
-    pub fn merge(&mut self, other: Accumulator) {
-        if !other.counts.is_empty() {
-            self.reserve(other.base, other.base + other.counts.len() - 1);
-            for (i, c) in other.counts.iter().enumerate() {
-                let slot = &mut self.counts[other.base + i - self.base];
-                *slot = slot.saturating_add(*c);
-            }
-        }
-        if let Some(o) = other.other {
-            match &mut self.other {
-                Some(mine) => mine.add(&o).expect("auto-resizing histograms always add"),
-                None => self.other = Some(o),
-            }
+        let counts = &mut self.counts[first as usize - self.base..];
+        for &(i, c) in entries {
+            let slot = &mut counts[(i - first) as usize];
+            *slot = slot.saturating_add(u64::from(c));
         }
     }
 
@@ -377,13 +420,22 @@ mod tests {
     use hdrhistogram::serialization::{Serializer, V2Serializer};
     use proptest::prelude::*;
 
+    /// Adds every histogram of a batch into one accumulator.
+    fn add_all(acc: &mut Accumulator, batch: &Batch) {
+        for (_, layout, entries) in batch.histograms() {
+            acc.add(layout, entries);
+        }
+    }
+
+    fn recorded(batch: &Batch) -> u64 {
+        batch.entries.iter().map(|&(_, c)| u64::from(c)).sum()
+    }
+
     #[test]
-    fn value_at_matches_the_crate_for_the_report_layout() {
-        let layout = Layout::report();
-        let h = new_histogram();
+    fn single_values_land_in_their_bucket() {
+        let mut d = Decoder::default();
         for v in [
-            0u64,
-            1,
+            1u64,
             2,
             1023,
             2047,
@@ -394,37 +446,51 @@ mod tests {
             1_000_000,
             HISTOGRAM_MAX_US,
         ] {
-            // Recording the lowest value of the bucket `v` falls in lands in that bucket.
-            let lowest = h.lowest_equivalent(v);
-            let mut acc = Accumulator::default();
             let mut one = new_histogram();
             one.record(v).unwrap();
-            acc.add(
-                &Decoder::default()
-                    .decode_base64(&encode_histogram(&one))
-                    .unwrap(),
-            );
+            let mut batch = Batch::default();
+            d.decode_base64(&encode_histogram(&one), 7, &mut batch)
+                .unwrap();
+            let mut acc = Accumulator::default();
+            add_all(&mut acc, &batch);
             let back = acc.to_histogram(true);
             assert_eq!(back, one, "value {v}");
-            assert_eq!(back.min(), lowest);
-            assert!(layout.value_at(0).is_some());
+            assert_eq!(back.min(), one.lowest_equivalent(v));
+            assert_eq!(batch.histograms().next().unwrap().0, 7);
         }
+        let layout = Layout::report();
+        assert!(layout.value_at(layout.max_index() as usize).is_some());
+        assert!(layout.value_at(layout.max_index() as usize + 1).is_none());
     }
 
     #[test]
-    fn rejects_garbage() {
+    fn rejects_garbage_and_keeps_nothing_of_it() {
         let mut d = Decoder::default();
-        assert!(d.decode_base64("not base64!").is_err());
-        assert!(d.decode_base64("AAAA").is_err());
+        let mut batch = Batch::default();
+        assert!(d.decode_base64("not base64!", 0, &mut batch).is_err());
+        assert!(d.decode_base64("AAAA", 0, &mut batch).is_err());
         let mut h = new_histogram();
-        h.record(5).unwrap();
+        for v in 1..500 {
+            h.record(v * 7).unwrap();
+        }
         let mut bytes = base64::engine::general_purpose::STANDARD
             .decode(encode_histogram(&h))
             .unwrap();
         bytes.truncate(bytes.len() - 3);
-        assert!(d.decode(&bytes).is_err());
-        // The decoder still works after an error.
-        assert_eq!(d.decode_base64(&encode_histogram(&h)).unwrap().len(), 1);
+        assert!(d.decode(&bytes, 0, &mut batch).is_err());
+        // A plain V2 encoding cut short.
+        let mut plain = Vec::new();
+        V2Serializer::new().serialize(&h, &mut plain).unwrap();
+        plain.truncate(plain.len() - 1);
+        let longer = u32::from_be_bytes(plain[4..8].try_into().unwrap()) + 5;
+        plain[4..8].copy_from_slice(&longer.to_be_bytes());
+        assert!(d.decode(&plain, 0, &mut batch).is_err());
+        assert_eq!(batch.histograms().count(), 0);
+        assert!(batch.entries.is_empty());
+        // The decoder still works after errors.
+        d.decode_base64(&encode_histogram(&h), 0, &mut batch)
+            .unwrap();
+        assert_eq!(recorded(&batch), 499);
     }
 
     #[test]
@@ -434,13 +500,33 @@ mod tests {
             h.record_n(v, v % 5 + 1).unwrap();
         }
         let mut d = Decoder::default();
+        let mut batch = Batch::default();
+        d.decode_base64(&encode_histogram(&h), 0, &mut batch)
+            .unwrap();
         let mut acc = Accumulator::default();
-        acc.add(&d.decode_base64(&encode_histogram(&h)).unwrap());
+        add_all(&mut acc, &batch);
         assert_eq!(acc.to_histogram(true), h);
         // And the decoder is reusable for a small one afterwards.
         let mut small = new_histogram();
         small.record(7).unwrap();
-        assert_eq!(d.decode_base64(&encode_histogram(&small)).unwrap().len(), 1);
+        batch.clear();
+        d.decode_base64(&encode_histogram(&small), 0, &mut batch)
+            .unwrap();
+        assert_eq!(recorded(&batch), 1);
+    }
+
+    #[test]
+    fn counts_beyond_u32_are_exact() {
+        let mut h = new_histogram();
+        h.record_n(1234, 3 * u64::from(u32::MAX) + 17).unwrap();
+        h.record_n(99_000, 5).unwrap();
+        let mut batch = Batch::default();
+        Decoder::default()
+            .decode_base64(&encode_histogram(&h), 0, &mut batch)
+            .unwrap();
+        let mut acc = Accumulator::default();
+        add_all(&mut acc, &batch);
+        assert_eq!(acc.to_histogram(true), h);
     }
 
     fn plain_v2(h: &Histogram<u64>) -> Vec<u8> {
@@ -460,8 +546,8 @@ mod tests {
             sigfig in 1u8..=5,
         ) {
             let mut expected = new_histogram();
-            let mut acc = Accumulator::default();
             let mut decoder = Decoder::default();
+            let mut batch = Batch::default();
             for (n, group) in groups.iter().enumerate() {
                 // Every other group comes from a histogram of another layout.
                 let mut h = if n % 2 == 0 {
@@ -472,17 +558,17 @@ mod tests {
                 for &(v, c) in group {
                     h.record_n(v.max(1 << low_pow), c).unwrap();
                 }
-                expected.add(&decode_histogram(&encode_histogram(&h)).unwrap()).unwrap();
-                let sparse = if n % 3 == 0 {
-                    decoder.decode(&plain_v2(&h)).unwrap()
+                expected.add(decode_histogram(&encode_histogram(&h)).unwrap()).unwrap();
+                let before = recorded(&batch);
+                if n % 3 == 0 {
+                    decoder.decode(&plain_v2(&h), n as u32, &mut batch).unwrap();
                 } else {
-                    decoder.decode_base64(&encode_histogram(&h)).unwrap()
-                };
-                prop_assert_eq!(sparse.len(), h.len());
-                let mut part = Accumulator::default();
-                part.add(&sparse);
-                acc.merge(part);
+                    decoder.decode_base64(&encode_histogram(&h), n as u32, &mut batch).unwrap();
+                }
+                prop_assert_eq!(recorded(&batch) - before, h.len());
             }
+            let mut acc = Accumulator::default();
+            add_all(&mut acc, &batch);
             let got = acc.to_histogram(true);
             prop_assert_eq!(got.len(), expected.len());
             for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {

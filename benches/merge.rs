@@ -2,7 +2,7 @@
 //! through the local report store, then `merge_run` + `write_merged` timed end to end.
 //!
 //! `cargo bench --bench merge` runs the full size (the budget is 2 s); under `cargo test` (no
-//! `--bench` argument) it runs a 20-task smoke version so the test suite stays quick.
+//! `--bench` argument) it runs a 20-task, 20-second smoke version so the test suite stays quick.
 //!
 //! Each task has 300 per-second histograms of ~1,000 events with a realistic shape (a few ms,
 //! a 1 % tail to 500 ms, rare outliers to 3 s), so each per-second encoding holds hundreds of
@@ -24,8 +24,12 @@ use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+/// Seconds of the benchmarked run.
 const SECONDS: u64 = 300;
+/// Seconds of the smoke run under `cargo test`.
+const SMOKE_SECONDS: u64 = 20;
 const EVENTS_PER_SECOND: u64 = 1000;
+/// Distinct synthetic tasks the reports are drawn from (2 for the smoke run).
 const POOL: usize = 25;
 const RUN: &str = "bench-run";
 
@@ -48,7 +52,7 @@ fn latency_us(rng: &mut SmallRng) -> u64 {
     }
 }
 
-fn synthetic_task(seed: u64, planned: DateTime<Utc>) -> Files {
+fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut latency = new_histogram();
     let mut service = new_histogram();
@@ -56,7 +60,7 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>) -> Files {
     let mut rows = Vec::new();
     let mut counts = Counts::default();
     let mut throttled_timeline = Vec::new();
-    for second in 0..SECONDS {
+    for second in 0..seconds {
         let mut h = new_histogram();
         let throttled = u64::from(rng.gen_range(0..100) == 0) * rng.gen_range(1..20);
         let acknowledged = EVENTS_PER_SECOND - throttled;
@@ -106,12 +110,12 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>) -> Files {
         fleetload_version: env!("CARGO_PKG_VERSION").to_string(),
         planned_start: planned,
         actual_start: Some(planned),
-        end: Some(planned + chrono::Duration::seconds(SECONDS as i64)),
+        end: Some(planned + chrono::Duration::seconds(seconds as i64)),
         late_start_ms: 0,
-        duration_s: SECONDS as f64,
+        duration_s: seconds as f64,
         outcome: Outcome::Completed,
         bytes: counts.acknowledged * 110,
-        achieved_rate: counts.acknowledged as f64 / SECONDS as f64,
+        achieved_rate: counts.acknowledged as f64 / seconds as f64,
         counts,
         target_rate: Some(EVENTS_PER_SECOND as f64),
         latency_ms: Percentiles::of(&latency),
@@ -133,7 +137,11 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>) -> Files {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let tasks: usize = if full { 1000 } else { 20 };
+    let (tasks, seconds, pool_size) = if full {
+        (1000, SECONDS, POOL)
+    } else {
+        (20, SMOKE_SECONDS, 2)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,8 +153,8 @@ fn main() {
         .with_timezone(&Utc);
 
     let setup = Instant::now();
-    let pool: Vec<Files> = (0..POOL.min(tasks))
-        .map(|i| synthetic_task(i as u64, planned))
+    let pool: Vec<Files> = (0..pool_size)
+        .map(|i| synthetic_task(i as u64, planned, seconds))
         .collect();
     let mut expected_acknowledged = 0;
     runtime.block_on(async {
@@ -185,7 +193,7 @@ fn main() {
     });
     let hlog_kb = pool[0].hlog.len() / 1024;
     eprintln!(
-        "set-up: {tasks} task reports ({SECONDS} s each, hlog ~{hlog_kb} KiB) written in {:.1} s",
+        "set-up: {tasks} task reports ({seconds} s each, hlog ~{hlog_kb} KiB) written in {:.1} s",
         setup.elapsed().as_secs_f64()
     );
 
@@ -204,10 +212,10 @@ fn main() {
     assert_eq!(merged.summary.outcome, Outcome::Completed);
     assert_eq!(merged.summary.counts.acknowledged, expected_acknowledged);
     assert_eq!(merged.summary.latency_ms.count, expected_acknowledged);
-    assert_eq!(merged.rows.len() as u64, SECONDS);
+    assert_eq!(merged.rows.len() as u64, seconds);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "merge of {tasks} task reports × {SECONDS} s: {:.3} s end to end \
+        "merge of {tasks} task reports × {seconds} s: {:.3} s end to end \
          (merge_run {:.3} s, write_merged {:.3} s; {cpu:.3} s of CPU on {cores} cores); \
          merged p99 {} ms{}",
         total.as_secs_f64(),

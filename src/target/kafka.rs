@@ -29,10 +29,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("linger.ms", "5"),
     // The local queue bounds the worker's memory when the brokers fall behind: a 0.25 vCPU /
     // 512 MiB Fargate task must be enough, and the worker stays within 64 MiB at 100k
-    // events/s. 100,000 messages or 16 MiB of them (whichever comes first) is still 100 ms
-    // at 1M messages/s, far more than linger.ms and a broker round trip hold in flight.
-    ("queue.buffering.max.messages", "100000"),
-    ("queue.buffering.max.kbytes", "16384"),
+    // events/s. 50,000 messages or 8 MiB of them (whichever comes first) is still 50 ms at
+    // 1M messages/s, more than linger.ms and a broker round trip hold in flight.
+    ("queue.buffering.max.messages", "50000"),
+    ("queue.buffering.max.kbytes", "8192"),
 ];
 
 /// Intended send times travel with each message as librdkafka's opaque pointer, packed into one

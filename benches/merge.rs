@@ -207,7 +207,8 @@ fn main() {
         .block_on(write_merged(&store, RUN, &merged))
         .unwrap();
     let total = start.elapsed();
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu_after = cpu_seconds();
+    let (user, system) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
 
     assert_eq!(merged.summary.outcome, Outcome::Completed);
     assert_eq!(merged.summary.counts.acknowledged, expected_acknowledged);
@@ -216,7 +217,8 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "merge of {tasks} task reports × {seconds} s: {:.3} s end to end \
-         (merge_run {:.3} s, write_merged {:.3} s; {cpu:.3} s of CPU on {cores} cores); \
+         (merge_run {:.3} s, write_merged {:.3} s; CPU {user:.3} s user + {system:.3} s system \
+         on {cores} cores); \
          merged p99 {} ms{}",
         total.as_secs_f64(),
         merged_at.as_secs_f64(),
@@ -230,9 +232,9 @@ fn main() {
     );
 }
 
-/// CPU time (user and system) this process has used, in seconds: on a busy machine the wall
+/// CPU time (user, system) this process has used, in seconds: on a busy machine the wall
 /// time says little, the CPU time divided by the cores says what an idle one would take.
-fn cpu_seconds() -> f64 {
+fn cpu_seconds() -> (f64, f64) {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
     let usage = unsafe {
@@ -240,5 +242,5 @@ fn cpu_seconds() -> f64 {
         usage.assume_init()
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    (secs(usage.ru_utime), secs(usage.ru_stime))
 }

@@ -256,13 +256,19 @@ fn parse_v2(b: &[u8], entries: &mut Vec<(u32, u32)>) -> anyhow::Result<Layout> {
     let payload = b
         .get(V2_HEADER..V2_HEADER + payload_len)
         .context("histogram payload is truncated")?;
-    let max_index = layout.max_index();
-    // Every non-zero counter takes at least one byte of payload.
-    entries.reserve(payload.len());
+    // Every non-zero counter takes at least one byte of payload, so `payload.len()` slots are
+    // enough. The loop writes a slot for every number and keeps it only for a non-zero count:
+    // runs of zeros and counts alternate unpredictably, and a branch on them would be
+    // mispredicted about half the time.
+    let base = entries.len();
+    entries.resize(base + payload.len(), (0, 0));
+    let out = &mut entries[base..];
+    let mut kept = 0;
     let mut index: u64 = 0;
+    let mut big = Vec::new();
     let mut rest = payload;
     while let Some((&byte, tail)) = rest.split_first() {
-        // Most counts are small: a one-byte varint, read without the general loop.
+        // Most numbers are small: a one-byte varint, read without the general loop.
         let zz = if byte < 0x80 {
             rest = tail;
             u64::from(byte)
@@ -271,29 +277,39 @@ fn parse_v2(b: &[u8], entries: &mut Vec<(u32, u32)>) -> anyhow::Result<Layout> {
             rest = &rest[used..];
             value
         };
-        let n = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
-        if n < 0 {
-            index += n.unsigned_abs();
-            continue;
-        }
-        if n > 0 {
+        // Zig-zag: an even number 2c is a count c, an odd one 2r-1 a run of r empty counters.
+        let is_run = zz & 1;
+        let half = zz >> 1;
+        let count = half * (is_run ^ 1);
+        if count > u64::from(u32::MAX) {
             ensure!(
-                index <= max_index,
-                "histogram has more counters than its value range allows"
+                count <= MAX_COUNT,
+                "histogram counts {count} values in one bucket, which no report holds"
             );
-            ensure!(
-                n as u64 <= MAX_COUNT,
-                "histogram counts {n} values in one bucket, which no report holds"
-            );
-            let mut left = n as u64;
-            while left > u64::from(u32::MAX) {
-                entries.push((index as u32, u32::MAX));
-                left -= u64::from(u32::MAX);
-            }
-            entries.push((index as u32, left as u32));
+            big.push((index, count));
         }
-        index += 1;
+        out[kept] = (index as u32, count as u32);
+        kept += usize::from(count != 0 && count <= u64::from(u32::MAX));
+        index = index.saturating_add(if is_run == 1 { half + 1 } else { 1 });
     }
+    entries.truncate(base + kept);
+    // Counts beyond u32 (never seen in practice) become several entries of one index, put
+    // back in index order, which the accumulator relies on.
+    if !big.is_empty() {
+        for (i, mut left) in big {
+            while left > 0 {
+                let part = left.min(u64::from(u32::MAX));
+                entries.push((i as u32, part as u32));
+                left -= part;
+            }
+        }
+        entries[base..].sort_unstable_by_key(|&(i, _)| i);
+    }
+    // The index only grows, so where it ends bounds every entry.
+    ensure!(
+        index <= layout.max_index() + 1,
+        "histogram has more counters than its value range allows"
+    );
     Ok(layout)
 }
 

@@ -110,8 +110,12 @@ fi
 
 log "building release binaries"
 cargo build --release --quiet --bin worker --example kinesis_double
-WORKER=$ROOT/target/release/worker
-DOUBLE=$ROOT/target/release/examples/kinesis_double
+# Private copies: a build in the shared target/ during the run must not swap the binaries under
+# it.
+mkdir -p "$OUT/bin"
+cp "$ROOT/target/release/worker" "$ROOT/target/release/examples/kinesis_double" "$OUT/bin/"
+WORKER=$OUT/bin/worker
+DOUBLE=$OUT/bin/kinesis_double
 
 # ---------------------------------------------------------------------------------------------
 # Helpers

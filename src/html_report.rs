@@ -31,6 +31,7 @@ use crate::merge::Merged;
 use crate::pacing::LoadProfile;
 use crate::report::{decode_histogram, Outcome, Percentiles, SecondRow, Summary};
 use crate::store::ReportStore;
+use crate::summary_table::thousands;
 use crate::threshold::ThresholdResult;
 
 /// Name of the report file in `merged/`.
@@ -1613,19 +1614,6 @@ fn trim(v: f64, decimals: usize) -> String {
     } else {
         s
     }
-}
-
-/// `1234567` → `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// A rate with thousands separators and one decimal.

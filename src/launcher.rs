@@ -269,6 +269,20 @@ pub struct RunArgs {
     /// The run's id (default: generated).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
+    /// Thresholds, JUnit file and report opening.
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// How long after launching the tasks they all start producing (FLEETLOAD_START_AT).
+    #[arg(long, value_name = "D")]
+    pub start_delay: Option<String>,
+    /// ECS options.
+    #[command(flatten)]
+    pub ecs: EcsArgs,
+}
+
+/// What every run ends with: the CI gate and what to do with the merged report.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GateArgs {
     /// A CI gate, repeatable: p99<250ms, error_rate<0.1%, rate>=9500/s …
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
@@ -278,12 +292,6 @@ pub struct RunArgs {
     /// Open merged/report.html in the default browser at the end (local reports only).
     #[arg(long)]
     pub open: bool,
-    /// How long after launching the tasks they all start producing (FLEETLOAD_START_AT).
-    #[arg(long, value_name = "D")]
-    pub start_delay: Option<String>,
-    /// ECS options.
-    #[command(flatten)]
-    pub ecs: EcsArgs,
 }
 
 /// `launcher merge`.
@@ -295,15 +303,9 @@ pub struct MergeArgs {
     /// How many tasks the run had; fewer reports make the fleet failed (exit 3).
     #[arg(long, value_name = "N")]
     pub expected_tasks: Option<u64>,
-    /// A CI gate, repeatable: p99<250ms, error_rate<0.1%, rate>=9500/s …
-    #[arg(long = "threshold", value_name = "EXPR")]
-    pub thresholds: Vec<String>,
-    /// Write a JUnit XML report of the thresholds and the fleet's coverage here.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Open merged/report.html in the default browser at the end (local reports only).
-    #[arg(long)]
-    pub open: bool,
+    /// Thresholds, JUnit file and report opening.
+    #[command(flatten)]
+    pub gate: GateArgs,
 }
 
 /// `launcher stop`.
@@ -349,7 +351,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 
 async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     // Thresholds are checked before any task starts: a typo must not cost a fleet.
-    let thresholds = threshold::parse_all(&args.thresholds)?;
+    let thresholds = threshold::parse_all(&args.gate.thresholds)?;
     let outcome = start_fleet(args).await?;
     let store = ReportStore::open(&outcome.report_url).await?;
     let merged = merge_run(
@@ -364,9 +366,9 @@ async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         &outcome.run_id,
         &merged,
         &thresholds,
-        args.junit.as_deref(),
+        args.gate.junit.as_deref(),
         &outcome.problems,
-        args.open,
+        args.gate.open,
     )
     .await
 }
@@ -382,7 +384,7 @@ async fn stop_fleet(args: &StopArgs) -> anyhow::Result<()> {
 }
 
 async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
-    let thresholds = threshold::parse_all(&args.thresholds)?;
+    let thresholds = threshold::parse_all(&args.gate.thresholds)?;
     let (url, run_id) = parse_run_location(&args.location)?;
     let store = ReportStore::open(&url).await?;
     let merged = merge_run(&store, &run_id, None, args.expected_tasks).await?;
@@ -391,9 +393,9 @@ async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
         &run_id,
         &merged,
         &thresholds,
-        args.junit.as_deref(),
+        args.gate.junit.as_deref(),
         &[],
-        args.open,
+        args.gate.open,
     )
     .await
 }
@@ -572,7 +574,7 @@ mod tests {
         };
         assert_eq!(args.tasks, 20);
         assert_eq!(args.env, vec![("FLEETLOAD_KEYS".into(), "5000".into())]);
-        assert_eq!(args.thresholds.len(), 2);
+        assert_eq!(args.gate.thresholds.len(), 2);
         assert_eq!(args.ecs.subnets, vec!["subnet-a", "subnet-b"]);
         assert_eq!(
             args.ecs.capacity_providers[0],

@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use fleetload::merge::{merge_run, write_merged};
-use fleetload::report::{
+use fleetload::launcher::merge::{merge_run, write_merged};
+use fleetload::model::report::{
     encode_histogram, new_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome,
     Percentiles, SecondRow, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
-use fleetload::store::{task_dir, ReportStore};
+use fleetload::worker::store::{task_dir, ReportStore};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

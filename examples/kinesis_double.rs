@@ -1,4 +1,4 @@
-//! Runs the Kinesis double (`fleetload::kinesis_double`) as a separate process on loopback, for
+//! Runs the Kinesis double (`fleetload_testkit::kinesis`) as a separate process on loopback, for
 //! benchmarks and manual tests: point a worker at it with an endpoint override.
 //!
 //! ```text
@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use fleetload::kinesis_double::{DoubleConfig, DoubleStats, KinesisDouble};
+use fleetload_testkit::kinesis::{DoubleConfig, DoubleStats, KinesisDouble};
 
 #[derive(Parser, Debug)]
 #[command(about = "Kinesis-compatible test double on 127.0.0.1 (awsJson1_1)")]

@@ -1,20 +1,17 @@
 //! The ECS fleet against an ECS double on loopback: placement failures, throttling, server
 //! errors, deadlines and fatal refusals — what moto cannot produce.
 
-#[path = "common/ecs_double.rs"]
-mod ecs_double;
-
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::config::Credentials;
-use ecs_double::{EcsDouble, RunTaskReply, INSTANCE_ARN, LIST_PAGE};
-use fleetload::fleet::ecs::{
+use fleetload::launcher::fleet::ecs::{
     EcsConfig, EcsFleet, NotStopped, OverridesTooLarge, RetryBackoff, StartError, StartProgress,
     StartStop, OVERRIDES_MAX_BYTES,
 };
+use fleetload_testkit::ecs::{EcsDouble, RunTaskReply, INSTANCE_ARN, LIST_PAGE};
 
 const CAPACITY: &str =
     "Capacity is unavailable at this time. Please try again later or in a different availability zone";

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::config::Credentials;
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, TaskField};
-use fleetload::fleet::ecs::{EcsConfig, EcsFleet, OverridesTooLarge, StartProgress, RUN_ID_TAG};
-use fleetload::stack::{read_stack, StackError};
+use fleetload::launcher::fleet::ecs::{
+    EcsConfig, EcsFleet, OverridesTooLarge, StartProgress, RUN_ID_TAG,
+};
+use fleetload::launcher::fleet::stack::{read_stack, StackError};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

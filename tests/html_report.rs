@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use fleetload::html_report::{spectrum_quantiles, spectrum_value};
-use fleetload::pacing::LoadProfile;
-use fleetload::report::{
+use fleetload::launcher::render::html::{spectrum_quantiles, spectrum_value};
+use fleetload::model::profile::LoadProfile;
+use fleetload::model::report::{
     encode_histogram, new_histogram, parse_timeseries, timeseries_csv, write_hlog, Counts,
     Histograms, Outcome, Percentiles, SecondRow, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE,
     TIMESERIES_FILE,
 };
-use fleetload::store::task_dir;
+use fleetload::worker::store::task_dir;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Method;

@@ -8,7 +8,7 @@ use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use aws_sdk_kinesis::Client;
-use fleetload::kinesis_double::{DoubleConfig, KinesisDouble};
+use fleetload_testkit::kinesis::{DoubleConfig, KinesisDouble};
 
 const STREAM: &str = "sensors";
 

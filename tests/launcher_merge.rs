@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{synthetic_task, write_task};
-use fleetload::report::{Outcome, Summary};
-use fleetload::store::ReportStore;
+use fleetload::model::report::{Outcome, Summary};
+use fleetload::worker::store::ReportStore;
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");
 const RUN: &str = "run-7";
@@ -125,7 +125,7 @@ async fn holding_thresholds_exit_0_and_write_the_merged_report() {
     assert_eq!(summary.counts.failed, 3);
     let h = summary.latency_histogram().unwrap();
     assert_eq!(h.len(), 6);
-    let mut all = fleetload::report::new_histogram();
+    let mut all = fleetload::model::report::new_histogram();
     for v in [1000, 2000, 3000, 4000, 5000, 9000] {
         all.record(v).unwrap();
     }
@@ -137,12 +137,13 @@ async fn holding_thresholds_exit_0_and_write_the_merged_report() {
     let csv = std::fs::read_to_string(merged_dir.join("timeseries.csv")).unwrap();
     assert_eq!(
         csv.lines().next().unwrap(),
-        fleetload::report::TIMESERIES_HEADER
+        fleetload::model::report::TIMESERIES_HEADER
     );
     assert_eq!(csv.lines().count(), 3);
-    let hlog =
-        fleetload::report::parse_hlog(&std::fs::read(merged_dir.join("histograms.hlog")).unwrap())
-            .unwrap();
+    let hlog = fleetload::model::report::parse_hlog(
+        &std::fs::read(merged_dir.join("histograms.hlog")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(hlog.iter().map(|(_, h)| h.len()).sum::<u64>(), 6);
     let (failures, cases) = junit_failures(&junit);
     assert!(failures.is_empty(), "{failures:?}");

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fleetload::report::Summary;
+use fleetload::model::report::Summary;
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");
 
@@ -86,7 +86,7 @@ fn assert_merge_adds_up(merged: &Summary, tasks: &[Summary]) {
         merged.latency_histogram().unwrap().len(),
         merged.counts.acknowledged
     );
-    let mut all = fleetload::report::new_histogram();
+    let mut all = fleetload::model::report::new_histogram();
     for t in tasks {
         all.add(t.latency_histogram().unwrap()).unwrap();
     }
@@ -383,7 +383,7 @@ fn ctrl_c_stops_every_task_and_merges_the_interrupted_reports() {
     let (merged, tasks) = reports(&dir.path().join("r"), &run);
     assert_eq!(tasks.len(), 3);
     assert!(tasks.iter().all(|t| t.outcome
-        == fleetload::report::Outcome::Interrupted {
+        == fleetload::model::report::Outcome::Interrupted {
             signal: "SIGTERM".into()
         }));
     assert_merge_adds_up(&merged, &tasks);

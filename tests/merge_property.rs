@@ -4,8 +4,8 @@
 mod common;
 
 use common::synthetic_task;
-use fleetload::merge::{merge_reports, TaskInput};
-use fleetload::report::{
+use fleetload::launcher::merge::{merge_reports, TaskInput};
+use fleetload::model::report::{
     new_histogram, timeseries_csv, write_hlog, Outcome, Percentiles, HISTOGRAM_MAX_US,
 };
 use proptest::prelude::*;

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::{aws_env, moto_bucket, synthetic_task, write_task};
-use fleetload::report::{Outcome, Summary};
+use fleetload::model::report::{Outcome, Summary};
 use futures::StreamExt;
 
 /// More keys than one ListObjectsV2 page (1,000) holds.

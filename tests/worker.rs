@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fleetload::kinesis_double::{DoubleConfig, KinesisDouble};
-use fleetload::report::{parse_hlog, parse_timeseries, Summary, TIMESERIES_HEADER};
+use fleetload::model::report::{parse_hlog, parse_timeseries, Summary, TIMESERIES_HEADER};
+use fleetload_testkit::kinesis::{DoubleConfig, KinesisDouble};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
@@ -84,7 +84,7 @@ fn read_local_report(
     root: &Path,
     run: &str,
     task: &str,
-) -> (Summary, Vec<fleetload::report::SecondRow>) {
+) -> (Summary, Vec<fleetload::model::report::SecondRow>) {
     let dir = root.join(run).join("tasks").join(task);
     let summary =
         Summary::from_json(&std::fs::read(dir.join("summary.json")).expect("summary.json written"))
@@ -105,7 +105,7 @@ fn read_local_report(
 
 /// Counts reconcile: attempted = acknowledged + failed, rows add up to the totals, and the
 /// histogram holds one value per acknowledged event.
-fn assert_consistent(s: &Summary, rows: &[fleetload::report::SecondRow]) {
+fn assert_consistent(s: &Summary, rows: &[fleetload::model::report::SecondRow]) {
     let c = &s.counts;
     assert_eq!(c.attempted, c.acknowledged + c.failed, "{c:?}");
     assert_eq!(c.failed, c.failed_by_code.values().sum::<u64>(), "{c:?}");
@@ -286,7 +286,7 @@ fn sigterm_stops_the_worker_and_the_report_says_interrupted() {
     assert_consistent(&s, &rows);
     assert_eq!(
         s.outcome,
-        fleetload::report::Outcome::Interrupted {
+        fleetload::model::report::Outcome::Interrupted {
             signal: "SIGTERM".into()
         }
     );

@@ -5,13 +5,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fleetload::launcher::{self, Cli, ExitStatus};
+use fleetload::launcher::{self, cli::Cli, exit::ExitStatus};
 
 fn main() -> ExitCode {
     // The local backend runs the launcher's own executable as each worker.
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|a| a == fleetload::fleet::local::WORKER_MODE_ARG)
+        .is_some_and(|a| a == fleetload::launcher::fleet::local::WORKER_MODE_ARG)
     {
         return fleetload::worker::process_main();
     }

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use fleetload::report::{
+use fleetload::model::report::{
     encode_histogram, new_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome,
     Percentiles, SecondRow, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
-use fleetload::store::{task_dir, ReportStore};
+use fleetload::worker::store::{task_dir, ReportStore};
 use hdrhistogram::Histogram;
 
 /// What a test says when the moto server is not there.

@@ -1,0 +1,338 @@
+//! The launcher's command line as the user typed it (clap). Nothing outside this module sees a
+//! clap type: [`crate::launcher::plan`] turns `run`'s arguments into one resolved plan.
+//! Scenario values stay text here; the worker's own scenario rules validate them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::launcher::fleet::ecs::CapacityProvider;
+
+/// `launcher`: starts a fleet of fleetload workers, merges their reports exactly and gates a CI
+/// pipeline on thresholds.
+#[derive(Debug, Parser)]
+#[command(
+    name = "launcher",
+    version,
+    about = "Runs a fleet of fleetload workers (local processes or ECS tasks), merges their \
+             reports exactly and checks thresholds",
+    after_help = "Exit codes: 0 all thresholds held; 1 a threshold was broken; 2 bad usage or \
+                  configuration; 3 the fleet failed (tasks did not start, exited non-zero, or \
+                  reports are missing). 3 takes precedence over 1."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The launcher's commands.
+// Parsed once per process: boxing `RunArgs` to even out the variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start N tasks with the same scenario, wait for them, merge their reports, check thresholds.
+    Run(RunArgs),
+    /// Merge the task reports of a run that already ended, print them and check thresholds.
+    Merge(MergeArgs),
+    /// Stop every task of a run (ECS).
+    Stop(StopArgs),
+}
+
+/// Where the tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Worker processes on this machine.
+    Local,
+    /// ECS tasks (Fargate or EC2 capacity).
+    Ecs,
+}
+
+/// The ECS launch type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LaunchType {
+    /// Serverless capacity.
+    #[value(name = "FARGATE", alias = "fargate")]
+    Fargate,
+    /// The cluster's EC2 container instances.
+    #[value(name = "EC2", alias = "ec2")]
+    Ec2,
+}
+
+/// `--capacity-provider NAME[:WEIGHT[:BASE]]`: parsed and range-checked by the ECS
+/// configuration's own rules, so the flag and the stack outputs accept the same text.
+fn parse_capacity_provider(text: &str) -> Result<CapacityProvider, String> {
+    CapacityProvider::parse_entry(text).map_err(|e| e.to_string())
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "{text:?} is not KEY=VALUE (e.g. -e FLEETLOAD_PAYLOAD=sensor)"
+        )),
+    }
+}
+
+/// ECS options of `run` and `stop`: either `--stack` (read from the project's CloudFormation
+/// stack outputs) or the explicit flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EcsArgs {
+    /// Read cluster, task definition, container, subnets, security groups and report bucket
+    /// from the outputs of this CloudFormation stack.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = [
+            "cluster", "task_definition", "container", "subnets", "security_groups",
+            "assign_public_ip", "launch_type", "capacity_providers", "platform_version",
+        ],
+    )]
+    pub stack: Option<String>,
+    /// ECS cluster name or ARN.
+    #[arg(long, value_name = "C")]
+    pub cluster: Option<String>,
+    /// Task definition (family, family:revision or ARN) whose container runs the worker.
+    #[arg(long, value_name = "TD")]
+    pub task_definition: Option<String>,
+    /// Name of the worker's container in the task definition.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Subnets for awsvpc networking, comma-separated.
+    #[arg(long, value_name = "S,..", value_delimiter = ',')]
+    pub subnets: Vec<String>,
+    /// Security groups for awsvpc networking, comma-separated.
+    #[arg(long, value_name = "G,..", value_delimiter = ',')]
+    pub security_groups: Vec<String>,
+    /// Give each task a public IP (needed in public subnets without a NAT gateway).
+    #[arg(long)]
+    pub assign_public_ip: bool,
+    /// FARGATE or EC2 (not with --capacity-provider).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FARGATE|EC2",
+        conflicts_with = "capacity_providers"
+    )]
+    pub launch_type: Option<LaunchType>,
+    /// A capacity provider strategy entry, repeatable: NAME, NAME:WEIGHT or NAME:WEIGHT:BASE.
+    #[arg(
+        long = "capacity-provider",
+        value_name = "NAME[:WEIGHT[:BASE]]",
+        value_parser = parse_capacity_provider
+    )]
+    pub capacity_providers: Vec<CapacityProvider>,
+    /// Fargate platform version, e.g. 1.4.0 (default: ECS's LATEST); Fargate only.
+    #[arg(long, value_name = "VERSION")]
+    pub platform_version: Option<String>,
+}
+
+impl EcsArgs {
+    /// Whether any ECS option was given (then the default backend is ECS).
+    pub fn any_given(&self) -> bool {
+        self.stack.is_some()
+            || self.cluster.is_some()
+            || self.task_definition.is_some()
+            || self.container.is_some()
+            || !self.subnets.is_empty()
+            || !self.security_groups.is_empty()
+            || self.assign_public_ip
+            || self.launch_type.is_some()
+            || !self.capacity_providers.is_empty()
+            || self.platform_version.is_some()
+    }
+}
+
+/// `launcher run`: what the user typed. Scenario values stay text here; they are validated (with
+/// the worker's own scenario rules) before any task starts.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Number of tasks (workers) to start.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tasks: u32,
+    /// Where the tasks run; default: ecs when an ECS option is given, else local.
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// A worker environment variable, repeatable (e.g. -e FLEETLOAD_PAYLOAD=sensor).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    /// A file of KEY=VALUE lines for the workers (# comments and blank lines ignored).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// How long each task produces (30s, 5m, 1h): FLEETLOAD_DURATION.
+    #[arg(long, value_name = "D")]
+    pub duration: Option<String>,
+    /// Events per second per task (0 = as fast as the target accepts): FLEETLOAD_RATE.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<String>,
+    /// A load profile instead of --rate/--duration, e.g. 100@30s,ramp:1000@1m: FLEETLOAD_STAGES.
+    #[arg(long, value_name = "S", conflicts_with_all = ["duration", "rate"])]
+    pub stages: Option<String>,
+    /// kinesis, kafka or null: FLEETLOAD_TARGET; locally, none starts an embedded broker.
+    #[arg(long, value_name = "T")]
+    pub target: Option<String>,
+    /// Kinesis stream name or ARN: FLEETLOAD_STREAM.
+    #[arg(long, value_name = "S")]
+    pub stream: Option<String>,
+    /// Kafka topic: FLEETLOAD_TOPIC.
+    #[arg(long, value_name = "T")]
+    pub topic: Option<String>,
+    /// Where reports go: s3://bucket/prefix, file:///dir or a path (FLEETLOAD_REPORT_URL).
+    #[arg(long, value_name = "URL")]
+    pub report_url: Option<String>,
+    /// The run's id (default: generated).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Thresholds, JUnit file and report opening.
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// How long after launching the tasks they all start producing (FLEETLOAD_START_AT).
+    #[arg(long, value_name = "D")]
+    pub start_delay: Option<String>,
+    /// ECS options.
+    #[command(flatten)]
+    pub ecs: EcsArgs,
+}
+
+/// What every run ends with: the CI gate and what to do with the merged report.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GateArgs {
+    /// A CI gate, repeatable: p99<250ms, error_rate<0.1%, rate>=9500/s …
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// Write a JUnit XML report of the thresholds and the fleet's coverage here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Open merged/report.html in the default browser at the end (local reports only).
+    #[arg(long)]
+    pub open: bool,
+}
+
+/// `launcher merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The run's reports: <REPORT_URL>/<RUN_ID>, e.g. s3://bucket/prefix/RUN or ./fleetload-runs/RUN.
+    #[arg(value_name = "REPORT_URL/RUN_ID")]
+    pub location: String,
+    /// How many tasks the run had; fewer reports make the fleet failed (exit 3).
+    #[arg(long, value_name = "N")]
+    pub expected_tasks: Option<u64>,
+    /// Thresholds, JUnit file and report opening.
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// `launcher stop`.
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    /// The run whose tasks to stop.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// ECS options (where the run's tasks are).
+    #[command(flatten)]
+    pub ecs: EcsArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_run_flags() {
+        let cli = Cli::try_parse_from([
+            "launcher",
+            "run",
+            "--tasks",
+            "20",
+            "-e",
+            "FLEETLOAD_KEYS=5000",
+            "--rate",
+            "1000",
+            "--threshold",
+            "p99<250ms",
+            "--threshold",
+            "rate>=9.5k/s",
+            "--subnets",
+            "subnet-a,subnet-b",
+            "--capacity-provider",
+            "FARGATE_SPOT:3",
+            "--capacity-provider",
+            "FARGATE",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("run expected")
+        };
+        assert_eq!(args.tasks, 20);
+        assert_eq!(args.env, vec![("FLEETLOAD_KEYS".into(), "5000".into())]);
+        assert_eq!(args.gate.thresholds.len(), 2);
+        assert_eq!(args.ecs.subnets, vec!["subnet-a", "subnet-b"]);
+        assert_eq!(
+            args.ecs.capacity_providers[0],
+            CapacityProvider {
+                name: "FARGATE_SPOT".into(),
+                weight: 3,
+                base: 0,
+            }
+        );
+        assert!(args.ecs.any_given());
+        for bad in [
+            vec!["launcher", "run"],
+            vec!["launcher", "run", "--tasks", "0"],
+            vec!["launcher", "run", "--tasks", "1", "-e", "novalue"],
+            vec![
+                "launcher",
+                "run",
+                "--tasks",
+                "1",
+                "--stack",
+                "s",
+                "--cluster",
+                "c",
+            ],
+            vec![
+                "launcher", "run", "--tasks", "1", "--stages", "1@1s", "--rate", "5",
+            ],
+            vec![
+                "launcher",
+                "run",
+                "--tasks",
+                "1",
+                "--launch-type",
+                "EC2",
+                "--capacity-provider",
+                "x",
+            ],
+            vec![
+                "launcher",
+                "run",
+                "--tasks",
+                "1",
+                "--capacity-provider",
+                "x:5000",
+            ],
+        ] {
+            let err = Cli::try_parse_from(&bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "launcher",
+            "run",
+            "--tasks",
+            "2",
+            "--launch-type",
+            "fargate",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("run expected")
+        };
+        assert_eq!(args.ecs.launch_type, Some(LaunchType::Fargate));
+    }
+}

@@ -1,0 +1,152 @@
+//! The local backend: N worker processes on this machine, one run id, one start instant.
+//!
+//! Each task is the launcher's own executable in worker mode (`launcher __worker`), so a local
+//! run needs nothing but the launcher. Every task's log goes to a file in the run's directory;
+//! the launcher's screen shows the fleet. Ctrl-C or SIGTERM stops every task and confirms it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+use super::TaskEnd;
+use crate::launcher::progress::Display;
+use crate::launcher::signals::StopRequest;
+
+/// The hidden first argument that turns the launcher into a worker.
+pub const WORKER_MODE_ARG: &str = "__worker";
+/// How long a stopped task may take to store its interrupted report before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(25);
+
+/// One running local task.
+struct LocalTask {
+    id: String,
+    child: Child,
+    log: PathBuf,
+    end: Option<TaskEnd>,
+}
+
+/// Starts `count` worker processes with `env` (plus their task ids), logging to `log_dir`.
+/// Returns when every task has exited; `deadline` is when a task still running is stopped.
+pub async fn run_tasks(
+    count: u32,
+    env: &[(String, String)],
+    log_dir: &Path,
+    deadline: Instant,
+    display: &mut Display,
+    stop: &mut StopRequest,
+) -> anyhow::Result<Vec<TaskEnd>> {
+    std::fs::create_dir_all(log_dir)
+        .with_context(|| format!("cannot create the log directory {}", log_dir.display()))?;
+    let exe = std::env::current_exe()
+        .context("cannot find the launcher's own executable to run the workers")?;
+    let width = count.to_string().len().max(2);
+    let mut tasks = Vec::with_capacity(count as usize);
+    for i in 1..=count {
+        let id = format!("local-{i:0width$}");
+        let log = log_dir.join(format!("{id}.log"));
+        let file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg(WORKER_MODE_ARG)
+            .env_clear()
+            .envs(
+                std::env::vars_os().filter(|(k, _)| !k.to_string_lossy().starts_with("FLEETLOAD_")),
+            )
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("FLEETLOAD_TASK_ID", &id)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            // Own process group: a Ctrl-C in the terminal reaches the launcher only, which
+            // then stops each task itself and waits for its report.
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; it asks the kernel to send SIGTERM to the task if
+        // the launcher dies, so no task outlives a killed launcher unnoticed.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start worker process {id}"))?;
+        tasks.push(LocalTask {
+            id,
+            child,
+            log,
+            end: None,
+        });
+    }
+    display.started(count, count);
+
+    let mut stopping: Option<(Instant, &'static str)> = None;
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        for t in tasks.iter_mut().filter(|t| t.end.is_none()) {
+            if let Some(status) = t.child.try_wait()? {
+                t.end = Some(TaskEnd::from_exit(
+                    &t.id,
+                    status.code(),
+                    std::os::unix::process::ExitStatusExt::signal(&status),
+                    Some(&t.log),
+                ));
+            }
+        }
+        let running = tasks.iter().filter(|t| t.end.is_none()).count() as u32;
+        let ends: Vec<&TaskEnd> = tasks.iter().filter_map(|t| t.end.as_ref()).collect();
+        display.tasks(running, &ends);
+        if running == 0 {
+            break;
+        }
+        let now = Instant::now();
+        match stopping {
+            None if now >= deadline => {
+                display.note(&format!(
+                    "{running} task(s) still running past the run's end and grace: stopping them"
+                ));
+                signal_all(&tasks, libc::SIGTERM);
+                stopping = Some((now, "deadline"));
+            }
+            Some((since, _)) if now.duration_since(since) > STOP_GRACE => {
+                display.note(&format!(
+                    "{running} task(s) did not stop within {}s of SIGTERM: killing them",
+                    STOP_GRACE.as_secs()
+                ));
+                for t in tasks.iter_mut().filter(|t| t.end.is_none()) {
+                    let _ = t.child.start_kill();
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = ticker.tick() => {}
+            signal = stop.recv(), if stopping.is_none() => {
+                display.note(&format!("{signal}: stopping {running} task(s) and waiting for their reports"));
+                signal_all(&tasks, libc::SIGTERM);
+                stopping = Some((Instant::now(), signal));
+            }
+        }
+    }
+    if let Some((_, why)) = stopping {
+        // Confirm: every process has been reaped above; none is left.
+        display.note(&format!(
+            "stopped ({why}): all {} worker processes have exited",
+            tasks.len()
+        ));
+    }
+    Ok(tasks.into_iter().filter_map(|t| t.end).collect())
+}
+
+fn signal_all(tasks: &[LocalTask], signal: i32) {
+    for t in tasks.iter().filter(|t| t.end.is_none()) {
+        if let Some(pid) = t.child.id() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped yet.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! The CI gate: `--threshold` expressions such as `p99<250ms`, `error_rate<0.1%` or
+//! `rate>=9500/s`, evaluated against a merged summary, and their JUnit XML report.
+//!
+//! An expression is `METRIC OP VALUE` (spaces allowed). Latencies are the intended-time latency
+//! (coordinated-omission free) unless prefixed `service_`; every latency is compared in
+//! milliseconds. A gate that has nothing to measure (no event acknowledged) is broken, never
+//! held: "p99 < 250 ms" must not pass on a run that sent nothing.
+
+use std::fmt;
+
+use crate::model::report::{MergeInfo, Outcome, Summary};
+
+/// What the user may write, for error messages.
+pub const ACCEPTED: &str = "METRIC OP VALUE, where METRIC is one of p50, p90, p99, p99.9, max, \
+mean (latency from the intended send time), service_p50 … service_mean (service time), \
+error_rate, rate (acknowledged events/s), acknowledged, failed, attempted, retried; OP is one of \
+<, <=, >, >=, ==; VALUE is a latency such as 250ms, 1s, 500us (a bare number is ms), an error \
+rate such as 0.1% or 0.001, a rate such as 9500/s or 9.5k/s, or a count such as 1000 or 1.5M";
+
+/// A metric of the merged summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// A latency percentile (intended-time latency, or service time), in milliseconds.
+    Latency {
+        /// Service time instead of latency from the intended send time.
+        service: bool,
+        /// Which statistic.
+        stat: LatencyStat,
+    },
+    /// Failed events as a share of attempted ones.
+    ErrorRate,
+    /// Acknowledged events per second over the run's wall span.
+    Rate,
+    /// Events acknowledged.
+    Acknowledged,
+    /// Events that finally failed.
+    Failed,
+    /// Events attempted.
+    Attempted,
+    /// Retries.
+    Retried,
+}
+
+/// A latency statistic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyStat {
+    /// Median.
+    P50,
+    /// 90th percentile.
+    P90,
+    /// 99th percentile.
+    P99,
+    /// 99.9th percentile.
+    P99_9,
+    /// Largest.
+    Max,
+    /// Mean.
+    Mean,
+}
+
+impl LatencyStat {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "p50" => LatencyStat::P50,
+            "p90" => LatencyStat::P90,
+            "p99" => LatencyStat::P99,
+            "p99.9" | "p999" => LatencyStat::P99_9,
+            "max" => LatencyStat::Max,
+            "mean" => LatencyStat::Mean,
+            _ => return None,
+        })
+    }
+}
+
+impl Metric {
+    fn parse(name: &str) -> Option<Self> {
+        let name = name.to_ascii_lowercase();
+        Some(match name.as_str() {
+            "error_rate" => Metric::ErrorRate,
+            "rate" => Metric::Rate,
+            "acknowledged" => Metric::Acknowledged,
+            "failed" => Metric::Failed,
+            "attempted" => Metric::Attempted,
+            "retried" => Metric::Retried,
+            other => match other.strip_prefix("service_") {
+                Some(stat) => Metric::Latency {
+                    service: true,
+                    stat: LatencyStat::parse(stat)?,
+                },
+                None => Metric::Latency {
+                    service: false,
+                    stat: LatencyStat::parse(other)?,
+                },
+            },
+        })
+    }
+
+    /// The value of this metric in a summary; `None` when there is nothing to measure.
+    pub fn measure(&self, s: &Summary) -> Option<f64> {
+        Some(match self {
+            Metric::Latency { service, stat } => {
+                let p = if *service {
+                    &s.service_time_ms
+                } else {
+                    &s.latency_ms
+                };
+                if p.count == 0 {
+                    return None;
+                }
+                match stat {
+                    LatencyStat::P50 => p.p50,
+                    LatencyStat::P90 => p.p90,
+                    LatencyStat::P99 => p.p99,
+                    LatencyStat::P99_9 => p.p99_9,
+                    LatencyStat::Max => p.max,
+                    LatencyStat::Mean => p.mean,
+                }
+            }
+            Metric::ErrorRate if s.counts.attempted == 0 => return None,
+            Metric::ErrorRate => s.counts.error_rate(),
+            Metric::Rate => s.achieved_rate,
+            Metric::Acknowledged => s.counts.acknowledged as f64,
+            Metric::Failed => s.counts.failed as f64,
+            Metric::Attempted => s.counts.attempted as f64,
+            Metric::Retried => s.counts.retried as f64,
+        })
+    }
+
+    /// A value of this metric with its unit: `231.4ms`, `0.052%`, `9612.5/s`, `1200`.
+    pub fn format(&self, v: f64) -> String {
+        match self {
+            Metric::Latency { .. } => format!("{}ms", trim(v, 3)),
+            Metric::ErrorRate => format!("{}%", trim(v * 100.0, 4)),
+            Metric::Rate => format!("{}/s", trim(v, 1)),
+            _ => format!("{}", v.round() as u64),
+        }
+    }
+}
+
+/// `v` with at most `decimals` decimals and no trailing zeros.
+fn trim(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+}
+
+impl Op {
+    fn holds(&self, measured: f64, limit: f64) -> bool {
+        match self {
+            Op::Lt => measured < limit,
+            Op::Le => measured <= limit,
+            Op::Gt => measured > limit,
+            Op::Ge => measured >= limit,
+            // Values are printed and parsed in decimal: compare with a relative tolerance.
+            Op::Eq => (measured - limit).abs() <= 1e-9 * limit.abs().max(1.0),
+        }
+    }
+}
+
+/// A parsed threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The expression as the user wrote it.
+    pub expression: String,
+    /// What is measured.
+    pub metric: Metric,
+    /// How it is compared.
+    pub op: Op,
+    /// The limit, in the metric's base unit (ms, fraction, events/s, events).
+    pub value: f64,
+}
+
+/// A threshold expression that could not be parsed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("bad threshold {expression:?}: {reason}; accepted: {ACCEPTED}")]
+pub struct ThresholdError {
+    /// The expression as given.
+    pub expression: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Threshold {
+    /// Parses `METRIC OP VALUE` (see [`ACCEPTED`]).
+    pub fn parse(expression: &str) -> Result<Threshold, ThresholdError> {
+        let bad = |reason: String| ThresholdError {
+            expression: expression.to_string(),
+            reason,
+        };
+        let compact: String = expression.chars().filter(|c| !c.is_whitespace()).collect();
+        let at = compact
+            .find(['<', '>', '='])
+            .ok_or_else(|| bad("no comparison operator".into()))?;
+        let (name, rest) = compact.split_at(at);
+        let (op, value) = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ]
+        .into_iter()
+        .find_map(|(text, op)| rest.strip_prefix(text).map(|v| (op, v)))
+        .ok_or_else(|| bad(format!("unknown operator in {rest:?}")))?;
+        if name.is_empty() {
+            return Err(bad("no metric before the operator".into()));
+        }
+        let metric = Metric::parse(name).ok_or_else(|| bad(format!("unknown metric {name:?}")))?;
+        if value.is_empty() {
+            return Err(bad("no value after the operator".into()));
+        }
+        if value.starts_with(['<', '>', '=']) {
+            return Err(bad(format!("unknown operator in {rest:?}")));
+        }
+        let value = parse_value(metric, value).map_err(bad)?;
+        Ok(Threshold {
+            expression: expression.trim().to_string(),
+            metric,
+            op,
+            value,
+        })
+    }
+
+    /// Evaluates this threshold against a (merged) summary.
+    pub fn evaluate(&self, summary: &Summary) -> ThresholdResult {
+        let measured = self.metric.measure(summary);
+        ThresholdResult {
+            expression: self.expression.clone(),
+            limit: self.metric.format(self.value),
+            measured,
+            measured_text: match measured {
+                Some(v) => self.metric.format(v),
+                None => "no data (nothing was measured)".to_string(),
+            },
+            held: measured.is_some_and(|m| self.op.holds(m, self.value)),
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.expression)
+    }
+}
+
+/// Parses every expression; the first bad one is the error.
+pub fn parse_all<S: AsRef<str>>(expressions: &[S]) -> Result<Vec<Threshold>, ThresholdError> {
+    expressions
+        .iter()
+        .map(|e| Threshold::parse(e.as_ref()))
+        .collect()
+}
+
+/// Evaluates every threshold against a summary.
+pub fn evaluate(thresholds: &[Threshold], summary: &Summary) -> Vec<ThresholdResult> {
+    thresholds.iter().map(|t| t.evaluate(summary)).collect()
+}
+
+fn number(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a non-negative number")),
+    }
+}
+
+/// `k`, `M` or `G` multipliers on rates and counts.
+fn scaled(text: &str) -> Result<f64, String> {
+    let (digits, factor) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1e3),
+        Some((i, 'M' | 'm')) => (&text[..i], 1e6),
+        Some((i, 'G' | 'g')) => (&text[..i], 1e9),
+        _ => (text, 1.0),
+    };
+    Ok(number(digits)? * factor)
+}
+
+fn parse_value(metric: Metric, text: &str) -> Result<f64, String> {
+    match metric {
+        Metric::Latency { .. } => {
+            let lower = text.to_ascii_lowercase();
+            let split = lower
+                .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+')))
+                .unwrap_or(lower.len());
+            let (digits, unit) = lower.split_at(split);
+            let factor = match unit {
+                "" | "ms" => 1.0,
+                "s" => 1000.0,
+                "us" | "µs" => 0.001,
+                "ns" => 0.000_001,
+                "m" | "min" => 60_000.0,
+                _ => {
+                    return Err(format!(
+                        "unknown latency unit {unit:?} (use us, ms, s or m)"
+                    ))
+                }
+            };
+            Ok(number(digits)? * factor)
+        }
+        Metric::ErrorRate => match text.strip_suffix('%') {
+            Some(percent) => {
+                let v = number(percent)?;
+                if v > 100.0 {
+                    return Err(format!("an error rate of {text} is above 100%"));
+                }
+                Ok(v / 100.0)
+            }
+            None => {
+                let v = number(text)?;
+                if v > 1.0 {
+                    return Err(format!(
+                        "an error rate without % is a fraction from 0 to 1; {text} is above 1 \
+                         (write {text}% for a percentage)"
+                    ));
+                }
+                Ok(v)
+            }
+        },
+        Metric::Rate => {
+            let per = text
+                .strip_suffix("/s")
+                .or_else(|| text.strip_suffix("/sec"))
+                .unwrap_or(text);
+            scaled(per)
+        }
+        Metric::Acknowledged | Metric::Failed | Metric::Attempted | Metric::Retried => scaled(text),
+    }
+}
+
+/// The outcome of one threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdResult {
+    /// The expression as the user wrote it.
+    pub expression: String,
+    /// The limit with its unit.
+    pub limit: String,
+    /// The measured value in the metric's base unit, `None` when nothing was measured.
+    pub measured: Option<f64>,
+    /// The measured value with its unit, as printed.
+    pub measured_text: String,
+    /// Whether the threshold held.
+    pub held: bool,
+}
+
+/// Escapes text for XML attributes and content; characters XML 1.0 forbids become U+FFFD.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Name of the JUnit test case that checks every task reported and completed.
+pub const COVERAGE_CASE: &str = "fleet coverage";
+
+/// Whether every expected task reported and completed; if not, why (one line).
+pub fn coverage_problem(summary: &Summary) -> Option<String> {
+    let Some(info) = &summary.merge else {
+        return match &summary.outcome {
+            Outcome::Completed => None,
+            other => Some(format!("the run did not complete: {}", other.status())),
+        };
+    };
+    let MergeInfo {
+        tasks_expected,
+        tasks_reported,
+        tasks_missing,
+        tasks_not_completed,
+        ..
+    } = info;
+    if tasks_missing.is_empty() && tasks_not_completed.is_empty() && *tasks_reported > 0 {
+        return None;
+    }
+    Some(match &summary.outcome {
+        Outcome::Failed { reason } => reason.clone(),
+        _ => format!("{tasks_reported} of {tasks_expected} tasks reported"),
+    })
+}
+
+/// A JUnit XML report: one test case per threshold (a `<failure>` for each broken one, with the
+/// measured value) and the case [`COVERAGE_CASE`], failing when tasks are missing or did not
+/// complete.
+pub fn junit_xml(results: &[ThresholdResult], summary: &Summary, suite_name: &str) -> String {
+    let coverage = coverage_problem(summary);
+    let failures = results.iter().filter(|r| !r.held).count() + usize::from(coverage.is_some());
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let suite = xml_escape(suite_name);
+    xml.push_str(&format!(
+        "<testsuites name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite \
+         name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">\n",
+        tests = results.len() + 1,
+    ));
+    let info = summary.merge.as_ref();
+    let coverage_name = format!(
+        "{COVERAGE_CASE}: {} of {} tasks reported",
+        info.map_or(0, |i| i.tasks_reported),
+        info.map_or(0, |i| i.tasks_expected)
+    );
+    let case = |xml: &mut String, name: &str, failure: Option<(String, String)>| {
+        xml.push_str(&format!(
+            "    <testcase classname=\"{suite}\" name=\"{}\"",
+            xml_escape(name)
+        ));
+        match failure {
+            None => xml.push_str("/>\n"),
+            Some((message, body)) => xml.push_str(&format!(
+                ">\n      <failure message=\"{}\" type=\"threshold\">{}</failure>\n    \
+                 </testcase>\n",
+                xml_escape(&message),
+                xml_escape(&body)
+            )),
+        }
+    };
+    case(&mut xml, &coverage_name, coverage.map(|c| (c.clone(), c)));
+    for r in results {
+        let failure = (!r.held).then(|| {
+            (
+                format!("{} broken: measured {}", r.expression, r.measured_text),
+                format!(
+                    "threshold {} (limit {}) was broken: measured {}",
+                    r.expression, r.limit, r.measured_text
+                ),
+            )
+        });
+        case(&mut xml, &r.expression, failure);
+    }
+    xml.push_str("  </testsuite>\n</testsuites>\n");
+    xml
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::report::{Counts, Histograms, Percentiles, SCHEMA_VERSION};
+
+    fn summary() -> Summary {
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            run_id: "r".into(),
+            task_id: "merged".into(),
+            target: "null".into(),
+            scenario: Default::default(),
+            fleetload_version: "0".into(),
+            planned_start: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            actual_start: None,
+            end: None,
+            late_start_ms: 0,
+            duration_s: 10.0,
+            outcome: Outcome::Completed,
+            counts: Counts {
+                attempted: 10_000,
+                acknowledged: 9_995,
+                failed: 5,
+                ..Counts::default()
+            },
+            bytes: 0,
+            target_rate: Some(1000.0),
+            achieved_rate: 999.5,
+            latency_ms: Percentiles {
+                count: 9_995,
+                p50: 12.5,
+                p90: 40.0,
+                p99: 231.4,
+                p99_9: 400.0,
+                max: 1200.0,
+                mean: 20.0,
+            },
+            service_time_ms: Percentiles {
+                count: 9_995,
+                p99: 50.0,
+                ..Percentiles::default()
+            },
+            histograms: Histograms::default(),
+            errors_timeline: Default::default(),
+            merge: Some(MergeInfo {
+                tasks_expected: 2,
+                tasks_reported: 2,
+                coverage: 1.0,
+                ..MergeInfo::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn parses_metrics_operators_and_units() {
+        let t = |e: &str| Threshold::parse(e).unwrap();
+        let p99 = t("p99<250ms");
+        assert_eq!(
+            (p99.metric, p99.op, p99.value),
+            (
+                Metric::Latency {
+                    service: false,
+                    stat: LatencyStat::P99
+                },
+                Op::Lt,
+                250.0
+            )
+        );
+        assert_eq!(t("p99.9 <= 1s").value, 1000.0);
+        assert_eq!(
+            t("p99.9 <= 1s").metric,
+            Metric::Latency {
+                service: false,
+                stat: LatencyStat::P99_9
+            }
+        );
+        assert_eq!(t("max<500us").value, 0.5);
+        assert_eq!(t("mean<2.5").value, 2.5);
+        assert_eq!(
+            t("service_p99<40ms").metric,
+            Metric::Latency {
+                service: true,
+                stat: LatencyStat::P99
+            }
+        );
+        assert_eq!(t("error_rate<0.1%").value, 0.001);
+        assert_eq!(t("error_rate<=0.001").value, 0.001);
+        assert_eq!(t("rate>=9500/s").value, 9500.0);
+        assert_eq!(t("rate>=9.5k/s").value, 9500.0);
+        assert_eq!(t("rate > 1.2M/s").value, 1_200_000.0);
+        assert_eq!(t("acknowledged>=1000").op, Op::Ge);
+        assert_eq!(t("failed==0").op, Op::Eq);
+        assert_eq!(t("failed>0").op, Op::Gt);
+        assert_eq!(t("  p50 < 3ms ").expression, "p50 < 3ms");
+    }
+
+    #[test]
+    fn rejects_bad_expressions_with_what_is_accepted() {
+        for (e, why) in [
+            ("p99", "no comparison operator"),
+            ("p98<3ms", "unknown metric \"p98\""),
+            ("p99<<3ms", "unknown operator"),
+            ("p99=<3ms", "unknown operator"),
+            ("p99<", "no value"),
+            ("<3ms", "no metric"),
+            ("p99<3parsecs", "unknown latency unit"),
+            ("p99<-3ms", "not a non-negative number"),
+            ("error_rate<5", "write 5% for a percentage"),
+            ("error_rate<101%", "above 100%"),
+            ("rate>fast", "not a non-negative number"),
+        ] {
+            let err = Threshold::parse(e).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(&format!("{e:?}")), "{text}");
+            assert!(text.contains(why), "{e}: {text}");
+            assert!(text.contains("accepted: METRIC OP VALUE"), "{text}");
+        }
+        assert!(parse_all(&["p99<1s", "bogus"]).is_err());
+        assert_eq!(parse_all(&["p99<1s", "rate>1"]).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn evaluates_against_a_summary() {
+        let s = summary();
+        let r = |e: &str| Threshold::parse(e).unwrap().evaluate(&s);
+        assert!(r("p99<250ms").held);
+        let broken = r("p99<200ms");
+        assert!(!broken.held);
+        assert_eq!(broken.measured_text, "231.4ms");
+        assert_eq!(broken.limit, "200ms");
+        assert!(r("error_rate<0.1%").held);
+        assert_eq!(r("error_rate<0.01%").measured_text, "0.05%");
+        assert!(!r("error_rate<0.01%").held);
+        assert!(r("rate>=999.5/s").held);
+        assert!(!r("rate>=1k/s").held);
+        assert_eq!(r("rate>=1k/s").measured_text, "999.5/s");
+        assert!(r("failed==5").held);
+        assert!(r("acknowledged>9k").held);
+        assert!(r("service_p99<=50ms").held);
+        assert!(r("max<=1.2s").held);
+        // Nothing measured: latency gates break rather than pass.
+        let mut empty = summary();
+        empty.latency_ms = Percentiles::default();
+        empty.counts = Counts::default();
+        let e = Threshold::parse("p99<250ms").unwrap().evaluate(&empty);
+        assert!(!e.held);
+        assert!(e.measured_text.contains("no data"));
+        assert!(
+            !Threshold::parse("error_rate<1%")
+                .unwrap()
+                .evaluate(&empty)
+                .held
+        );
+    }
+
+    #[test]
+    fn escapes_xml() {
+        assert_eq!(
+            xml_escape("a<b & \"c\" > 'd'\n\u{1}"),
+            "a&lt;b &amp; &quot;c&quot; &gt; &apos;d&apos;&#10;\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn junit_has_a_case_per_threshold_and_coverage() {
+        let mut s = summary();
+        let results = evaluate(&parse_all(&["p99<250ms", "p99<200ms"]).unwrap(), &s);
+        let xml = junit_xml(&results, &s, "fleetload <run> & co");
+        assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
+        assert!(
+            xml.contains("name=\"fleetload &lt;run&gt; &amp; co\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                "<testcase classname=\"fleetload &lt;run&gt; &amp; co\" name=\"p99&lt;250ms\"/>"
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("message=\"p99&lt;200ms broken: measured 231.4ms\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"fleet coverage: 2 of 2 tasks reported\"/>"),
+            "{xml}"
+        );
+        s.outcome = Outcome::Failed {
+            reason: "1 of 2 tasks did not complete; missing: t<2>".into(),
+        };
+        s.merge.as_mut().unwrap().tasks_missing = vec!["t<2>".into()];
+        let xml = junit_xml(&results, &s, "suite");
+        assert!(xml.contains("failures=\"2\""), "{xml}");
+        assert!(xml.contains("missing: t&lt;2&gt;"), "{xml}");
+    }
+}

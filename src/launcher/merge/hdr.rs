@@ -1,0 +1,601 @@
+//! Adding HdrHistogram V2 encodings without materialising each one as a full histogram.
+//!
+//! Why not `report::decode_histogram` + `Histogram::add`: a report histogram covers 1 µs to one
+//! hour at 3 significant digits, so decoding one allocates and zeroes ~180 KB and adding it walks
+//! ~22,000 counters — about 30 µs, while a per-second histogram of a task holds a few hundred
+//! non-zero counters. A 1,000-task, 300-second run has 300,000 of them: 9 s of the merge's
+//! budget. Here an encoding is inflated and its run-length counts read into `(index, count)`
+//! pairs, which an [`Accumulator`] adds into a dense counter range. The result is the same
+//! histogram, bucket for bucket (the tests check it against the hdrhistogram crate's own
+//! deserializer and `add`).
+
+use anyhow::{bail, ensure, Context};
+use base64::Engine;
+use hdrhistogram::Histogram;
+
+use crate::model::report::{HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG};
+
+/// Cookie of an uncompressed V2 encoding.
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+/// Cookie of a deflate-compressed V2 encoding.
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
+/// Size of the V2 header: cookie, payload length, normalizing offset, digits, low, high, ratio.
+const V2_HEADER: usize = 40;
+/// Refuse a bucket count beyond this (a trillion values): no report holds it, and splitting it
+/// into `u32` entries must stay bounded.
+const MAX_COUNT: u64 = 1 << 40;
+/// Refuse encodings that inflate beyond this: a histogram's payload is a few KB at most, so
+/// anything larger is a corrupt or hostile file, not a report.
+const MAX_INFLATED: usize = 16 << 20;
+
+/// The bucket layout of a histogram: which value a counter index stands for. It depends only
+/// on the lowest discernible value and the significant digits, not on the highest value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    unit_magnitude: u32,
+    sub_bucket_half_count_magnitude: u32,
+}
+
+impl Layout {
+    /// The layout of a histogram with lowest discernible value `low` and `sigfig` digits.
+    pub fn new(low: u64, sigfig: u32) -> Option<Layout> {
+        if low == 0 || sigfig > 5 {
+            return None;
+        }
+        let largest = 2 * 10u64.pow(sigfig);
+        let sub_bucket_count_magnitude = 64 - (largest - 1).leading_zeros();
+        let unit_magnitude = 63 - low.leading_zeros();
+        if unit_magnitude + sub_bucket_count_magnitude > 63 {
+            return None;
+        }
+        Some(Layout {
+            unit_magnitude,
+            sub_bucket_half_count_magnitude: sub_bucket_count_magnitude - 1,
+        })
+    }
+
+    /// The layout of every fleetload histogram (`report::new_histogram`).
+    pub fn report() -> Layout {
+        Layout::new(1, u32::from(HISTOGRAM_SIGFIG)).expect("the report layout is valid")
+    }
+
+    /// The largest index [`Layout::value_at`] maps to a value.
+    pub fn max_index(&self) -> u64 {
+        // value_at needs bucket + unit_magnitude + half_count_magnitude + 1 <= 64.
+        let buckets = 64 - self.unit_magnitude - self.sub_bucket_half_count_magnitude - 1;
+        let top = ((u64::from(buckets) + 2) << self.sub_bucket_half_count_magnitude) - 1;
+        top.min(u64::from(u32::MAX))
+    }
+
+    /// The lowest value counted at `index`, or `None` past the representable range.
+    pub fn value_at(&self, index: usize) -> Option<u64> {
+        let half_count = 1usize << self.sub_bucket_half_count_magnitude;
+        let mut bucket = (index >> self.sub_bucket_half_count_magnitude) as i64 - 1;
+        let mut sub_bucket = (index & (half_count - 1)) + half_count;
+        if bucket < 0 {
+            sub_bucket -= half_count;
+            bucket = 0;
+        }
+        let shift = bucket as u32 + self.unit_magnitude;
+        // The top of the sub-bucket must stay representable in a u64.
+        if shift + self.sub_bucket_half_count_magnitude + 1 > 64 {
+            return None;
+        }
+        Some((sub_bucket as u64) << shift)
+    }
+}
+
+/// Decoded histograms, flat: the non-zero counters of each histogram in index order, in one
+/// vector reused from task to task, so that decoding a task's 300 (or 3,600) per-second
+/// histograms allocates nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// `(index, count)`; a count above `u32::MAX` is split over several entries of the same
+    /// index, which halves the memory the hot loops walk.
+    entries: Vec<(u32, u32)>,
+    histograms: Vec<Decoded>,
+}
+
+/// One histogram of a [`Batch`].
+#[derive(Debug, Clone, Copy)]
+struct Decoded {
+    slot: u32,
+    layout: Layout,
+    start: usize,
+    end: usize,
+}
+
+impl Batch {
+    /// Forgets every histogram (keeps the memory).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.histograms.clear();
+    }
+
+    /// The histograms decoded since the last [`Batch::clear`]: the slot each was decoded for,
+    /// its layout and its `(index, count)` counters.
+    pub fn histograms(&self) -> impl Iterator<Item = (u32, Layout, &[(u32, u32)])> + '_ {
+        self.histograms
+            .iter()
+            .map(|h| (h.slot, h.layout, &self.entries[h.start..h.end]))
+    }
+}
+
+/// Reusable inflate state and buffers: one per decoding thread.
+pub struct Decoder {
+    inflate: flate2::Decompress,
+    inflated: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder {
+            inflate: flate2::Decompress::new(true),
+            inflated: vec![0; 16 * 1024],
+            raw: Vec::with_capacity(4096),
+        }
+    }
+}
+
+impl Decoder {
+    /// Decodes base64 of a V2 (deflate or plain) encoding, as `report::encode_histogram`
+    /// writes, into `batch` under `slot`. On error the batch holds no part of this histogram.
+    pub fn decode_base64(
+        &mut self,
+        text: &str,
+        slot: u32,
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
+        let result = base64::engine::general_purpose::STANDARD
+            .decode_vec(text.trim(), &mut raw)
+            .context("histogram is not base64")
+            .and_then(|()| self.decode(&raw, slot, batch));
+        self.raw = raw;
+        result
+    }
+
+    /// Decodes a V2 (deflate or plain) encoding into `batch` under `slot`.
+    pub fn decode(&mut self, bytes: &[u8], slot: u32, batch: &mut Batch) -> anyhow::Result<()> {
+        ensure!(bytes.len() >= 8, "histogram encoding is truncated");
+        let start = batch.entries.len();
+        let result = match be_u32(bytes, 0) {
+            V2_COOKIE => parse_v2(bytes, &mut batch.entries),
+            V2_COMPRESSED_COOKIE => {
+                let len = be_u32(bytes, 4) as usize;
+                let compressed = bytes
+                    .get(8..8 + len)
+                    .context("compressed histogram is truncated");
+                compressed.and_then(|c| {
+                    let n = self.inflate(c)?;
+                    parse_v2(&self.inflated[..n], &mut batch.entries)
+                })
+            }
+            other => Err(anyhow::anyhow!(
+                "histogram has cookie {other:#010x}, not an HdrHistogram V2 encoding"
+            )),
+        };
+        match result {
+            Ok(layout) => {
+                batch.histograms.push(Decoded {
+                    slot,
+                    layout,
+                    start,
+                    end: batch.entries.len(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                batch.entries.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Inflates a zlib stream into `self.inflated` and returns its length. The buffer is
+    /// initialised once and reused: the stream is inflated in one `Finish` call, and only when
+    /// it does not fit is the buffer doubled and the stream inflated again.
+    fn inflate(&mut self, input: &[u8]) -> anyhow::Result<usize> {
+        use flate2::{FlushDecompress, Status};
+        loop {
+            self.inflate.reset(true);
+            let status = self
+                .inflate
+                .decompress(input, &mut self.inflated, FlushDecompress::Finish)
+                .context("compressed histogram does not inflate")?;
+            let produced = self.inflate.total_out() as usize;
+            match status {
+                Status::StreamEnd => return Ok(produced),
+                _ if produced < self.inflated.len() => bail!("compressed histogram is truncated"),
+                _ => {
+                    ensure!(
+                        self.inflated.len() < MAX_INFLATED,
+                        "histogram inflates beyond {MAX_INFLATED} bytes"
+                    );
+                    let grown = self.inflated.len() * 2;
+                    self.inflated.resize(grown, 0);
+                }
+            }
+        }
+    }
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Parses an uncompressed V2 encoding (header, then LEB128 zig-zag counts where a negative
+/// number is a run of that many empty counters) and appends its non-zero counters to `entries`.
+fn parse_v2(b: &[u8], entries: &mut Vec<(u32, u32)>) -> anyhow::Result<Layout> {
+    ensure!(
+        b.len() >= V2_HEADER && be_u32(b, 0) == V2_COOKIE,
+        "histogram payload is not a V2 encoding"
+    );
+    let payload_len = be_u32(b, 4) as usize;
+    let normalizing_offset = be_u32(b, 8);
+    let sigfig = be_u32(b, 12);
+    let low = be_u64(b, 16);
+    let high = be_u64(b, 24);
+    let ratio = f64::from_bits(be_u64(b, 32));
+    ensure!(
+        normalizing_offset == 0 && ratio == 1.0,
+        "histogram uses normalizing offsets or double values, which fleetload does not write"
+    );
+    let layout = Layout::new(low, sigfig)
+        .with_context(|| format!("histogram has invalid bounds: low {low}, {sigfig} digits"))?;
+    ensure!(
+        high >= 2 * low,
+        "histogram has invalid bounds: high {high} < 2 × low {low}"
+    );
+    let payload = b
+        .get(V2_HEADER..V2_HEADER + payload_len)
+        .context("histogram payload is truncated")?;
+    // Every non-zero counter takes at least one byte of payload, so `payload.len()` slots are
+    // enough. The loop writes a slot for every number and keeps it only for a non-zero count:
+    // runs of zeros and counts alternate unpredictably, and a branch on them would be
+    // mispredicted about half the time.
+    let base = entries.len();
+    entries.resize(base + payload.len(), (0, 0));
+    let out = &mut entries[base..];
+    let mut kept = 0;
+    let mut index: u64 = 0;
+    let mut big = Vec::new();
+    let mut rest = payload;
+    while let Some((&byte, tail)) = rest.split_first() {
+        // Most numbers are small: a one-byte varint, read without the general loop.
+        let zz = if byte < 0x80 {
+            rest = tail;
+            u64::from(byte)
+        } else {
+            let (value, used) = read_varint(rest).context("histogram payload is truncated")?;
+            rest = &rest[used..];
+            value
+        };
+        // Zig-zag: an even number 2c is a count c, an odd one 2r-1 a run of r empty counters.
+        let is_run = zz & 1;
+        let half = zz >> 1;
+        let count = half * (is_run ^ 1);
+        if count > u64::from(u32::MAX) {
+            ensure!(
+                count <= MAX_COUNT,
+                "histogram counts {count} values in one bucket, which no report holds"
+            );
+            big.push((index, count));
+        }
+        out[kept] = (index as u32, count as u32);
+        kept += usize::from(count != 0 && count <= u64::from(u32::MAX));
+        index = index.saturating_add(if is_run == 1 { half + 1 } else { 1 });
+    }
+    entries.truncate(base + kept);
+    // Counts beyond u32 (never seen in practice) become several entries of one index, put
+    // back in index order, which the accumulator relies on.
+    if !big.is_empty() {
+        for (i, mut left) in big {
+            while left > 0 {
+                let part = left.min(u64::from(u32::MAX));
+                entries.push((i as u32, part as u32));
+                left -= part;
+            }
+        }
+        entries[base..].sort_unstable_by_key(|&(i, _)| i);
+    }
+    // The index only grows, so where it ends bounds every entry.
+    ensure!(
+        index <= layout.max_index() + 1,
+        "histogram has more counters than its value range allows"
+    );
+    Ok(layout)
+}
+
+/// LEB128 as HdrHistogram writes it: at most 9 bytes, the 9th contributing all 8 bits.
+/// Returns the value and the bytes it took.
+fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in b.iter().take(9).enumerate() {
+        if i == 8 {
+            return Some((value | (u64::from(byte) << 56), 9));
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Sums histograms of the report layout in a dense range of counters, growing the range as
+/// needed; histograms of another layout are added to an ordinary histogram on the side.
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    base: usize,
+    counts: Vec<u64>,
+    other: Option<Histogram<u64>>,
+}
+
+impl Accumulator {
+    /// Adds the counters of one decoded histogram (in index order, as [`Batch`] holds them).
+    pub fn add(&mut self, layout: Layout, entries: &[(u32, u32)]) {
+        let (Some(&(first, _)), Some(&(last, _))) = (entries.first(), entries.last()) else {
+            return;
+        };
+        if layout != Layout::report() {
+            // Not written by fleetload; added value by value, still exactly.
+            let other = self.other.get_or_insert_with(|| {
+                let mut o = crate::model::report::new_histogram();
+                o.auto(true);
+                o
+            });
+            for &(i, c) in entries {
+                let v = layout.value_at(i as usize).expect("checked when decoded");
+                other.saturating_record_n(v, u64::from(c));
+            }
+            return;
+        }
+        self.reserve(first as usize, last as usize);
+        let counts = &mut self.counts[first as usize - self.base..];
+        for &(i, c) in entries {
+            let slot = &mut counts[(i - first) as usize];
+            *slot = slot.saturating_add(u64::from(c));
+        }
+    }
+
+    fn reserve(&mut self, first: usize, last: usize) {
+        if self.counts.is_empty() {
+            self.base = first;
+            self.counts = vec![0; last - first + 1];
+            return;
+        }
+        if first < self.base {
+            let mut grown = vec![0; self.base - first];
+            grown.extend_from_slice(&self.counts);
+            self.counts = grown;
+            self.base = first;
+        }
+        if last >= self.base + self.counts.len() {
+            self.counts.resize(last - self.base + 1, 0);
+        }
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|&c| c == 0)
+            && match &self.other {
+                Some(o) => o.is_empty(),
+                None => true,
+            }
+    }
+
+    /// The sum as a histogram of the report layout. With `full_range` it covers 1 µs to one hour
+    /// like every report histogram; without, only up to the largest value recorded, which keeps
+    /// the thousands of per-second histograms of a long run small in memory.
+    pub fn to_histogram(&self, full_range: bool) -> Histogram<u64> {
+        let layout = Layout::report();
+        let top_index = self.counts.iter().rposition(|&c| c > 0);
+        // Recording a value needs `high` at or above it; the counters then cover its bucket.
+        let mut high = top_index
+            .and_then(|i| layout.value_at(self.base + i))
+            .unwrap_or(2)
+            .max(2);
+        if let Some(o) = &self.other {
+            if !o.is_empty() {
+                high = high.max(o.max());
+            }
+        }
+        if full_range {
+            high = high.max(HISTOGRAM_MAX_US);
+        }
+        let mut h =
+            Histogram::new_with_bounds(1, high, HISTOGRAM_SIGFIG).expect("valid histogram bounds");
+        for (i, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                let v = layout
+                    .value_at(self.base + i)
+                    .expect("checked when decoded");
+                h.saturating_record_n(v, c);
+            }
+        }
+        if let Some(o) = &self.other {
+            h.auto(true);
+            h.add(o).expect("auto-resizing histograms always add");
+            h.auto(false);
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::report::{decode_histogram, encode_histogram, new_histogram};
+    use hdrhistogram::serialization::{Serializer, V2Serializer};
+    use proptest::prelude::*;
+
+    /// Adds every histogram of a batch into one accumulator.
+    fn add_all(acc: &mut Accumulator, batch: &Batch) {
+        for (_, layout, entries) in batch.histograms() {
+            acc.add(layout, entries);
+        }
+    }
+
+    fn recorded(batch: &Batch) -> u64 {
+        batch.entries.iter().map(|&(_, c)| u64::from(c)).sum()
+    }
+
+    #[test]
+    fn single_values_land_in_their_bucket() {
+        let mut d = Decoder::default();
+        for v in [
+            1u64,
+            2,
+            1023,
+            2047,
+            2048,
+            2049,
+            4095,
+            4096,
+            1_000_000,
+            HISTOGRAM_MAX_US,
+        ] {
+            let mut one = new_histogram();
+            one.record(v).unwrap();
+            let mut batch = Batch::default();
+            d.decode_base64(&encode_histogram(&one), 7, &mut batch)
+                .unwrap();
+            let mut acc = Accumulator::default();
+            add_all(&mut acc, &batch);
+            let back = acc.to_histogram(true);
+            assert_eq!(back, one, "value {v}");
+            assert_eq!(back.min(), one.lowest_equivalent(v));
+            assert_eq!(batch.histograms().next().unwrap().0, 7);
+        }
+        let layout = Layout::report();
+        assert!(layout.value_at(layout.max_index() as usize).is_some());
+        assert!(layout.value_at(layout.max_index() as usize + 1).is_none());
+    }
+
+    #[test]
+    fn rejects_garbage_and_keeps_nothing_of_it() {
+        let mut d = Decoder::default();
+        let mut batch = Batch::default();
+        assert!(d.decode_base64("not base64!", 0, &mut batch).is_err());
+        assert!(d.decode_base64("AAAA", 0, &mut batch).is_err());
+        let mut h = new_histogram();
+        for v in 1..500 {
+            h.record(v * 7).unwrap();
+        }
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(encode_histogram(&h))
+            .unwrap();
+        bytes.truncate(bytes.len() - 3);
+        assert!(d.decode(&bytes, 0, &mut batch).is_err());
+        // A plain V2 encoding cut short.
+        let mut plain = Vec::new();
+        V2Serializer::new().serialize(&h, &mut plain).unwrap();
+        plain.truncate(plain.len() - 1);
+        let longer = u32::from_be_bytes(plain[4..8].try_into().unwrap()) + 5;
+        plain[4..8].copy_from_slice(&longer.to_be_bytes());
+        assert!(d.decode(&plain, 0, &mut batch).is_err());
+        assert_eq!(batch.histograms().count(), 0);
+        assert!(batch.entries.is_empty());
+        // The decoder still works after errors.
+        d.decode_base64(&encode_histogram(&h), 0, &mut batch)
+            .unwrap();
+        assert_eq!(recorded(&batch), 499);
+    }
+
+    #[test]
+    fn large_encodings_inflate_across_buffer_growth() {
+        let mut h = new_histogram();
+        for v in (1..40_000u64).chain((1..2_000).map(|k| k * 1_000_000)) {
+            h.record_n(v, v % 5 + 1).unwrap();
+        }
+        let mut d = Decoder::default();
+        let mut batch = Batch::default();
+        d.decode_base64(&encode_histogram(&h), 0, &mut batch)
+            .unwrap();
+        let mut acc = Accumulator::default();
+        add_all(&mut acc, &batch);
+        assert_eq!(acc.to_histogram(true), h);
+        // And the decoder is reusable for a small one afterwards.
+        let mut small = new_histogram();
+        small.record(7).unwrap();
+        batch.clear();
+        d.decode_base64(&encode_histogram(&small), 0, &mut batch)
+            .unwrap();
+        assert_eq!(recorded(&batch), 1);
+    }
+
+    #[test]
+    fn counts_beyond_u32_are_exact() {
+        let mut h = new_histogram();
+        h.record_n(1234, 3 * u64::from(u32::MAX) + 17).unwrap();
+        h.record_n(99_000, 5).unwrap();
+        let mut batch = Batch::default();
+        Decoder::default()
+            .decode_base64(&encode_histogram(&h), 0, &mut batch)
+            .unwrap();
+        let mut acc = Accumulator::default();
+        add_all(&mut acc, &batch);
+        assert_eq!(acc.to_histogram(true), h);
+    }
+
+    fn plain_v2(h: &Histogram<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        V2Serializer::new().serialize(h, &mut out).unwrap();
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn sum_equals_the_crate_sum(
+            groups in prop::collection::vec(
+                prop::collection::vec((1u64..=HISTOGRAM_MAX_US, 1u64..1000), 0..60), 1..8),
+            low_pow in 0u32..4,
+            sigfig in 1u8..=5,
+        ) {
+            let mut expected = new_histogram();
+            let mut decoder = Decoder::default();
+            let mut batch = Batch::default();
+            for (n, group) in groups.iter().enumerate() {
+                // Every other group comes from a histogram of another layout.
+                let mut h = if n % 2 == 0 {
+                    new_histogram()
+                } else {
+                    Histogram::new_with_bounds(1 << low_pow, HISTOGRAM_MAX_US, sigfig).unwrap()
+                };
+                for &(v, c) in group {
+                    h.record_n(v.max(1 << low_pow), c).unwrap();
+                }
+                expected.add(decode_histogram(&encode_histogram(&h)).unwrap()).unwrap();
+                let before = recorded(&batch);
+                if n % 3 == 0 {
+                    decoder.decode(&plain_v2(&h), n as u32, &mut batch).unwrap();
+                } else {
+                    decoder.decode_base64(&encode_histogram(&h), n as u32, &mut batch).unwrap();
+                }
+                prop_assert_eq!(recorded(&batch) - before, h.len());
+            }
+            let mut acc = Accumulator::default();
+            add_all(&mut acc, &batch);
+            let got = acc.to_histogram(true);
+            prop_assert_eq!(got.len(), expected.len());
+            for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
+                prop_assert_eq!(got.value_at_quantile(q), expected.value_at_quantile(q));
+            }
+            prop_assert_eq!(got.max(), expected.max());
+            prop_assert_eq!(got.min(), expected.min());
+            let tight = acc.to_histogram(false);
+            prop_assert_eq!(tight.len(), expected.len());
+            prop_assert_eq!(tight.value_at_quantile(0.99), expected.value_at_quantile(0.99));
+            prop_assert_eq!(tight.max(), expected.max());
+        }
+    }
+}

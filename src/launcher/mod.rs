@@ -1,0 +1,120 @@
+//! The launcher's command line (`run`, `merge`, `stop`), the merge-and-gate step every run ends
+//! with, and the exit codes a CI pipeline reads.
+//!
+//! Exit codes ([`ExitStatus`]): **0** every threshold held; **1** a threshold was broken; **2** bad
+//! usage or configuration (clap's own errors, a bad threshold expression, a bad report URL, an
+//! unreadable or unwritable report store); **3** the fleet failed (tasks did not start, exited
+//! non-zero, or their reports are missing, unreadable or not `completed`).
+//!
+//! Precedence: 3 beats 1. A run with missing or failed tasks measured only part of the load, so
+//! its thresholds say little; it is a failed fleet even when they hold. Both verdicts are
+//! printed.
+
+pub mod cli;
+pub mod exit;
+pub mod fleet;
+pub mod gate;
+pub mod merge;
+pub mod plan;
+mod progress;
+pub mod render;
+mod run;
+mod signals;
+mod verdict;
+
+use anyhow::Context;
+
+use crate::launcher::cli::{Cli, Command, MergeArgs};
+use crate::launcher::exit::ExitStatus;
+use crate::launcher::merge::merge_run;
+use crate::launcher::verdict::{verdict, Gate};
+use crate::model::scenario::ReportUrl;
+use crate::worker::store::ReportStore;
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    match cli.command {
+        Command::Run(args) => run::run_command(&args).await,
+        Command::Merge(args) => merge_command(&args).await,
+        Command::Stop(args) => run::stop_command(&args).await,
+    }
+}
+
+async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
+    let thresholds = crate::launcher::gate::parse_all(&args.gate.thresholds)?;
+    let (url, run_id) = parse_run_location(&args.location)?;
+    let store = ReportStore::open(&url).await?;
+    let merged = merge_run(&store, &run_id, None, args.expected_tasks).await?;
+    let gate = Gate {
+        thresholds: &thresholds,
+        junit: args.gate.junit.as_deref(),
+        open: args.gate.open,
+    };
+    verdict(&store, &run_id, &merged, &gate, &[]).await
+}
+
+/// Splits `<REPORT_URL>/<RUN_ID>`: the last path segment is the run id, the rest the report URL.
+pub fn parse_run_location(text: &str) -> anyhow::Result<(ReportUrl, String)> {
+    let accepted = "accepted: <REPORT_URL>/<RUN_ID>, e.g. s3://bucket/prefix/RUN_ID, \
+                    file:///dir/RUN_ID or ./fleetload-runs/RUN_ID";
+    let trimmed = text.trim_end_matches('/');
+    let Some((url, run_id)) = trimmed.rsplit_once('/') else {
+        anyhow::bail!("{text:?} names no run: {accepted}");
+    };
+    if run_id.is_empty()
+        || run_id == "."
+        || run_id == ".."
+        || url.ends_with(':')
+        || url.ends_with(":/")
+    {
+        anyhow::bail!("{text:?} names no run: {accepted}");
+    }
+    // `file:///RUN` names run RUN in the root directory.
+    let url = if url == "file://" { "file:///" } else { url };
+    let url = if url.is_empty() { "/" } else { url };
+    let report_url = ReportUrl::parse(url)
+        .with_context(|| format!("{text:?} is not a run location ({accepted})"))?;
+    Ok((report_url, run_id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_run_locations() {
+        let (url, run) = parse_run_location("s3://bucket/some/prefix/run-1").unwrap();
+        assert_eq!(
+            url,
+            ReportUrl::S3 {
+                bucket: "bucket".into(),
+                prefix: "some/prefix".into()
+            }
+        );
+        assert_eq!(run, "run-1");
+        let (url, run) = parse_run_location("s3://bucket/run-1/").unwrap();
+        assert_eq!(url.to_string(), "s3://bucket");
+        assert_eq!(run, "run-1");
+        let (url, run) = parse_run_location("./fleetload-runs/r").unwrap();
+        assert_eq!(url, ReportUrl::Local("./fleetload-runs".into()));
+        assert_eq!(run, "r");
+        let (url, _) = parse_run_location("file:///tmp/runs/r").unwrap();
+        assert_eq!(url, ReportUrl::Local("/tmp/runs".into()));
+        let (url, _) = parse_run_location("/r").unwrap();
+        assert_eq!(url, ReportUrl::Local("/".into()));
+        for bad in [
+            "run-only",
+            "s3://bucket",
+            "s3://bucket/",
+            "ftp://host/dir/run",
+            "s3://B/run",
+            "dir/..",
+        ] {
+            let err = parse_run_location(bad).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("<REPORT_URL>/<RUN_ID>"),
+                "{bad}: {err:#}"
+            );
+        }
+    }
+}

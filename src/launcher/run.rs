@@ -1,0 +1,326 @@
+//! `launcher run` and `launcher stop`: a resolved [`RunPlan`] driven through a fleet backend, then
+//! the merge and the verdict that every run ends with.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::launcher::cli::{RunArgs, StopArgs};
+use crate::launcher::exit::{ExitStatus, FleetFailed};
+use crate::launcher::fleet::ecs::{self, EcsConfig, EcsFleet};
+use crate::launcher::fleet::embedded::{EmbeddedBroker, EMBEDDED_DEFAULT_RATE};
+use crate::launcher::fleet::stack::{read_stack, StackOutputs};
+use crate::launcher::fleet::{local, RunOutcome, TaskEnd};
+use crate::launcher::gate;
+use crate::launcher::merge::merge_run;
+use crate::launcher::plan::{
+    absolute_report_url, ecs_source, BackendPlan, EcsSource, RunPlan, WorkerEnv, DEFAULT_REPORT_URL,
+};
+use crate::launcher::progress::{print_plan, Display};
+use crate::launcher::signals::StopRequest;
+use crate::launcher::verdict::{verdict, Gate};
+use crate::model::scenario::ReportUrl;
+use crate::worker::store::ReportStore;
+use crate::worker::DRAIN_TIMEOUT;
+
+/// Beyond the run's end and the workers' drain, how long tasks get to store their reports
+/// before the launcher stops them.
+pub const REPORT_GRACE: Duration = Duration::from_secs(45);
+
+/// `launcher run`: start the fleet, wait for it, merge, gate.
+pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
+    // Thresholds are checked before any task starts: a typo must not cost a fleet.
+    let thresholds = gate::parse_all(&args.gate.thresholds)?;
+    let plan = RunPlan::try_from(args)?;
+    let outcome = match &plan.backend {
+        BackendPlan::Local => run_local(&plan).await?,
+        BackendPlan::Ecs(source) => run_ecs(&plan, source).await?,
+    };
+    let store = ReportStore::open(&outcome.report_url).await?;
+    let merged = merge_run(
+        &store,
+        &outcome.run_id,
+        Some(outcome.task_ids.clone()),
+        Some(outcome.tasks_requested),
+    )
+    .await?;
+    verdict(
+        &store,
+        &outcome.run_id,
+        &merged,
+        &Gate {
+            thresholds: &thresholds,
+            junit: args.gate.junit.as_deref(),
+            open: args.gate.open,
+        },
+        &outcome.problems,
+    )
+    .await
+}
+
+/// Fixes the run's start instant `start_delay` from now and puts it in the environment.
+fn fix_start(env: &mut WorkerEnv, start_delay: Duration) -> anyhow::Result<chrono::DateTime<Utc>> {
+    let start_at = Utc::now() + chrono::Duration::from_std(start_delay)?;
+    env.set(
+        "FLEETLOAD_START_AT",
+        &start_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    Ok(start_at)
+}
+
+async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
+    let mut env = plan.env.clone();
+    // No target: an embedded Kafka-protocol broker hosted here for the run.
+    let embedded = if env.get("FLEETLOAD_TARGET").is_none() {
+        let broker = EmbeddedBroker::start()?;
+        for (k, v) in broker.worker_env() {
+            env.set(k, &v);
+        }
+        if env.get("FLEETLOAD_RATE").is_none() && env.get("FLEETLOAD_STAGES").is_none() {
+            env.set("FLEETLOAD_RATE", EMBEDDED_DEFAULT_RATE);
+        }
+        Some(broker)
+    } else {
+        None
+    };
+    let url = env
+        .get("FLEETLOAD_REPORT_URL")
+        .unwrap_or(DEFAULT_REPORT_URL)
+        .to_string();
+    let url = ReportUrl::parse(&url).map_err(|e| anyhow::anyhow!("--report-url: {e}"))?;
+    let url = absolute_report_url(url)?;
+    env.set("FLEETLOAD_REPORT_URL", &url.to_string());
+    let scenario = env.validate()?;
+    let start_at = fix_start(&mut env, plan.start_delay)?;
+
+    let log_dir = match &url {
+        ReportUrl::Local(dir) => dir.join(&plan.run_id).join("logs"),
+        ReportUrl::S3 { .. } => PathBuf::from("fleetload-runs")
+            .join(&plan.run_id)
+            .join("logs"),
+    };
+    let duration = scenario.profile.total_duration();
+    print_plan(
+        &plan.run_id,
+        plan.tasks,
+        &scenario,
+        &url,
+        embedded.as_ref().map(EmbeddedBroker::bootstrap_servers),
+        Some(&log_dir),
+        start_at,
+    );
+    let deadline = Instant::now() + plan.start_delay + duration + DRAIN_TIMEOUT + REPORT_GRACE;
+    let mut display = Display::new(plan.tasks, start_at, duration);
+    let mut stop = StopRequest::listen()?;
+    let ends = local::run_tasks(
+        plan.tasks,
+        env.pairs(),
+        &log_dir,
+        deadline,
+        &mut display,
+        &mut stop,
+    )
+    .await;
+    display.finish();
+    drop(embedded);
+    let ends = ends?;
+    Ok(RunOutcome {
+        run_id: plan.run_id.clone(),
+        report_url: url,
+        tasks_requested: plan.tasks as u64,
+        task_ids: ends.iter().map(|e| e.id.clone()).collect(),
+        problems: ends.iter().filter_map(|e| e.problem.clone()).collect(),
+    })
+}
+
+/// The ECS client and configuration of `source`, reading the stack's outputs when it names one.
+async fn connect_ecs(
+    source: &EcsSource,
+) -> anyhow::Result<(aws_sdk_ecs::Client, EcsConfig, Option<StackOutputs>)> {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    if shared.region().is_none() {
+        anyhow::bail!(
+            "no AWS region is configured for ECS: set AWS_REGION (or a profile with a region)"
+        );
+    }
+    let ecs = aws_sdk_ecs::Client::new(&shared);
+    match source {
+        EcsSource::Flags(cfg) => Ok((ecs, cfg.clone(), None)),
+        EcsSource::Stack(name) => {
+            let outputs = read_stack(&aws_sdk_cloudformation::Client::new(&shared), name).await?;
+            Ok((ecs, EcsConfig::from(&outputs), Some(outputs)))
+        }
+    }
+}
+
+async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcome> {
+    let run_id = &plan.run_id;
+    let mut env = plan.env.clone();
+    let (client, cfg, outputs) = connect_ecs(source).await?;
+    if env.get("FLEETLOAD_REPORT_URL").is_none() {
+        match &outputs {
+            Some(o) => env.set("FLEETLOAD_REPORT_URL", &o.report_url),
+            None => anyhow::bail!("ECS tasks need --report-url s3://bucket/prefix (or --stack, whose report bucket is used)"),
+        }
+    }
+    if env.get("FLEETLOAD_TARGET").is_none() {
+        anyhow::bail!("ECS tasks need a target: --target kinesis|kafka|null (the embedded broker exists only for local runs)");
+    }
+    let url = ReportUrl::parse(env.get("FLEETLOAD_REPORT_URL").unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("--report-url: {e}"))?;
+    if !matches!(url, ReportUrl::S3 { .. }) {
+        anyhow::bail!("--report-url {url}: ECS tasks cannot write to this machine's disk; accepted: s3://bucket/prefix");
+    }
+    let scenario = env.validate()?;
+    ecs::validate_run_id(run_id)?;
+    let start_at = fix_start(&mut env, plan.start_delay)?;
+    let fleet = EcsFleet::new(client, cfg);
+    print_plan(run_id, plan.tasks, &scenario, &url, None, None, start_at);
+    let duration = scenario.profile.total_duration();
+    let mut display = Display::new(plan.tasks, start_at, duration);
+    let mut stop = StopRequest::listen()?;
+
+    // Start, unless a stop request comes first (then whatever started is stopped).
+    let start_deadline = Instant::now() + plan.start_delay;
+    let progress = |p: &ecs::StartProgress| {
+        eprintln!(
+            "starting: {}/{} tasks ({} RunTask calls, {} throttled, {} placement failures){}",
+            p.started,
+            p.requested,
+            p.calls,
+            p.throttled,
+            p.failures,
+            p.retrying
+                .as_ref()
+                .map(|(d, why)| format!("; retrying in {:.1}s: {why}", d.as_secs_f64()))
+                .unwrap_or_default()
+        )
+    };
+    let started = tokio::select! {
+        r = fleet.start(run_id, env.pairs(), plan.tasks, start_deadline, &progress) => r,
+        signal = stop.recv() => {
+            display.note(&format!("{signal} while starting: stopping every task of run {run_id}"));
+            stop_and_confirm(&fleet, run_id, &display).await?;
+            return Err(FleetFailed(format!("run {run_id} was stopped by {signal} before all tasks started")).into());
+        }
+    };
+    let report = started.map_err(|e| {
+        let text = format!("{e:#}");
+        e.context(FleetFailed(text))
+    })?;
+    let arns = report.tasks.clone();
+    display.started(arns.len() as u32, plan.tasks);
+    let deadline = Instant::now() + plan.start_delay + duration + DRAIN_TIMEOUT + REPORT_GRACE;
+    let mut problems: Vec<String> = Vec::new();
+    let mut stopped_by: Option<&'static str> = None;
+    let states = loop {
+        let states = fleet.describe(&arns).await?;
+        let running = states.iter().filter(|s| !s.is_final()).count() as u32;
+        let ends: Vec<TaskEnd> = states
+            .iter()
+            .filter(|s| s.is_final())
+            .map(ecs_task_end)
+            .collect();
+        display.tasks(running, &ends.iter().collect::<Vec<_>>());
+        if running == 0 {
+            break states;
+        }
+        if Instant::now() >= deadline && stopped_by.is_none() {
+            display.note(&format!(
+                "{running} task(s) still running past the run's end and grace: stopping them"
+            ));
+            fleet.stop(&arns, "fleetload: past the run's end").await?;
+            problems.push(format!(
+                "{running} task(s) were still running past the run's end and were stopped"
+            ));
+            stopped_by = Some("deadline");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            signal = stop.recv(), if stopped_by.is_none() => {
+                display.note(&format!("{signal}: stopping the {} task(s) of run {run_id}", arns.len()));
+                stopped_by = Some(signal);
+                fleet.stop(&arns, &format!("fleetload: launcher received {signal}")).await?;
+            }
+        }
+    };
+    display.finish();
+    if let Some(why) = stopped_by {
+        println!(
+            "stopped ({why}): DescribeTasks confirms all {} task(s) STOPPED",
+            states.len()
+        );
+    }
+    let ends: Vec<TaskEnd> = states.iter().map(ecs_task_end).collect();
+    problems.extend(ends.iter().filter_map(|e| e.problem.clone()));
+    Ok(RunOutcome {
+        run_id: run_id.clone(),
+        report_url: url,
+        tasks_requested: plan.tasks as u64,
+        task_ids: ends.iter().map(|e| e.id.clone()).collect(),
+        problems,
+    })
+}
+
+fn ecs_task_end(s: &ecs::TaskState) -> TaskEnd {
+    let mut end = TaskEnd::from_exit(&s.id, s.container_exit_code, None, None);
+    if s.container_exit_code.is_none() {
+        let why = [
+            s.stopped_reason.as_deref(),
+            s.container_reason.as_deref(),
+            s.stop_code.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+        end.problem = Some(format!(
+            "task {} stopped without a worker exit code ({})",
+            s.id,
+            if why.is_empty() {
+                "no reason given"
+            } else {
+                &why
+            }
+        ));
+        end.ok = false;
+    }
+    end
+}
+
+async fn stop_and_confirm(fleet: &EcsFleet, run_id: &str, display: &Display) -> anyhow::Result<()> {
+    let arns = fleet.list_run(run_id).await?;
+    if arns.is_empty() {
+        display.note(&format!("no running task of run {run_id}"));
+        return Ok(());
+    }
+    fleet.stop(&arns, "fleetload: launcher stop").await?;
+    let states = fleet
+        .wait_stopped(&arns, Duration::from_secs(180))
+        .await
+        .map_err(|e| FleetFailed(format!("{e:#}; run `launcher stop {run_id}` again")))?;
+    display.note(&format!(
+        "stopped {} task(s) of run {run_id}; DescribeTasks confirms STOPPED: {}",
+        states.len(),
+        states
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
+}
+
+/// `launcher stop RUN_ID`: finds the run's ECS tasks by `startedBy`, stops them and confirms.
+pub async fn stop_command(args: &StopArgs) -> anyhow::Result<ExitStatus> {
+    let source = ecs_source(&args.ecs)?;
+    ecs::validate_run_id(&args.run_id)?;
+    let (client, cfg, _) = connect_ecs(&source).await?;
+    let fleet = EcsFleet::new(client, cfg);
+    let display = Display::new(0, Utc::now(), Duration::ZERO);
+    stop_and_confirm(&fleet, &args.run_id, &display).await?;
+    Ok(ExitStatus::Held)
+}

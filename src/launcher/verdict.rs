@@ -1,0 +1,139 @@
+//! The end of every `run` and `merge`: the merged report written, the thresholds evaluated once,
+//! the summary table printed, the HTML page and the JUnit file written, the exit status decided.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::launcher::exit::ExitStatus;
+use crate::launcher::gate::{self, junit_xml, Threshold, ThresholdResult};
+use crate::launcher::merge::{write_merged, Merged};
+use crate::launcher::render::{html, table};
+use crate::model::report::{Outcome, SUMMARY_FILE};
+use crate::worker::store::{merged_dir, tasks_dir, ReportStore};
+
+/// The CI gate of a run: thresholds, JUnit file, whether to open the HTML page.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    /// Parsed thresholds.
+    pub thresholds: &'a [Threshold],
+    /// Where to write the JUnit XML report, if anywhere.
+    pub junit: Option<&'a Path>,
+    /// Open `merged/report.html` in a browser at the end.
+    pub open: bool,
+}
+
+/// Writes the merged report, prints the summary, checks the thresholds, writes the JUnit file
+/// and decides the exit status.
+pub async fn verdict(
+    store: &ReportStore,
+    run_id: &str,
+    merged: &Merged,
+    gate: &Gate<'_>,
+    fleet_problems: &[String],
+) -> anyhow::Result<ExitStatus> {
+    let Gate {
+        thresholds,
+        junit,
+        open,
+    } = *gate;
+    let summary = &merged.summary;
+    // Evaluated once: the page, the table and the JUnit file show the same verdict.
+    let results: Vec<ThresholdResult> = gate::evaluate(thresholds, summary);
+    let reported = summary.merge.as_ref().map_or(0, |m| m.tasks_reported);
+    let mut html_key = None;
+    let location = if reported == 0 {
+        // Nothing to merge: most likely a wrong run id or URL. Do not create a run directory.
+        format!(
+            "not written: no task report under {}",
+            store.display_url(&format!("{}/", tasks_dir(run_id)))
+        )
+    } else {
+        write_merged(store, run_id, merged).await.with_context(|| {
+            format!(
+                "could not write the merged report to {}",
+                store.display_url(&merged_dir(run_id))
+            )
+        })?;
+        let key = format!("{}/{}", merged_dir(run_id), html::REPORT_FILE);
+        let html = html::render_with_fleet_problems(merged, &results, fleet_problems);
+        store
+            .put(&key, html.into_bytes(), "text/html")
+            .await
+            .with_context(|| {
+                format!(
+                    "could not write the HTML report to {}",
+                    store.display_url(&key)
+                )
+            })?;
+        html_key = Some(key);
+        store.display_url(&format!("{}/{SUMMARY_FILE}", merged_dir(run_id)))
+    };
+
+    print!("{}", table::render(summary, &results, &location));
+    if let Some(key) = &html_key {
+        println!("html report: {}", store.display_url(key));
+    }
+    if open {
+        match &html_key {
+            Some(key) => println!("{}", html::open_from_store(store, key)),
+            None => println!("html report not opened: no report was written"),
+        }
+    }
+
+    if let Some(path) = junit {
+        let xml = junit_xml(&results, summary, &format!("fleetload {run_id}"));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("could not create {}", dir.display()))?;
+        }
+        std::fs::write(path, xml)
+            .with_context(|| format!("could not write the JUnit report {}", path.display()))?;
+    }
+
+    let broken: Vec<&ThresholdResult> = results.iter().filter(|r| !r.held).collect();
+    for problem in fleet_problems {
+        println!("fleet problem: {problem}");
+    }
+    let fleet_reason = match &summary.outcome {
+        Outcome::Completed if fleet_problems.is_empty() => None,
+        Outcome::Completed => Some(format!("{} fleet problem(s)", fleet_problems.len())),
+        Outcome::Failed { reason } => Some(reason.clone()),
+        Outcome::Interrupted { signal } => Some(format!("interrupted by {signal}")),
+    };
+    let thresholds_verdict = if broken.is_empty() {
+        format!("{} of {} thresholds held", results.len(), results.len())
+    } else {
+        let list: Vec<String> = broken
+            .iter()
+            .map(|r| format!("{} (measured {})", r.expression, r.measured_text))
+            .collect();
+        format!(
+            "{} of {} thresholds broken: {}",
+            broken.len(),
+            results.len(),
+            list.join(", ")
+        )
+    };
+    let status = match (&fleet_reason, broken.is_empty()) {
+        (Some(_), _) => ExitStatus::FleetFailed,
+        (None, false) => ExitStatus::ThresholdBroken,
+        (None, true) => ExitStatus::Held,
+    };
+    match &fleet_reason {
+        Some(reason) => println!(
+            "result: FLEET FAILED (exit {}): {reason}; {thresholds_verdict}",
+            status.code()
+        ),
+        None => println!(
+            "result: {} (exit {}): {thresholds_verdict}",
+            if broken.is_empty() {
+                "PASSED"
+            } else {
+                "THRESHOLD BROKEN"
+            },
+            status.code()
+        ),
+    }
+    Ok(status)
+}

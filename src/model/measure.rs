@@ -1,0 +1,377 @@
+//! Live measurement of a task: latency histograms, counts by error code and the per-second rows.
+//!
+//! Times are nanoseconds from the task's origin (the instant its schedule started). Seconds in
+//! the time series are counted from the run's *planned* start, so a task that started late has
+//! its rows shifted by its lateness and the rows of every task of a run line up.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+
+use crate::model::report::{new_histogram, Counts, SecondRow};
+
+/// Code of events still unanswered when the task stopped waiting for them.
+pub const UNACKNOWLEDGED: &str = "Unacknowledged";
+
+#[derive(Debug, Default, Clone, Copy)]
+struct RowCounts {
+    attempted: u64,
+    acknowledged: u64,
+    failed: u64,
+    bytes: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Everything measured, as of [`Recorder::finish`].
+#[derive(Debug)]
+pub struct Measurements {
+    /// Counts by outcome and error code.
+    pub counts: Counts,
+    /// Bytes acknowledged.
+    pub bytes: u64,
+    /// Latency from the intended send time, µs.
+    pub latency: Histogram<u64>,
+    /// Service time from the actual send, µs.
+    pub service: Histogram<u64>,
+    /// One row per second from the planned start (target rate not yet filled in).
+    pub rows: Vec<SecondRow>,
+    /// Per-second latency histograms, for the interval log.
+    pub per_second: Vec<(u64, Histogram<u64>)>,
+    /// Error codes over time: code → `(second, events)`.
+    pub errors_timeline: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+/// Records outcomes as they arrive. Cheap to share: see [`SharedRecorder`].
+pub struct Recorder {
+    origin: Instant,
+    late_ns: u64,
+    counts: Counts,
+    bytes: u64,
+    latency: Histogram<u64>,
+    service: Histogram<u64>,
+    rows: Vec<RowCounts>,
+    open_second: u64,
+    open: Histogram<u64>,
+    /// Closed seconds, compressed (V2 deflate): a plain histogram is ~180 KB, one second of a
+    /// one-hour run must not cost that.
+    closed: Vec<(u64, Vec<u8>)>,
+    errors: BTreeMap<String, BTreeMap<u64, u64>>,
+    serializer: V2DeflateSerializer,
+    finished: bool,
+}
+
+impl Recorder {
+    /// A recorder whose clock starts at `origin`, `late_ns` after the run's planned start.
+    pub fn new(origin: Instant, late_ns: u64) -> Self {
+        Recorder {
+            origin,
+            late_ns,
+            counts: Counts::default(),
+            bytes: 0,
+            latency: new_histogram(),
+            service: new_histogram(),
+            rows: Vec::new(),
+            open_second: 0,
+            open: new_histogram(),
+            closed: Vec::new(),
+            errors: BTreeMap::new(),
+            serializer: V2DeflateSerializer::new(),
+            finished: false,
+        }
+    }
+
+    /// Restarts the clock at `origin`, `late_ns` after the run's planned start (called when
+    /// production begins, after the preflight and the wait for the start instant).
+    pub fn start_clock(&mut self, origin: Instant, late_ns: u64) {
+        self.origin = origin;
+        self.late_ns = late_ns;
+    }
+
+    /// The instant the task's clock starts at.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Nanoseconds from the origin to now.
+    pub fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// The time-series second (from the planned start) of an instant `ns` after the origin.
+    pub fn second_of(&self, ns: u64) -> u64 {
+        (ns + self.late_ns) / 1_000_000_000
+    }
+
+    fn row(&mut self, second: u64) -> &mut RowCounts {
+        let i = second as usize;
+        if self.rows.len() <= i {
+            self.rows.resize(i + 1, RowCounts::default());
+        }
+        &mut self.rows[i]
+    }
+
+    /// `n` events handed to the target at `at_ns`.
+    pub fn attempted(&mut self, at_ns: u64, n: u64) {
+        if self.finished {
+            return;
+        }
+        self.counts.attempted += n;
+        let s = self.second_of(at_ns);
+        self.row(s).attempted += n;
+    }
+
+    /// One event acknowledged at `at_ns`, intended at `intended_ns` and sent at `sent_ns`.
+    pub fn acknowledged(&mut self, intended_ns: u64, sent_ns: u64, at_ns: u64, bytes: u64) {
+        if self.finished {
+            return;
+        }
+        let latency_us = (at_ns.saturating_sub(intended_ns) / 1000).max(1);
+        let service_us = (at_ns.saturating_sub(sent_ns) / 1000).max(1);
+        self.latency.saturating_record(latency_us);
+        self.service.saturating_record(service_us);
+        self.counts.acknowledged += 1;
+        self.bytes += bytes;
+        let s = self.second_of(at_ns);
+        if s > self.open_second {
+            self.close_open_second();
+            self.open_second = s;
+        }
+        // An acknowledgement that raced a second boundary lands in the open second's histogram.
+        self.open.saturating_record(latency_us);
+        let row = self.row(s);
+        row.acknowledged += 1;
+        row.bytes += bytes;
+    }
+
+    fn close_open_second(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        let s = self.open_second;
+        let h = &self.open;
+        let (p50, p99, max) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
+        let mut bytes = Vec::new();
+        self.serializer
+            .serialize(h, &mut bytes)
+            .expect("serializing into memory");
+        self.closed.push((s, bytes));
+        let row = self.row(s);
+        row.p50_ms = p50 as f64 / 1000.0;
+        row.p99_ms = p99 as f64 / 1000.0;
+        row.max_ms = max as f64 / 1000.0;
+        self.open.reset();
+    }
+
+    /// `n` events finally failed with `code` at `at_ns`.
+    pub fn failed(&mut self, code: &str, at_ns: u64, n: u64) {
+        if self.finished || n == 0 {
+            return;
+        }
+        self.counts.failed += n;
+        *self
+            .counts
+            .failed_by_code
+            .entry(code.to_string())
+            .or_default() += n;
+        let s = self.second_of(at_ns);
+        self.row(s).failed += n;
+        *self
+            .errors
+            .entry(code.to_string())
+            .or_default()
+            .entry(s)
+            .or_default() += n;
+    }
+
+    /// `n` events will be retried after `code` at `at_ns`.
+    pub fn retried(&mut self, code: &str, at_ns: u64, n: u64) {
+        if self.finished || n == 0 {
+            return;
+        }
+        self.counts.retried += n;
+        *self
+            .counts
+            .retried_by_code
+            .entry(code.to_string())
+            .or_default() += n;
+        let s = self.second_of(at_ns);
+        *self
+            .errors
+            .entry(code.to_string())
+            .or_default()
+            .entry(s)
+            .or_default() += n;
+    }
+
+    /// Gives the time series a row for every second up to `end_ns` (the end of production), so
+    /// seconds in which nothing happened show as zeros rather than missing.
+    pub fn cover_until(&mut self, end_ns: u64) {
+        if end_ns > 0 {
+            let last = self.second_of(end_ns - 1);
+            self.row(last);
+        }
+    }
+
+    /// Events attempted but neither acknowledged nor failed yet.
+    pub fn outstanding(&self) -> u64 {
+        self.counts
+            .attempted
+            .saturating_sub(self.counts.acknowledged + self.counts.failed)
+    }
+
+    /// Counts so far (for progress lines).
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// p99 latency so far in ms.
+    pub fn p99_ms(&self) -> f64 {
+        self.latency.value_at_quantile(0.99) as f64 / 1000.0
+    }
+
+    /// Stops recording: events still outstanding count as failed `Unacknowledged`, and any
+    /// outcome arriving later is ignored, so the report's counts always add up.
+    pub fn finish(&mut self, end_ns: u64) -> Measurements {
+        let outstanding = self.outstanding();
+        self.failed(UNACKNOWLEDGED, end_ns, outstanding);
+        self.close_open_second();
+        self.finished = true;
+        let rows = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| SecondRow {
+                second: i as u64,
+                target_rate: 0.0,
+                attempted: r.attempted,
+                acknowledged: r.acknowledged,
+                failed: r.failed,
+                bytes: r.bytes,
+                p50_ms: r.p50_ms,
+                p99_ms: r.p99_ms,
+                max_ms: r.max_ms,
+            })
+            .collect();
+        let mut deserializer = Deserializer::new();
+        let per_second = self
+            .closed
+            .iter()
+            .map(|(s, bytes)| {
+                (
+                    *s,
+                    deserializer
+                        .deserialize(&mut bytes.as_slice())
+                        .expect("our own encoding decodes"),
+                )
+            })
+            .collect();
+        Measurements {
+            counts: self.counts.clone(),
+            bytes: self.bytes,
+            latency: self.latency.clone(),
+            service: self.service.clone(),
+            rows,
+            per_second,
+            errors_timeline: self
+                .errors
+                .iter()
+                .map(|(k, m)| (k.clone(), m.iter().map(|(s, n)| (*s, *n)).collect()))
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("counts", &self.counts)
+            .field("open_second", &self.open_second)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A recorder shared between the producing loop and the targets' completion paths.
+#[derive(Debug, Clone)]
+pub struct SharedRecorder(Arc<Mutex<Recorder>>);
+
+impl SharedRecorder {
+    /// Shares `recorder`.
+    pub fn new(recorder: Recorder) -> Self {
+        SharedRecorder(Arc::new(Mutex::new(recorder)))
+    }
+
+    /// Locks it; a panic elsewhere never makes the measurements unreadable.
+    pub fn lock(&self) -> MutexGuard<'_, Recorder> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn counts_add_up_and_outstanding_become_unacknowledged() {
+        let mut r = Recorder::new(Instant::now(), 0);
+        r.attempted(0, 10);
+        for i in 0..6 {
+            r.acknowledged(i * 1000, i * 1000, i * 1000 + 2_000_000, 100);
+        }
+        r.retried("ProvisionedThroughputExceededException", S, 3);
+        r.failed("ProvisionedThroughputExceededException", S + 5, 2);
+        let m = r.finish(2 * S);
+        assert_eq!(m.counts.attempted, 10);
+        assert_eq!(m.counts.acknowledged, 6);
+        assert_eq!(m.counts.failed, 4);
+        assert_eq!(m.counts.failed_by_code[UNACKNOWLEDGED], 2);
+        assert_eq!(
+            m.counts.failed_by_code["ProvisionedThroughputExceededException"],
+            2
+        );
+        assert_eq!(m.counts.retried, 3);
+        assert_eq!(m.bytes, 600);
+        assert_eq!(m.latency.len(), 6);
+        assert_eq!(
+            m.errors_timeline["ProvisionedThroughputExceededException"],
+            vec![(1, 5)]
+        );
+        // Ignored after finish.
+        r.acknowledged(0, 0, 1, 1);
+        assert_eq!(r.counts().acknowledged, 6);
+    }
+
+    #[test]
+    fn rows_by_second_with_lateness() {
+        // Started 1.5 s after the planned start: origin + 0.6 s is second 2 of the run.
+        let mut r = Recorder::new(Instant::now(), 1_500_000_000);
+        r.attempted(600_000_000, 4);
+        r.acknowledged(600_000_000, 600_000_000, 610_000_000, 10);
+        r.acknowledged(600_000_000, 600_000_000, 630_000_000, 10);
+        r.acknowledged(600_000_000, 600_000_000, 1_600_000_000, 10);
+        r.cover_until(1_700_000_000);
+        let m = r.finish(1_700_000_000);
+        assert_eq!(m.rows.len(), 4);
+        assert_eq!(m.rows[2].attempted, 4);
+        assert_eq!(m.rows[2].acknowledged, 2);
+        assert_eq!(m.rows[3].acknowledged, 1);
+        assert!((m.rows[2].max_ms - 30.0).abs() < 0.1, "{:?}", m.rows[2]);
+        assert!((m.rows[3].p50_ms - 1000.0).abs() < 1.0, "{:?}", m.rows[3]);
+        assert_eq!(
+            m.per_second
+                .iter()
+                .map(|(s, h)| (*s, h.len()))
+                .collect::<Vec<_>>(),
+            vec![(2, 2), (3, 1)]
+        );
+        assert_eq!(m.counts.failed_by_code[UNACKNOWLEDGED], 1);
+    }
+}

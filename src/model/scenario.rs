@@ -1,0 +1,1161 @@
+//! The worker's scenario: read from `FLEETLOAD_*` environment variables in two stages.
+//!
+//! [`RawScenario`] holds exactly what the user typed (filled by `envy`); [`Scenario::from_env`]
+//! turns it into typed values and is the only place that rejects input. Every rejection is a
+//! [`ScenarioError`] naming the variable, the value given and what would be accepted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::model::payload::PayloadSpec;
+use crate::model::profile::{LoadProfile, Stage};
+
+/// Prefix of every scenario variable.
+pub const PREFIX: &str = "FLEETLOAD_";
+/// Prefix of the librdkafka passthrough variables (`FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS`).
+pub const KAFKA_PREFIX: &str = "FLEETLOAD_KAFKA_";
+/// Kinesis PutRecords accepts at most 500 records per call.
+pub const KINESIS_MAX_BATCH_RECORDS: usize = 500;
+/// Kinesis PutRecords accepts at most 5 MiB per call (data plus partition keys).
+pub const KINESIS_MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
+/// Kinesis accepts a record of at most 1 MiB (data plus partition key).
+pub const KINESIS_MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Upper bound on concurrent PutRecords requests, far above what one task ever needs.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 1024;
+/// Longest run a single scenario may ask for; a typo such as `60h` should not bill for days.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Every variable the worker knows, besides the `FLEETLOAD_KAFKA_*` passthrough.
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "FLEETLOAD_TARGET",
+    "FLEETLOAD_STREAM",
+    "FLEETLOAD_TOPIC",
+    "FLEETLOAD_DURATION",
+    "FLEETLOAD_RATE",
+    "FLEETLOAD_STAGES",
+    "FLEETLOAD_BATCH_SIZE",
+    "FLEETLOAD_MAX_IN_FLIGHT",
+    "FLEETLOAD_PAYLOAD",
+    "FLEETLOAD_KEYS",
+    "FLEETLOAD_SEED",
+    "FLEETLOAD_REPORT_URL",
+    "FLEETLOAD_RUN_ID",
+    "FLEETLOAD_TASK_ID",
+    "FLEETLOAD_START_AT",
+];
+
+/// What the user typed, one optional string per variable (stage one of two).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawScenario {
+    /// `kinesis`, `kafka` or `null`.
+    pub target: Option<String>,
+    /// Kinesis stream name or ARN.
+    pub stream: Option<String>,
+    /// Kafka topic.
+    pub topic: Option<String>,
+    /// How long to produce (`30s`, `5m`).
+    pub duration: Option<String>,
+    /// Target events per second; `0` means as fast as the target accepts.
+    pub rate: Option<String>,
+    /// Load profile: `rate@duration` steps, `ramp:` to ramp to a step.
+    pub stages: Option<String>,
+    /// Records per PutRecords call.
+    pub batch_size: Option<String>,
+    /// Concurrent PutRecords requests.
+    pub max_in_flight: Option<String>,
+    /// `sensor`, an inline JSON template or `@path` to one.
+    pub payload: Option<String>,
+    /// Number of distinct keys.
+    pub keys: Option<String>,
+    /// Seed for every random choice.
+    pub seed: Option<String>,
+    /// Where the report goes.
+    pub report_url: Option<String>,
+    /// The run id.
+    pub run_id: Option<String>,
+    /// This task's id.
+    pub task_id: Option<String>,
+    /// RFC 3339 start instant.
+    pub start_at: Option<String>,
+}
+
+/// A scenario the user cannot run as given. Every variant names the variable and what is accepted.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ScenarioError {
+    /// A `FLEETLOAD_` variable the worker does not know.
+    #[error("unknown variable {name}{}; known variables are {} and FLEETLOAD_KAFKA_<librdkafka property>",
+        .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default(),
+        KNOWN_VARIABLES.join(", "))]
+    Unknown {
+        /// The name as given.
+        name: String,
+        /// The closest known name, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A required variable is not set.
+    #[error("{name} is required{why}; accepted: {accepted}")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+        /// Why it is required in this scenario (may be empty).
+        why: String,
+        /// What would be accepted.
+        accepted: String,
+    },
+    /// A variable has a value that cannot be used.
+    #[error("{name}={value:?} is not valid: {reason}; accepted: {accepted}")]
+    Invalid {
+        /// The variable.
+        name: String,
+        /// The value given (redacted when the variable is secret).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+        /// What would be accepted.
+        accepted: String,
+    },
+    /// Two variables that cannot be given together.
+    #[error("{first} and {second} cannot both be given: {reason}")]
+    Conflict {
+        /// One variable.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl ScenarioError {
+    pub(crate) fn invalid(
+        name: &str,
+        value: &str,
+        reason: impl Into<String>,
+        accepted: impl Into<String>,
+    ) -> Self {
+        let value = if is_secret_name(name) {
+            REDACTED.to_string()
+        } else {
+            value.to_string()
+        };
+        ScenarioError::Invalid {
+            name: name.to_string(),
+            value,
+            reason: reason.into(),
+            accepted: accepted.into(),
+        }
+    }
+}
+
+/// Text that replaces a secret wherever a scenario is shown.
+pub const REDACTED: &str = "***redacted***";
+
+/// Whether a variable or Kafka property holds a secret (passwords, tokens, key material).
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase().replace('.', "_");
+    ["PASSWORD", "SECRET", "TOKEN", "CREDENTIAL"]
+        .iter()
+        .any(|w| upper.contains(w))
+        || upper.contains("KEY_PEM")
+        || upper.ends_with("SSL_KEY_LOCATION")
+        || upper.contains("SSL_KEYSTORE")
+        || upper.contains("SASL_JAAS")
+        || upper.contains("OAUTHBEARER_CONFIG")
+}
+
+/// Where the messages go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetConfig {
+    /// Kinesis Data Streams through PutRecords.
+    Kinesis {
+        /// The stream, by name or ARN.
+        stream: StreamRef,
+    },
+    /// Kafka through librdkafka.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// librdkafka properties (`bootstrap.servers` and any other), by their dotted names.
+        properties: BTreeMap<String, String>,
+    },
+    /// Generate, pace and measure, sending nothing.
+    Null,
+}
+
+impl TargetConfig {
+    /// The target's name as in `FLEETLOAD_TARGET`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetConfig::Kinesis { .. } => "kinesis",
+            TargetConfig::Kafka { .. } => "kafka",
+            TargetConfig::Null => "null",
+        }
+    }
+}
+
+/// A Kinesis stream given by name or by ARN.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamRef {
+    /// `my-stream`
+    Name(String),
+    /// `arn:aws:kinesis:eu-west-1:123456789012:stream/my-stream`
+    Arn(String),
+}
+
+impl StreamRef {
+    fn parse(value: &str) -> Result<Self, ScenarioError> {
+        let accepted = "a stream name (1-128 of A-Z a-z 0-9 _ . -) or an ARN arn:aws:kinesis:REGION:ACCOUNT:stream/NAME";
+        if value.starts_with("arn:") {
+            let name = value.split_once(":stream/").map(|(_, n)| n).unwrap_or("");
+            if value.split(':').nth(2) != Some("kinesis") || !valid_stream_name(name) {
+                return Err(ScenarioError::invalid(
+                    "FLEETLOAD_STREAM",
+                    value,
+                    "not a Kinesis stream ARN",
+                    accepted,
+                ));
+            }
+            Ok(StreamRef::Arn(value.to_string()))
+        } else if valid_stream_name(value) {
+            Ok(StreamRef::Name(value.to_string()))
+        } else {
+            Err(ScenarioError::invalid(
+                "FLEETLOAD_STREAM",
+                value,
+                "not a valid stream name",
+                accepted,
+            ))
+        }
+    }
+
+    /// The stream's name (the last part of an ARN).
+    pub fn name(&self) -> &str {
+        match self {
+            StreamRef::Name(n) => n,
+            StreamRef::Arn(a) => a.split_once(":stream/").map(|(_, n)| n).unwrap_or(a),
+        }
+    }
+}
+
+impl fmt::Display for StreamRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamRef::Name(n) => f.write_str(n),
+            StreamRef::Arn(a) => f.write_str(a),
+        }
+    }
+}
+
+fn valid_stream_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Where the report is written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReportUrl {
+    /// `s3://bucket/prefix`
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/` (may be empty).
+        prefix: String,
+    },
+    /// A local directory (`file:///dir` or a plain path).
+    Local(PathBuf),
+}
+
+impl ReportUrl {
+    /// Parses `s3://bucket/prefix`, `file:///dir` or a plain path.
+    pub fn parse(value: &str) -> Result<Self, ScenarioError> {
+        let accepted = "s3://bucket/prefix, file:///absolute/dir or a plain directory path";
+        let bad =
+            |reason: &str| ScenarioError::invalid("FLEETLOAD_REPORT_URL", value, reason, accepted);
+        if let Some(rest) = value.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')
+                });
+            if !bucket_ok {
+                return Err(bad(
+                    "the bucket name must be 3-63 characters of a-z 0-9 . -",
+                ));
+            }
+            Ok(ReportUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            })
+        } else if let Some(path) = value.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad("a file:// URL needs an absolute path (file:///dir)"));
+            }
+            Ok(ReportUrl::Local(PathBuf::from(path)))
+        } else if value.contains("://") {
+            Err(bad("unsupported scheme"))
+        } else if value.is_empty() {
+            Err(bad("empty"))
+        } else {
+            Ok(ReportUrl::Local(PathBuf::from(value)))
+        }
+    }
+
+    /// The URL of a run under this location: `<url>/<run_id>`.
+    pub fn run_url(&self, run_id: &str) -> String {
+        format!("{self}/{run_id}")
+    }
+}
+
+impl fmt::Display for ReportUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReportUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            ReportUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            ReportUrl::Local(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A validated scenario (stage two of two): everything the worker needs, typed.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Where the messages go.
+    pub target: TargetConfig,
+    /// The rate over time.
+    pub profile: LoadProfile,
+    /// Records per PutRecords call (Kinesis).
+    pub batch_size: usize,
+    /// Concurrent requests; `None` lets the target choose.
+    pub max_in_flight: Option<usize>,
+    /// What each event looks like.
+    pub payload: PayloadSpec,
+    /// Number of distinct keys (sensor ids).
+    pub keys: u64,
+    /// Seed for every random choice.
+    pub seed: u64,
+    /// Whether the seed was given (a run can then be repeated) or drawn.
+    pub seed_given: bool,
+    /// Where the report goes.
+    pub report_url: ReportUrl,
+    /// The run this task belongs to.
+    pub run_id: String,
+    /// This task's id, when given; otherwise the worker asks ECS or uses hostname-pid.
+    pub task_id: Option<String>,
+    /// The instant every task of the run starts producing; `None` means now.
+    pub start_at: Option<DateTime<Utc>>,
+    /// Every `FLEETLOAD_*` variable as given, secrets redacted: what the report shows.
+    pub shown: BTreeMap<String, String>,
+}
+
+impl Scenario {
+    /// Validates the `FLEETLOAD_*` variables among `vars` (other variables are ignored).
+    pub fn from_env<I, K, V>(vars: I) -> Result<Scenario, ScenarioError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut ours: Vec<(String, String)> = Vec::new();
+        let mut kafka = BTreeMap::new();
+        let mut shown = BTreeMap::new();
+        for (k, v) in vars {
+            let (k, v): (String, String) = (k.into(), v.into());
+            if !k.starts_with(PREFIX) {
+                continue;
+            }
+            let display = if is_secret_name(&k) {
+                REDACTED.to_string()
+            } else {
+                v.clone()
+            };
+            shown.insert(k.clone(), display);
+            if let Some(prop) = k.strip_prefix(KAFKA_PREFIX) {
+                if prop.is_empty() || !prop.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(ScenarioError::invalid(
+                        &k,
+                        &v,
+                        "not a librdkafka property name",
+                        "FLEETLOAD_KAFKA_<PROPERTY> with the property upper-cased and dots as underscores",
+                    ));
+                }
+                kafka.insert(prop.to_ascii_lowercase().replace('_', "."), v);
+            } else if KNOWN_VARIABLES.contains(&k.as_str()) {
+                ours.push((k, v));
+            } else {
+                return Err(ScenarioError::Unknown {
+                    suggestion: suggest(&k),
+                    name: k,
+                });
+            }
+        }
+        let raw: RawScenario = envy::prefixed(PREFIX).from_iter(ours).map_err(|e| {
+            // Every field is an optional string, so envy can only fail on something unexpected.
+            ScenarioError::invalid("FLEETLOAD_*", "", e.to_string(), "strings")
+        })?;
+        let mut scenario = Scenario::try_from_raw(raw, kafka)?;
+        scenario.shown = shown;
+        Ok(scenario)
+    }
+
+    fn try_from_raw(
+        raw: RawScenario,
+        kafka: BTreeMap<String, String>,
+    ) -> Result<Scenario, ScenarioError> {
+        let present = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let target_name = present(&raw.target).ok_or(ScenarioError::Missing {
+            name: "FLEETLOAD_TARGET",
+            why: String::new(),
+            accepted: "kinesis, kafka or null".into(),
+        })?;
+        let target = match target_name.to_ascii_lowercase().as_str() {
+            "kinesis" => {
+                if let Some(topic) = present(&raw.topic) {
+                    return Err(ScenarioError::invalid(
+                        "FLEETLOAD_TOPIC",
+                        &topic,
+                        "the target is kinesis",
+                        "FLEETLOAD_STREAM for kinesis",
+                    ));
+                }
+                let stream = present(&raw.stream).ok_or(ScenarioError::Missing {
+                    name: "FLEETLOAD_STREAM",
+                    why: " for FLEETLOAD_TARGET=kinesis".into(),
+                    accepted: "a stream name or ARN".into(),
+                })?;
+                TargetConfig::Kinesis {
+                    stream: StreamRef::parse(&stream)?,
+                }
+            }
+            "kafka" => {
+                if let Some(stream) = present(&raw.stream) {
+                    return Err(ScenarioError::invalid(
+                        "FLEETLOAD_STREAM",
+                        &stream,
+                        "the target is kafka",
+                        "FLEETLOAD_TOPIC for kafka",
+                    ));
+                }
+                let topic = present(&raw.topic).ok_or(ScenarioError::Missing {
+                    name: "FLEETLOAD_TOPIC",
+                    why: " for FLEETLOAD_TARGET=kafka".into(),
+                    accepted: "a topic name".into(),
+                })?;
+                if topic.len() > 249
+                    || !topic
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                {
+                    return Err(ScenarioError::invalid(
+                        "FLEETLOAD_TOPIC",
+                        &topic,
+                        "not a valid Kafka topic name",
+                        "1-249 characters of A-Z a-z 0-9 . _ -",
+                    ));
+                }
+                if !kafka.contains_key("bootstrap.servers") {
+                    return Err(ScenarioError::Missing {
+                        name: "FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS",
+                        why: " for FLEETLOAD_TARGET=kafka".into(),
+                        accepted: "host:port[,host:port...]".into(),
+                    });
+                }
+                TargetConfig::Kafka {
+                    topic,
+                    properties: kafka.clone(),
+                }
+            }
+            "null" => TargetConfig::Null,
+            _ => {
+                return Err(ScenarioError::invalid(
+                    "FLEETLOAD_TARGET",
+                    &target_name,
+                    "unknown target",
+                    "kinesis, kafka or null",
+                ))
+            }
+        };
+        if !matches!(target, TargetConfig::Kafka { .. }) {
+            if let Some(name) = kafka.keys().next() {
+                return Err(ScenarioError::invalid(
+                    &format!(
+                        "{KAFKA_PREFIX}{}",
+                        name.to_ascii_uppercase().replace('.', "_")
+                    ),
+                    kafka.get(name).map(String::as_str).unwrap_or(""),
+                    format!(
+                        "Kafka properties only apply to FLEETLOAD_TARGET=kafka, the target is {}",
+                        target.kind()
+                    ),
+                    "no FLEETLOAD_KAFKA_* variables for this target",
+                ));
+            }
+        }
+
+        let profile = match (
+            present(&raw.stages),
+            present(&raw.rate),
+            present(&raw.duration),
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(ScenarioError::Conflict {
+                    first: "FLEETLOAD_STAGES",
+                    second: "FLEETLOAD_RATE",
+                    reason: "the stages set the rate of each step",
+                })
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(ScenarioError::Conflict {
+                    first: "FLEETLOAD_STAGES",
+                    second: "FLEETLOAD_DURATION",
+                    reason: "the run lasts the sum of the steps",
+                })
+            }
+            (Some(stages), None, None) => LoadProfile::parse_stages(&stages)?,
+            (None, rate, duration) => {
+                let duration = match duration {
+                    Some(d) => parse_duration("FLEETLOAD_DURATION", &d)?,
+                    None => Duration::from_secs(60),
+                };
+                let rate = match rate {
+                    Some(r) => parse_rate("FLEETLOAD_RATE", &r, true)?,
+                    None => 0.0,
+                };
+                LoadProfile::new(vec![Stage {
+                    rate,
+                    duration,
+                    ramp: false,
+                }])
+            }
+        };
+        if profile.total_duration() > MAX_DURATION {
+            return Err(ScenarioError::invalid(
+                if present(&raw.stages).is_some() {
+                    "FLEETLOAD_STAGES"
+                } else {
+                    "FLEETLOAD_DURATION"
+                },
+                &humantime::format_duration(profile.total_duration()).to_string(),
+                "the run is longer than 24h",
+                "a total duration from 1s to 24h",
+            ));
+        }
+
+        let batch_size = match present(&raw.batch_size) {
+            Some(b) => parse_int(
+                "FLEETLOAD_BATCH_SIZE",
+                &b,
+                1,
+                KINESIS_MAX_BATCH_RECORDS as u64,
+                "an integer from 1 to 500 (the PutRecords limit)",
+            )? as usize,
+            None => KINESIS_MAX_BATCH_RECORDS,
+        };
+        let max_in_flight = present(&raw.max_in_flight)
+            .map(|m| {
+                parse_int(
+                    "FLEETLOAD_MAX_IN_FLIGHT",
+                    &m,
+                    1,
+                    MAX_IN_FLIGHT_LIMIT as u64,
+                    "an integer from 1 to 1024",
+                )
+                .map(|v| v as usize)
+            })
+            .transpose()?;
+        let keys = match present(&raw.keys) {
+            Some(k) => parse_int(
+                "FLEETLOAD_KEYS",
+                &k,
+                1,
+                u32::MAX as u64,
+                "an integer from 1 to 4294967295",
+            )?,
+            None => 10_000,
+        };
+        let (seed, seed_given) = match present(&raw.seed) {
+            Some(s) => (
+                parse_int(
+                    "FLEETLOAD_SEED",
+                    &s,
+                    0,
+                    u64::MAX,
+                    "an unsigned 64-bit integer",
+                )?,
+                true,
+            ),
+            None => (rand::random(), false),
+        };
+        let payload = PayloadSpec::parse(present(&raw.payload).as_deref().unwrap_or("sensor"))?;
+        if let TargetConfig::Kinesis { .. } = target {
+            if payload.max_len() + 64 > KINESIS_MAX_RECORD_BYTES {
+                return Err(ScenarioError::invalid(
+                    "FLEETLOAD_PAYLOAD",
+                    "(template)",
+                    format!(
+                        "events can be {} bytes, above the 1 MiB Kinesis record limit",
+                        payload.max_len()
+                    ),
+                    "a template whose events stay below 1 MiB",
+                ));
+            }
+        }
+        let report_url = ReportUrl::parse(
+            present(&raw.report_url)
+                .as_deref()
+                .unwrap_or("./fleetload-runs"),
+        )?;
+        let run_id = match present(&raw.run_id) {
+            Some(id) => validate_id("FLEETLOAD_RUN_ID", &id)?,
+            None => generate_run_id(),
+        };
+        let task_id = present(&raw.task_id)
+            .map(|id| validate_id("FLEETLOAD_TASK_ID", &id))
+            .transpose()?;
+        let start_at = present(&raw.start_at)
+            .map(|s| {
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        ScenarioError::invalid(
+                            "FLEETLOAD_START_AT",
+                            &s,
+                            e.to_string(),
+                            "an RFC 3339 instant such as 2026-11-22T10:00:00Z",
+                        )
+                    })
+            })
+            .transpose()?;
+        if let Some(t) = start_at {
+            // A start instant a day away is a typo, not a plan: the task would idle (and bill).
+            if t > Utc::now() + chrono::Duration::hours(24) {
+                return Err(ScenarioError::invalid(
+                    "FLEETLOAD_START_AT",
+                    &t.to_rfc3339(),
+                    "more than 24h in the future",
+                    "an RFC 3339 instant within the next 24h (or in the past: the task then starts at once)",
+                ));
+            }
+        }
+
+        Ok(Scenario {
+            target,
+            profile,
+            batch_size,
+            max_in_flight,
+            payload,
+            keys,
+            seed,
+            seed_given,
+            report_url,
+            run_id,
+            task_id,
+            start_at,
+            shown: BTreeMap::new(),
+        })
+    }
+
+    /// The Kafka properties with secrets redacted, for logs.
+    pub fn redacted_kafka(&self) -> BTreeMap<String, String> {
+        match &self.target {
+            TargetConfig::Kafka { properties, .. } => properties
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        if is_secret_name(k) {
+                            REDACTED.to_string()
+                        } else {
+                            v.clone()
+                        },
+                    )
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+}
+
+/// A run id made of the UTC time and a random suffix: sortable and unique enough.
+pub fn generate_run_id() -> String {
+    format!(
+        "{}-{:04x}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    )
+}
+
+/// Ids become S3 keys and directory names: keep them to a safe alphabet.
+fn validate_id(name: &str, value: &str) -> Result<String, ScenarioError> {
+    if value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !value.starts_with('.')
+    {
+        Ok(value.to_string())
+    } else {
+        Err(ScenarioError::invalid(
+            name,
+            value,
+            "not a safe id",
+            "1-128 characters of A-Z a-z 0-9 - _ . (not starting with .)",
+        ))
+    }
+}
+
+/// Parses a duration such as `30s`, `5m`, `1h30m` or `500ms` (at least 1 s).
+pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ScenarioError> {
+    let accepted = "a duration such as 30s, 5m, 1h or 1m30s (at least 1s)";
+    let d = humantime::parse_duration(value.trim())
+        .map_err(|e| ScenarioError::invalid(name, value, e.to_string(), accepted))?;
+    if d < Duration::from_secs(1) {
+        return Err(ScenarioError::invalid(
+            name,
+            value,
+            "shorter than 1s",
+            accepted,
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses events per second: a non-negative number, optionally with a `/s` suffix and `k`/`M`.
+pub fn parse_rate(name: &str, value: &str, allow_zero: bool) -> Result<f64, ScenarioError> {
+    let accepted = if allow_zero {
+        "events per second: a number >= 0 such as 5000, 2.5k or 1M (0 = as fast as the target accepts)"
+    } else {
+        "events per second: a number > 0 such as 5000, 2.5k or 1M"
+    };
+    let v = value.trim().trim_end_matches("/s");
+    let (num, mult) = if let Some(n) = v.strip_suffix(['k', 'K']) {
+        (n, 1e3)
+    } else if let Some(n) = v.strip_suffix('M') {
+        (n, 1e6)
+    } else {
+        (v, 1.0)
+    };
+    let rate = num
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite())
+        .map(|r| r * mult)
+        .ok_or_else(|| ScenarioError::invalid(name, value, "not a number", accepted))?;
+    if rate < 0.0 || (!allow_zero && rate == 0.0) {
+        return Err(ScenarioError::invalid(
+            name,
+            value,
+            "out of range",
+            accepted,
+        ));
+    }
+    if rate > 100e6 {
+        return Err(ScenarioError::invalid(
+            name,
+            value,
+            "above 100M events/s for one task",
+            accepted,
+        ));
+    }
+    Ok(rate)
+}
+
+fn parse_int(
+    name: &str,
+    value: &str,
+    min: u64,
+    max: u64,
+    accepted: &str,
+) -> Result<u64, ScenarioError> {
+    let v = value.trim().replace('_', "");
+    let n: u64 = v
+        .parse()
+        .map_err(|_| ScenarioError::invalid(name, value, "not an integer", accepted))?;
+    if n < min || n > max {
+        return Err(ScenarioError::invalid(
+            name,
+            value,
+            "out of range",
+            accepted,
+        ));
+    }
+    Ok(n)
+}
+
+/// The known variable closest to a misspelt one, if any is close enough to be meant.
+fn suggest(name: &str) -> Option<String> {
+    KNOWN_VARIABLES
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Scenario, ScenarioError> {
+        Scenario::from_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn null(extra: &[(&str, &str)]) -> Result<Scenario, ScenarioError> {
+        let mut v = vec![("FLEETLOAD_TARGET", "null")];
+        v.extend_from_slice(extra);
+        parse(&v)
+    }
+
+    #[test]
+    fn defaults() {
+        let s = null(&[]).unwrap();
+        assert_eq!(s.target, TargetConfig::Null);
+        assert_eq!(s.profile.total_duration(), Duration::from_secs(60));
+        assert_eq!(s.profile.stages()[0].rate, 0.0);
+        assert_eq!(s.batch_size, 500);
+        assert_eq!(s.keys, 10_000);
+        assert!(!s.seed_given);
+        assert_eq!(s.report_url, ReportUrl::Local("./fleetload-runs".into()));
+        assert!(s.start_at.is_none());
+        assert!(!s.run_id.is_empty());
+    }
+
+    #[test]
+    fn misspelt_variable_suggests_the_name() {
+        let e = null(&[("FLEETLOAD_DURATON", "10s")]).unwrap_err();
+        assert_eq!(
+            e,
+            ScenarioError::Unknown {
+                name: "FLEETLOAD_DURATON".into(),
+                suggestion: Some("FLEETLOAD_DURATION".into())
+            }
+        );
+        assert!(
+            e.to_string().contains("did you mean FLEETLOAD_DURATION?"),
+            "{e}"
+        );
+        let e = null(&[("FLEETLOAD_COMPLETELY_DIFFERENT", "1")]).unwrap_err();
+        assert!(matches!(
+            e,
+            ScenarioError::Unknown {
+                suggestion: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn other_variables_are_ignored() {
+        let s = parse(&[
+            ("FLEETLOAD_TARGET", "null"),
+            ("PATH", "/bin"),
+            ("AWS_REGION", "eu-west-1"),
+        ])
+        .unwrap();
+        assert_eq!(s.shown.len(), 1);
+    }
+
+    #[test]
+    fn target_errors() {
+        assert!(matches!(
+            parse(&[]).unwrap_err(),
+            ScenarioError::Missing {
+                name: "FLEETLOAD_TARGET",
+                ..
+            }
+        ));
+        let e = parse(&[("FLEETLOAD_TARGET", "pulsar")]).unwrap_err();
+        assert!(e.to_string().contains("kinesis, kafka or null"), "{e}");
+        assert!(e.to_string().contains("\"pulsar\""), "{e}");
+        assert!(matches!(
+            parse(&[("FLEETLOAD_TARGET", "kinesis")]).unwrap_err(),
+            ScenarioError::Missing {
+                name: "FLEETLOAD_STREAM",
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&[("FLEETLOAD_TARGET", "kafka"), ("FLEETLOAD_TOPIC", "t")]).unwrap_err(),
+            ScenarioError::Missing {
+                name: "FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS",
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&[
+                ("FLEETLOAD_TARGET", "kafka"),
+                ("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS", "h:1")
+            ])
+            .unwrap_err(),
+            ScenarioError::Missing {
+                name: "FLEETLOAD_TOPIC",
+                ..
+            }
+        ));
+        let e = parse(&[
+            ("FLEETLOAD_TARGET", "kinesis"),
+            ("FLEETLOAD_STREAM", "bad name!"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("FLEETLOAD_STREAM"), "{e}");
+        let e = parse(&[
+            ("FLEETLOAD_TARGET", "kinesis"),
+            ("FLEETLOAD_STREAM", "arn:aws:s3:::bucket"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("not a Kinesis stream ARN"), "{e}");
+        let e = parse(&[
+            ("FLEETLOAD_TARGET", "kinesis"),
+            ("FLEETLOAD_STREAM", "s"),
+            ("FLEETLOAD_TOPIC", "t"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("FLEETLOAD_TOPIC"), "{e}");
+        let e = parse(&[
+            ("FLEETLOAD_TARGET", "kafka"),
+            ("FLEETLOAD_TOPIC", "bad topic"),
+            ("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS", "h:1"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("FLEETLOAD_TOPIC"), "{e}");
+        let e = null(&[("FLEETLOAD_KAFKA_ACKS", "all")]).unwrap_err();
+        assert!(e.to_string().contains("FLEETLOAD_KAFKA_ACKS"), "{e}");
+        let e = parse(&[
+            ("FLEETLOAD_TARGET", "kafka"),
+            ("FLEETLOAD_TOPIC", "t"),
+            ("FLEETLOAD_KAFKA_", "x"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("librdkafka property"), "{e}");
+    }
+
+    #[test]
+    fn stream_by_name_or_arn() {
+        let s = parse(&[
+            ("FLEETLOAD_TARGET", "kinesis"),
+            (
+                "FLEETLOAD_STREAM",
+                "arn:aws:kinesis:eu-west-1:123456789012:stream/orders",
+            ),
+        ])
+        .unwrap();
+        match s.target {
+            TargetConfig::Kinesis { stream } => {
+                assert_eq!(stream.name(), "orders");
+                assert!(matches!(stream, StreamRef::Arn(_)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn kafka_properties_map_to_dotted_names_and_secrets_are_redacted() {
+        let s = parse(&[
+            ("FLEETLOAD_TARGET", "kafka"),
+            ("FLEETLOAD_TOPIC", "events"),
+            ("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            ("FLEETLOAD_KAFKA_SASL_PASSWORD", "hunter2"),
+            ("FLEETLOAD_KAFKA_SSL_KEY_PEM", "-----BEGIN"),
+            ("FLEETLOAD_KAFKA_LINGER_MS", "5"),
+        ])
+        .unwrap();
+        let TargetConfig::Kafka { properties, topic } = &s.target else {
+            panic!()
+        };
+        assert_eq!(topic, "events");
+        assert_eq!(properties["bootstrap.servers"], "127.0.0.1:9092");
+        assert_eq!(properties["linger.ms"], "5");
+        assert_eq!(properties["sasl.password"], "hunter2");
+        let shown = format!("{:?} {:?}", s.shown, s.redacted_kafka());
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("BEGIN"),
+            "{shown}"
+        );
+        assert_eq!(s.shown["FLEETLOAD_KAFKA_SASL_PASSWORD"], REDACTED);
+        assert_eq!(s.redacted_kafka()["ssl.key.pem"], REDACTED);
+    }
+
+    #[test]
+    fn secret_values_do_not_appear_in_errors() {
+        let e = parse(&[
+            ("FLEETLOAD_TARGET", "kafka"),
+            ("FLEETLOAD_TOPIC", "t"),
+            ("FLEETLOAD_KAFKA_SASL-PASSWORD", "hunter2"),
+        ])
+        .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_rates() {
+        let s = null(&[("FLEETLOAD_DURATION", "1m30s"), ("FLEETLOAD_RATE", "2.5k")]).unwrap();
+        assert_eq!(s.profile.total_duration(), Duration::from_secs(90));
+        assert_eq!(s.profile.stages()[0].rate, 2500.0);
+        for bad in ["abc", "-5", "10", "500ms", "0s"] {
+            let e = null(&[("FLEETLOAD_DURATION", bad)]).unwrap_err();
+            assert!(
+                e.to_string().starts_with("FLEETLOAD_DURATION="),
+                "{bad}: {e}"
+            );
+        }
+        assert!(null(&[("FLEETLOAD_DURATION", "25h")])
+            .unwrap_err()
+            .to_string()
+            .contains("24h"));
+        for bad in ["fast", "-1", "NaN", "inf", "1e12"] {
+            let e = null(&[("FLEETLOAD_RATE", bad)]).unwrap_err();
+            assert!(e.to_string().starts_with("FLEETLOAD_RATE="), "{bad}: {e}");
+        }
+        assert_eq!(
+            null(&[("FLEETLOAD_RATE", "1M/s")])
+                .unwrap()
+                .profile
+                .stages()[0]
+                .rate,
+            1e6
+        );
+    }
+
+    #[test]
+    fn stages_conflict_with_rate_and_duration() {
+        let e = null(&[("FLEETLOAD_STAGES", "100@10s"), ("FLEETLOAD_RATE", "5")]).unwrap_err();
+        assert!(matches!(
+            e,
+            ScenarioError::Conflict {
+                second: "FLEETLOAD_RATE",
+                ..
+            }
+        ));
+        let e = null(&[
+            ("FLEETLOAD_STAGES", "100@10s"),
+            ("FLEETLOAD_DURATION", "5s"),
+        ])
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            ScenarioError::Conflict {
+                second: "FLEETLOAD_DURATION",
+                ..
+            }
+        ));
+        let s = null(&[("FLEETLOAD_STAGES", "100@30s,ramp:500@30s")]).unwrap();
+        assert_eq!(s.profile.total_duration(), Duration::from_secs(60));
+        let e = null(&[("FLEETLOAD_STAGES", "100@30s,fast@1m")]).unwrap_err();
+        assert!(e.to_string().contains("FLEETLOAD_STAGES"), "{e}");
+    }
+
+    #[test]
+    fn integers() {
+        for (name, bad) in [
+            ("FLEETLOAD_BATCH_SIZE", "0"),
+            ("FLEETLOAD_BATCH_SIZE", "501"),
+            ("FLEETLOAD_BATCH_SIZE", "x"),
+            ("FLEETLOAD_MAX_IN_FLIGHT", "0"),
+            ("FLEETLOAD_MAX_IN_FLIGHT", "5000"),
+            ("FLEETLOAD_KEYS", "0"),
+            ("FLEETLOAD_SEED", "-1"),
+        ] {
+            let e = null(&[(name, bad)]).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("{name}=")),
+                "{name}={bad}: {e}"
+            );
+        }
+        assert!(null(&[("FLEETLOAD_BATCH_SIZE", "501")])
+            .unwrap_err()
+            .to_string()
+            .contains("PutRecords"));
+        let s = null(&[
+            ("FLEETLOAD_SEED", "42"),
+            ("FLEETLOAD_KEYS", "7"),
+            ("FLEETLOAD_MAX_IN_FLIGHT", "3"),
+            ("FLEETLOAD_BATCH_SIZE", "100"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.seed, s.seed_given, s.keys, s.max_in_flight, s.batch_size),
+            (42, true, 7, Some(3), 100)
+        );
+    }
+
+    #[test]
+    fn report_urls() {
+        assert_eq!(
+            ReportUrl::parse("s3://my-bucket/load/tests/").unwrap(),
+            ReportUrl::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "load/tests".into()
+            }
+        );
+        assert_eq!(
+            ReportUrl::parse("s3://my-bucket").unwrap(),
+            ReportUrl::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "".into()
+            }
+        );
+        assert_eq!(
+            ReportUrl::parse("file:///tmp/r").unwrap(),
+            ReportUrl::Local("/tmp/r".into())
+        );
+        assert_eq!(
+            ReportUrl::parse("runs").unwrap(),
+            ReportUrl::Local("runs".into())
+        );
+        for bad in ["s3://B", "file://rel", "gs://b/p", "s3://"] {
+            let e = null(&[("FLEETLOAD_REPORT_URL", bad)]).unwrap_err();
+            assert!(
+                e.to_string().starts_with("FLEETLOAD_REPORT_URL="),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            ReportUrl::parse("s3://b-1/p").unwrap().run_url("r1"),
+            "s3://b-1/p/r1"
+        );
+    }
+
+    #[test]
+    fn ids_and_start() {
+        for (name, bad) in [
+            ("FLEETLOAD_RUN_ID", "../etc"),
+            ("FLEETLOAD_TASK_ID", "a/b"),
+            ("FLEETLOAD_START_AT", "tomorrow"),
+        ] {
+            let e = null(&[(name, bad)]).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("{name}=")),
+                "{name}: {e}"
+            );
+        }
+        let s = null(&[
+            ("FLEETLOAD_RUN_ID", "run-1"),
+            ("FLEETLOAD_TASK_ID", "t1"),
+            ("FLEETLOAD_START_AT", "2026-01-02T03:04:05+01:00"),
+        ])
+        .unwrap();
+        assert_eq!(s.run_id, "run-1");
+        assert_eq!(s.task_id.as_deref(), Some("t1"));
+        assert_eq!(
+            s.start_at.unwrap().to_rfc3339(),
+            "2026-01-02T02:04:05+00:00"
+        );
+    }
+
+    #[test]
+    fn payload_errors_name_the_variable() {
+        let e = null(&[("FLEETLOAD_PAYLOAD", "{\"a\":{{nope}}}")]).unwrap_err();
+        assert!(e.to_string().starts_with("FLEETLOAD_PAYLOAD="), "{e}");
+    }
+}

@@ -1,0 +1,343 @@
+//! Kinesis Data Streams through PutRecords.
+//!
+//! Events are batched up to `FLEETLOAD_BATCH_SIZE` records and 5 MiB, with several requests in
+//! flight. Every response is read record by record: a record is acknowledged only when Kinesis
+//! returned a sequence number for it. Failed records are counted by `ErrorCode`; retryable ones
+//! (throttling, internal failures) are sent again with backoff and jitter, keeping their
+//! intended send time, so a throttled stream shows up as latency and retries, never as success.
+//!
+//! The SDK configures the client and checks the stream; the PutRecords calls themselves are
+//! built, signed and read by [`put_records`](super::put_records), which costs a fraction of the
+//! SDK's per-record work.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::types::StreamStatus;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::put_records::{self, Answer, Batch, PutRecordsClient, RequestBody};
+use super::{backoff, Event, PreflightError, Sink};
+use crate::model::measure::SharedRecorder;
+use crate::model::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};
+
+/// Concurrent PutRecords requests when `FLEETLOAD_MAX_IN_FLIGHT` is not given.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// Attempts per record (the first send and its retries) before it counts as failed.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// First retry waits up to this long; each further one up to twice as long.
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+/// No retry waits longer than this.
+const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// A PutRecords call that takes longer than this counts as failed (`Timeout`) and is retried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that is not established within this long fails the call (`DispatchFailure`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Per-record error codes worth retrying: the shard was over its limit, or Kinesis failed
+/// internally. Anything else (`AccessDeniedException`, `KMS*`, …) is final.
+pub const RETRYABLE_RECORD_CODES: &[&str] =
+    &["ProvisionedThroughputExceededException", "InternalFailure"];
+
+/// Whole-request error codes worth retrying.
+pub const RETRYABLE_REQUEST_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ThrottlingException",
+    "LimitExceededException",
+    "KMSThrottlingException",
+    "RequestTimeout",
+    "Timeout",
+    "DispatchFailure",
+];
+
+#[derive(Debug, Clone, Copy)]
+struct RecordMeta {
+    intended_ns: u64,
+    sent_ns: u64,
+    bytes: u64,
+}
+
+/// The Kinesis sink: batches, requests in flight, per-record outcomes.
+pub struct KinesisSink {
+    client: Arc<PutRecordsClient>,
+    batch_size: usize,
+    body: RequestBody,
+    meta: Vec<RecordMeta>,
+    batch_bytes: usize,
+    permits: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+    recorder: SharedRecorder,
+    /// Set when the drain deadline passes: records waiting to be retried fail instead.
+    give_up: Arc<AtomicBool>,
+}
+
+/// A Kinesis client from the standard AWS configuration chain (region, credentials, and
+/// `AWS_ENDPOINT_URL`), with the SDK's own retries off: the sink retries itself, record by
+/// record, and counts every retry.
+pub async fn client() -> aws_sdk_kinesis::Client {
+    client_and_config().await.0
+}
+
+/// The client, and the shared configuration it was built from (whose credentials provider
+/// signs the worker's own PutRecords calls).
+async fn client_and_config() -> (aws_sdk_kinesis::Client, aws_config::SdkConfig) {
+    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let config = aws_sdk_kinesis::config::Builder::from(&shared)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(REQUEST_TIMEOUT)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build(),
+        )
+        .build();
+    (aws_sdk_kinesis::Client::from_conf(config), shared)
+}
+
+impl KinesisSink {
+    /// Connects and checks that the stream exists and is active.
+    pub async fn connect(
+        stream: StreamRef,
+        batch_size: usize,
+        max_in_flight: Option<usize>,
+        recorder: SharedRecorder,
+    ) -> Result<Self, PreflightError> {
+        let (client, shared) = client_and_config().await;
+        let region = client.config().region().map(|r| r.to_string());
+        let Some(region) = region else {
+            return Err(PreflightError("no AWS region is configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile with a region)".into()));
+        };
+        preflight(&client, &stream, &region).await?;
+        let target = put_records::resolve_put_records_target(&client, &stream)
+            .await
+            .map_err(|e| PreflightError(format!("Kinesis stream {stream} in {region}: {e}")))?;
+        let provider = shared
+            .credentials_provider()
+            .ok_or_else(|| PreflightError("no AWS credentials provider is configured".into()))?;
+        let put_client = PutRecordsClient::new(target, provider, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+            .map_err(PreflightError)?;
+        let max_in_flight = max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        Ok(KinesisSink {
+            client: Arc::new(put_client),
+            batch_size,
+            body: RequestBody::new(&stream, batch_size, 128),
+            meta: Vec::with_capacity(batch_size),
+            batch_bytes: 0,
+            permits: Arc::new(Semaphore::new(max_in_flight)),
+            tasks: JoinSet::new(),
+            recorder,
+            give_up: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    async fn dispatch(&mut self) {
+        if self.body.is_empty() {
+            return;
+        }
+        // Waiting here is the backpressure: the schedule keeps running, so events generated
+        // after the wait carry their intended times and the wait shows as latency.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        while self.tasks.try_join_next().is_some() {}
+        let batch = self.body.take();
+        let mut meta = std::mem::replace(&mut self.meta, Vec::with_capacity(self.batch_size));
+        self.batch_bytes = 0;
+        let recorder = self.recorder.clone();
+        let sent_ns = recorder.lock().now_ns();
+        for m in &mut meta {
+            m.sent_ns = sent_ns;
+        }
+        let (client, give_up) = (self.client.clone(), self.give_up.clone());
+        self.tasks.spawn(async move {
+            put_with_retries(&client, batch, meta, &recorder, &give_up).await;
+            drop(permit);
+        });
+    }
+}
+
+impl Sink for KinesisSink {
+    async fn send(&mut self, event: Event<'_>) {
+        let size = event.key.len() + event.value.len();
+        if self.body.len() >= self.batch_size || self.batch_bytes + size > KINESIS_MAX_BATCH_BYTES {
+            self.dispatch().await;
+        }
+        self.body.push(event.key, event.value);
+        self.meta.push(RecordMeta {
+            intended_ns: event.intended_ns,
+            sent_ns: event.sent_ns,
+            bytes: size as u64,
+        });
+        self.batch_bytes += size;
+        if self.body.len() >= self.batch_size {
+            self.dispatch().await;
+        }
+    }
+
+    async fn flush(&mut self) {
+        self.dispatch().await;
+    }
+
+    async fn drain(&mut self, deadline: Instant) {
+        self.dispatch().await;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let all_done = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(wait, all_done).await.is_err() {
+            // Past the deadline: stop retrying (waiting records fail with their last error
+            // code), give requests on the wire a moment, then abandon them (they count as
+            // unacknowledged).
+            self.give_up.store(true, Ordering::Relaxed);
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while self.tasks.join_next().await.is_some() {}
+            })
+            .await;
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// The error code of a failed PutRecords call: the service's code when it sent one, else the
+/// kind of failure (`Timeout`, `DispatchFailure`) or the HTTP status (`HTTP500`).
+pub fn request_error_code<E: ProvideErrorMetadata>(e: &SdkError<E>) -> String {
+    match e {
+        SdkError::TimeoutError(_) => "Timeout".to_string(),
+        SdkError::DispatchFailure(_) => "DispatchFailure".to_string(),
+        SdkError::ConstructionFailure(_) => "ConstructionFailure".to_string(),
+        _ => match e.code() {
+            Some(code) => code.to_string(),
+            None => match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(status) => format!("HTTP{status}"),
+                None => "ResponseError".to_string(),
+            },
+        },
+    }
+}
+
+fn retryable_request(code: &str) -> bool {
+    RETRYABLE_REQUEST_CODES.contains(&code) || code.starts_with("HTTP5") || code == "HTTP429"
+}
+
+async fn put_with_retries(
+    client: &PutRecordsClient,
+    mut batch: Batch,
+    mut meta: Vec<RecordMeta>,
+    recorder: &SharedRecorder,
+    give_up: &AtomicBool,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let result = client.call(batch.body.clone()).await;
+        let last_attempt = attempt + 1 >= MAX_ATTEMPTS || give_up.load(Ordering::Relaxed);
+        let mut retry = Vec::new();
+        {
+            let answer = match &result {
+                Ok(body) => put_records::read_answer(body, meta.len()).map_err(|detail| {
+                    put_records::CallError {
+                        code: "ResponseError".into(),
+                        detail,
+                    }
+                }),
+                Err(e) => Err(put_records::CallError {
+                    code: e.code.clone(),
+                    detail: e.detail.clone(),
+                }),
+            };
+            let mut r = recorder.lock();
+            let now = r.now_ns();
+            match answer {
+                Ok(Answer::AllAcknowledged) => {
+                    for m in &meta {
+                        r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
+                    }
+                }
+                Ok(Answer::PerRecord(results)) => {
+                    let answered = results.len().min(meta.len());
+                    for (i, res) in results.iter().take(answered).enumerate() {
+                        let m = meta[i];
+                        match res {
+                            None => r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes),
+                            Some(code)
+                                if RETRYABLE_RECORD_CODES.contains(&&**code) && !last_attempt =>
+                            {
+                                r.retried(code, now, 1);
+                                retry.push(i);
+                            }
+                            Some(code) => r.failed(code, now, 1),
+                        }
+                    }
+                    // A response with fewer results than records cannot be trusted for the rest.
+                    r.failed("MissingRecordResult", now, (meta.len() - answered) as u64);
+                }
+                Err(e) => {
+                    let n = meta.len() as u64;
+                    if retryable_request(&e.code) && !last_attempt {
+                        r.retried(&e.code, now, n);
+                        retry = (0..meta.len()).collect();
+                    } else {
+                        tracing::debug!(code = %e.code, detail = %e.detail, "PutRecords failed");
+                        r.failed(&e.code, now, n);
+                    }
+                }
+            }
+        }
+        if retry.is_empty() {
+            return;
+        }
+        if retry.len() < meta.len() {
+            batch = batch.subset(&retry);
+            meta = retry.iter().map(|&i| meta[i]).collect();
+        }
+        tokio::time::sleep(backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)).await;
+        attempt += 1;
+        if give_up.load(Ordering::Relaxed) {
+            let mut r = recorder.lock();
+            let now = r.now_ns();
+            r.failed("GaveUpAtShutdown", now, meta.len() as u64);
+            return;
+        }
+    }
+}
+
+async fn preflight(
+    client: &aws_sdk_kinesis::Client,
+    stream: &StreamRef,
+    region: &str,
+) -> Result<(), PreflightError> {
+    let request = match stream {
+        StreamRef::Name(n) => client.describe_stream_summary().stream_name(n),
+        StreamRef::Arn(a) => client.describe_stream_summary().stream_arn(a),
+    };
+    match request.send().await {
+        Ok(out) => {
+            let summary = out.stream_description_summary();
+            match summary.map(|s| s.stream_status()) {
+                Some(StreamStatus::Active) | Some(StreamStatus::Updating) => Ok(()),
+                Some(status) => Err(PreflightError(format!(
+                    "Kinesis stream {stream} in {region} is {status}, not ACTIVE: wait until it is active and run again"
+                ))),
+                None => Err(PreflightError(format!("Kinesis stream {stream} in {region}: DescribeStreamSummary returned no summary"))),
+            }
+        }
+        Err(e) => {
+            let code = request_error_code(&e);
+            let reason = match code.as_str() {
+                "ResourceNotFoundException" => format!("Kinesis stream {stream} does not exist in {region}: create it (or check FLEETLOAD_STREAM and AWS_REGION)"),
+                "AccessDeniedException" => format!("not allowed to describe Kinesis stream {stream} in {region}: the task role needs kinesis:DescribeStreamSummary and kinesis:PutRecords on it"),
+                _ => format!("cannot reach Kinesis for stream {stream} in {region} ({code}): {}", aws_sdk_kinesis::error::DisplayErrorContext(&e)),
+            };
+            Err(PreflightError(reason))
+        }
+    }
+}

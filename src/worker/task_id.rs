@@ -1,0 +1,76 @@
+//! This task's id: `FLEETLOAD_TASK_ID`, else the ECS task id from the task metadata endpoint
+//! (ECS sets `ECS_CONTAINER_METADATA_URI_V4` in every container), else `hostname-pid`.
+
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::model::scenario::Scenario;
+
+/// This task's id: `FLEETLOAD_TASK_ID`, else the ECS task id from the task metadata endpoint,
+/// else `hostname-pid`.
+pub(crate) async fn resolve_task_id(scenario: &Scenario) -> String {
+    if let Some(id) = &scenario.task_id {
+        return id.clone();
+    }
+    if let Some(id) = ecs_task_id().await {
+        return id;
+    }
+    let host = hostname();
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    format!(
+        "{}-{}",
+        if safe.is_empty() { "task" } else { &safe },
+        std::process::id()
+    )
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The ECS task id from `$ECS_CONTAINER_METADATA_URI_V4/task` (`TaskARN`'s last segment).
+async fn ecs_task_id() -> Option<String> {
+    use http_body_util::BodyExt;
+    let base = std::env::var("ECS_CONTAINER_METADATA_URI_V4").ok()?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: hyper::Uri = format!("{}/task", base.trim_end_matches('/'))
+        .parse()
+        .ok()?;
+    let fetch = async {
+        let response = client.get(uri).await.ok()?;
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        v.get("TaskARN")?
+            .as_str()?
+            .rsplit('/')
+            .next()
+            .map(str::to_string)
+    };
+    match tokio::time::timeout(Duration::from_secs(3), fetch).await {
+        Ok(Some(id)) => Some(id),
+        _ => {
+            warn!("ECS_CONTAINER_METADATA_URI_V4 is set but the task id could not be read from it; using hostname-pid");
+            None
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The task's report: its summary built from the measurements, and the report files written
+//! through the store (or printed on stdout when they cannot be stored).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::info;
+
+use crate::model::measure::Measurements;
+use crate::model::report::{
+    encode_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome, Percentiles,
+    Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
+};
+use crate::model::scenario::Scenario;
+use crate::worker::store::ReportStore;
+use crate::worker::{TaskResult, WorkerExit};
+
+pub(crate) struct ReportContext<'a> {
+    pub(crate) scenario: &'a Scenario,
+    pub(crate) task_id: &'a str,
+    pub(crate) planned_start: DateTime<Utc>,
+}
+
+impl ReportContext<'_> {
+    pub(crate) fn summary(
+        &self,
+        outcome: Outcome,
+        actual_start: Option<DateTime<Utc>>,
+        late_ns: u64,
+        duration: Duration,
+        m: Option<&Measurements>,
+    ) -> Summary {
+        let profile = &self.scenario.profile;
+        let target_rate = profile
+            .planned_events()
+            .map(|n| n as f64 / profile.total_duration().as_secs_f64());
+        let (counts, bytes, latency, service, histograms, errors) = match m {
+            Some(m) => (
+                m.counts.clone(),
+                m.bytes,
+                Percentiles::of(&m.latency),
+                Percentiles::of(&m.service),
+                Histograms {
+                    unit: "microseconds".into(),
+                    latency: encode_histogram(&m.latency),
+                    service_time: encode_histogram(&m.service),
+                },
+                m.errors_timeline.clone(),
+            ),
+            None => {
+                let empty = encode_histogram(&crate::model::report::new_histogram());
+                (
+                    Counts::default(),
+                    0,
+                    Percentiles::default(),
+                    Percentiles::default(),
+                    Histograms {
+                        unit: "microseconds".into(),
+                        latency: empty.clone(),
+                        service_time: empty,
+                    },
+                    Default::default(),
+                )
+            }
+        };
+        let secs = duration.as_secs_f64();
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            run_id: self.scenario.run_id.clone(),
+            task_id: self.task_id.to_string(),
+            target: self.scenario.target.kind().to_string(),
+            scenario: self.scenario.shown.clone(),
+            fleetload_version: env!("CARGO_PKG_VERSION").to_string(),
+            planned_start: self.planned_start,
+            actual_start,
+            end: actual_start.map(|s| s + chrono::Duration::from_std(duration).unwrap_or_default()),
+            late_start_ms: late_ns / 1_000_000,
+            duration_s: (secs * 1000.0).round() / 1000.0,
+            outcome,
+            achieved_rate: if secs > 0.0 {
+                (counts.acknowledged as f64 / secs * 100.0).round() / 100.0
+            } else {
+                0.0
+            },
+            counts,
+            bytes,
+            target_rate,
+            latency_ms: latency,
+            service_time_ms: service,
+            histograms,
+            errors_timeline: errors,
+            merge: None,
+        }
+    }
+}
+
+pub(crate) fn failed(reason: String) -> Outcome {
+    Outcome::Failed { reason }
+}
+
+pub(crate) struct TaskFiles {
+    pub(crate) measurements: Measurements,
+    pub(crate) late_ns: u64,
+}
+
+/// Prints the summary on stdout (the container's log) when it cannot be stored.
+pub(crate) fn not_stored(summary: Summary, exit: WorkerExit) -> TaskResult {
+    if let Outcome::Failed { reason } = &summary.outcome {
+        tracing::error!("{reason}");
+    }
+    println!("{}", String::from_utf8_lossy(&summary.to_json()));
+    TaskResult {
+        exit,
+        summary,
+        stored_at: None,
+    }
+}
+
+pub(crate) async fn store_report(
+    store: &ReportStore,
+    dir: &str,
+    summary: Summary,
+    files: Option<(&Scenario, TaskFiles)>,
+    exit: WorkerExit,
+) -> TaskResult {
+    let result: anyhow::Result<()> = async {
+        if let Some((scenario, files)) = files {
+            let mut rows = files.measurements.rows;
+            let late = files.late_ns as f64 / 1e9;
+            for row in &mut rows {
+                let from = row.second as f64 - late;
+                row.target_rate =
+                    (scenario.profile.events_between(from, from + 1.0) * 100.0).round() / 100.0;
+            }
+            store
+                .put(
+                    &format!("{dir}/{TIMESERIES_FILE}"),
+                    timeseries_csv(&rows),
+                    "text/csv",
+                )
+                .await?;
+            store
+                .put(
+                    &format!("{dir}/{HLOG_FILE}"),
+                    write_hlog(summary.planned_start, &files.measurements.per_second),
+                    "text/plain",
+                )
+                .await?;
+        }
+        // The summary goes last: its presence means the task's report is complete.
+        store
+            .put(
+                &format!("{dir}/{SUMMARY_FILE}"),
+                summary.to_json(),
+                "application/json",
+            )
+            .await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let at = store.display_url(&format!("{dir}/{SUMMARY_FILE}"));
+            info!(report = %at, "report stored");
+            TaskResult {
+                exit,
+                summary,
+                stored_at: Some(at),
+            }
+        }
+        Err(e) => {
+            tracing::error!(
+                "the report could not be stored at {}: {e:#}; printing the summary on stdout",
+                store.display_url(dir)
+            );
+            not_stored(summary, WorkerExit::ReportNotStored)
+        }
+    }
+}

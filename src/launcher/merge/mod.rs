@@ -65,6 +65,10 @@ pub struct TaskInput {
 pub struct Merged {
     /// The merged `summary.json` (task id `merged`, with [`MergeInfo`]).
     pub summary: Summary,
+    /// The summed latency histogram (from the intended send time), as encoded in `summary`.
+    pub latency: Histogram<u64>,
+    /// The summed service-time histogram, as encoded in `summary`.
+    pub service: Histogram<u64>,
     /// The merged `timeseries.csv`: one row per second from the planned start.
     pub rows: Vec<SecondRow>,
     /// Per-second latency histograms summed across tasks (`histograms.hlog`).
@@ -649,6 +653,8 @@ impl Merger {
         };
         Merged {
             summary,
+            latency,
+            service,
             rows,
             per_second,
             tasks: self

@@ -28,7 +28,7 @@ use crate::launcher::cli::{Cli, Command, MergeArgs};
 use crate::launcher::exit::ExitStatus;
 use crate::launcher::merge::merge_run;
 use crate::launcher::verdict::{verdict, Gate};
-use crate::model::scenario::ReportUrl;
+use crate::model::report_url::ReportUrl;
 use crate::worker::store::ReportStore;
 
 /// Runs a parsed command line.

@@ -11,7 +11,9 @@ use chrono::Utc;
 
 use crate::launcher::cli::{Backend, EcsArgs, LaunchType, RunArgs};
 use crate::launcher::fleet::ecs::EcsConfig;
-use crate::model::scenario::{generate_run_id, ReportUrl, Scenario, PREFIX};
+use crate::model::input::PREFIX;
+use crate::model::report_url::ReportUrl;
+use crate::model::scenario::{generate_run_id, Scenario};
 
 /// Local tasks start this long after launch unless `--start-delay` says otherwise.
 pub const LOCAL_START_DELAY: Duration = Duration::from_secs(3);

@@ -7,7 +7,8 @@ use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::launcher::fleet::TaskEnd;
-use crate::model::scenario::{ReportUrl, Scenario, TargetConfig};
+use crate::model::report_url::ReportUrl;
+use crate::model::scenario::{Scenario, TargetConfig};
 
 /// What the launcher's screen shows during a run: a progress bar on a terminal, a plain line
 /// every 10 s in a CI log.

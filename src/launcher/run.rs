@@ -20,7 +20,7 @@ use crate::launcher::plan::{
 use crate::launcher::progress::{print_plan, Display};
 use crate::launcher::signals::StopRequest;
 use crate::launcher::verdict::{verdict, Gate};
-use crate::model::scenario::ReportUrl;
+use crate::model::report_url::ReportUrl;
 use crate::worker::store::ReportStore;
 use crate::worker::DRAIN_TIMEOUT;
 

@@ -10,7 +10,7 @@ use std::io::Write;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use crate::model::scenario::ScenarioError;
+use crate::model::input::ScenarioError;
 
 const NAME: &str = "FLEETLOAD_PAYLOAD";
 const ACCEPTED: &str = "sensor, an inline JSON template (placeholders {{uuid}} {{key}} {{seq}} {{timestamp}} \

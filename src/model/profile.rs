@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::model::scenario::{parse_duration, parse_rate, ScenarioError};
+use crate::model::input::{parse_duration, parse_rate, ScenarioError};
 
 /// One step of a load profile.
 #[derive(Debug, Clone, Copy, PartialEq)]

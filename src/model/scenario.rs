@@ -6,19 +6,19 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::model::input::{
+    is_secret_name, parse_duration, parse_int, parse_rate, ScenarioError, KAFKA_PREFIX,
+    KNOWN_VARIABLES, PREFIX, REDACTED,
+};
 use crate::model::payload::PayloadSpec;
 use crate::model::profile::{LoadProfile, Stage};
+use crate::model::report_url::ReportUrl;
 
-/// Prefix of every scenario variable.
-pub const PREFIX: &str = "FLEETLOAD_";
-/// Prefix of the librdkafka passthrough variables (`FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS`).
-pub const KAFKA_PREFIX: &str = "FLEETLOAD_KAFKA_";
 /// Kinesis PutRecords accepts at most 500 records per call.
 pub const KINESIS_MAX_BATCH_RECORDS: usize = 500;
 /// Kinesis PutRecords accepts at most 5 MiB per call (data plus partition keys).
@@ -29,25 +29,6 @@ pub const KINESIS_MAX_RECORD_BYTES: usize = 1024 * 1024;
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1024;
 /// Longest run a single scenario may ask for; a typo such as `60h` should not bill for days.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-
-/// Every variable the worker knows, besides the `FLEETLOAD_KAFKA_*` passthrough.
-pub const KNOWN_VARIABLES: &[&str] = &[
-    "FLEETLOAD_TARGET",
-    "FLEETLOAD_STREAM",
-    "FLEETLOAD_TOPIC",
-    "FLEETLOAD_DURATION",
-    "FLEETLOAD_RATE",
-    "FLEETLOAD_STAGES",
-    "FLEETLOAD_BATCH_SIZE",
-    "FLEETLOAD_MAX_IN_FLIGHT",
-    "FLEETLOAD_PAYLOAD",
-    "FLEETLOAD_KEYS",
-    "FLEETLOAD_SEED",
-    "FLEETLOAD_REPORT_URL",
-    "FLEETLOAD_RUN_ID",
-    "FLEETLOAD_TASK_ID",
-    "FLEETLOAD_START_AT",
-];
 
 /// What the user typed, one optional string per variable (stage one of two).
 #[derive(Debug, Default, Deserialize)]
@@ -82,90 +63,6 @@ pub struct RawScenario {
     pub task_id: Option<String>,
     /// RFC 3339 start instant.
     pub start_at: Option<String>,
-}
-
-/// A scenario the user cannot run as given. Every variant names the variable and what is accepted.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ScenarioError {
-    /// A `FLEETLOAD_` variable the worker does not know.
-    #[error("unknown variable {name}{}; known variables are {} and FLEETLOAD_KAFKA_<librdkafka property>",
-        .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default(),
-        KNOWN_VARIABLES.join(", "))]
-    Unknown {
-        /// The name as given.
-        name: String,
-        /// The closest known name, if one is close.
-        suggestion: Option<String>,
-    },
-    /// A required variable is not set.
-    #[error("{name} is required{why}; accepted: {accepted}")]
-    Missing {
-        /// The variable.
-        name: &'static str,
-        /// Why it is required in this scenario (may be empty).
-        why: String,
-        /// What would be accepted.
-        accepted: String,
-    },
-    /// A variable has a value that cannot be used.
-    #[error("{name}={value:?} is not valid: {reason}; accepted: {accepted}")]
-    Invalid {
-        /// The variable.
-        name: String,
-        /// The value given (redacted when the variable is secret).
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-        /// What would be accepted.
-        accepted: String,
-    },
-    /// Two variables that cannot be given together.
-    #[error("{first} and {second} cannot both be given: {reason}")]
-    Conflict {
-        /// One variable.
-        first: &'static str,
-        /// The other.
-        second: &'static str,
-        /// Why.
-        reason: &'static str,
-    },
-}
-
-impl ScenarioError {
-    pub(crate) fn invalid(
-        name: &str,
-        value: &str,
-        reason: impl Into<String>,
-        accepted: impl Into<String>,
-    ) -> Self {
-        let value = if is_secret_name(name) {
-            REDACTED.to_string()
-        } else {
-            value.to_string()
-        };
-        ScenarioError::Invalid {
-            name: name.to_string(),
-            value,
-            reason: reason.into(),
-            accepted: accepted.into(),
-        }
-    }
-}
-
-/// Text that replaces a secret wherever a scenario is shown.
-pub const REDACTED: &str = "***redacted***";
-
-/// Whether a variable or Kafka property holds a secret (passwords, tokens, key material).
-pub fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase().replace('.', "_");
-    ["PASSWORD", "SECRET", "TOKEN", "CREDENTIAL"]
-        .iter()
-        .any(|w| upper.contains(w))
-        || upper.contains("KEY_PEM")
-        || upper.ends_with("SSL_KEY_LOCATION")
-        || upper.contains("SSL_KEYSTORE")
-        || upper.contains("SASL_JAAS")
-        || upper.contains("OAUTHBEARER_CONFIG")
 }
 
 /// Where the messages go.
@@ -256,71 +153,6 @@ fn valid_stream_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// Where the report is written.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReportUrl {
-    /// `s3://bucket/prefix`
-    S3 {
-        /// The bucket.
-        bucket: String,
-        /// The key prefix, without leading or trailing `/` (may be empty).
-        prefix: String,
-    },
-    /// A local directory (`file:///dir` or a plain path).
-    Local(PathBuf),
-}
-
-impl ReportUrl {
-    /// Parses `s3://bucket/prefix`, `file:///dir` or a plain path.
-    pub fn parse(value: &str) -> Result<Self, ScenarioError> {
-        let accepted = "s3://bucket/prefix, file:///absolute/dir or a plain directory path";
-        let bad =
-            |reason: &str| ScenarioError::invalid("FLEETLOAD_REPORT_URL", value, reason, accepted);
-        if let Some(rest) = value.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let bucket_ok = (3..=63).contains(&bucket.len())
-                && bucket.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')
-                });
-            if !bucket_ok {
-                return Err(bad(
-                    "the bucket name must be 3-63 characters of a-z 0-9 . -",
-                ));
-            }
-            Ok(ReportUrl::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            })
-        } else if let Some(path) = value.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                return Err(bad("a file:// URL needs an absolute path (file:///dir)"));
-            }
-            Ok(ReportUrl::Local(PathBuf::from(path)))
-        } else if value.contains("://") {
-            Err(bad("unsupported scheme"))
-        } else if value.is_empty() {
-            Err(bad("empty"))
-        } else {
-            Ok(ReportUrl::Local(PathBuf::from(value)))
-        }
-    }
-
-    /// The URL of a run under this location: `<url>/<run_id>`.
-    pub fn run_url(&self, run_id: &str) -> String {
-        format!("{self}/{run_id}")
-    }
-}
-
-impl fmt::Display for ReportUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReportUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            ReportUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
-            ReportUrl::Local(p) => write!(f, "{}", p.display()),
-        }
-    }
 }
 
 /// A validated scenario (stage two of two): everything the worker needs, typed.
@@ -713,84 +545,6 @@ fn validate_id(name: &str, value: &str) -> Result<String, ScenarioError> {
             "1-128 characters of A-Z a-z 0-9 - _ . (not starting with .)",
         ))
     }
-}
-
-/// Parses a duration such as `30s`, `5m`, `1h30m` or `500ms` (at least 1 s).
-pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ScenarioError> {
-    let accepted = "a duration such as 30s, 5m, 1h or 1m30s (at least 1s)";
-    let d = humantime::parse_duration(value.trim())
-        .map_err(|e| ScenarioError::invalid(name, value, e.to_string(), accepted))?;
-    if d < Duration::from_secs(1) {
-        return Err(ScenarioError::invalid(
-            name,
-            value,
-            "shorter than 1s",
-            accepted,
-        ));
-    }
-    Ok(d)
-}
-
-/// Parses events per second: a non-negative number, optionally with a `/s` suffix and `k`/`M`.
-pub fn parse_rate(name: &str, value: &str, allow_zero: bool) -> Result<f64, ScenarioError> {
-    let accepted = if allow_zero {
-        "events per second: a number >= 0 such as 5000, 2.5k or 1M (0 = as fast as the target accepts)"
-    } else {
-        "events per second: a number > 0 such as 5000, 2.5k or 1M"
-    };
-    let v = value.trim().trim_end_matches("/s");
-    let (num, mult) = if let Some(n) = v.strip_suffix(['k', 'K']) {
-        (n, 1e3)
-    } else if let Some(n) = v.strip_suffix('M') {
-        (n, 1e6)
-    } else {
-        (v, 1.0)
-    };
-    let rate = num
-        .parse::<f64>()
-        .ok()
-        .filter(|r| r.is_finite())
-        .map(|r| r * mult)
-        .ok_or_else(|| ScenarioError::invalid(name, value, "not a number", accepted))?;
-    if rate < 0.0 || (!allow_zero && rate == 0.0) {
-        return Err(ScenarioError::invalid(
-            name,
-            value,
-            "out of range",
-            accepted,
-        ));
-    }
-    if rate > 100e6 {
-        return Err(ScenarioError::invalid(
-            name,
-            value,
-            "above 100M events/s for one task",
-            accepted,
-        ));
-    }
-    Ok(rate)
-}
-
-fn parse_int(
-    name: &str,
-    value: &str,
-    min: u64,
-    max: u64,
-    accepted: &str,
-) -> Result<u64, ScenarioError> {
-    let v = value.trim().replace('_', "");
-    let n: u64 = v
-        .parse()
-        .map_err(|_| ScenarioError::invalid(name, value, "not an integer", accepted))?;
-    if n < min || n > max {
-        return Err(ScenarioError::invalid(
-            name,
-            value,
-            "out of range",
-            accepted,
-        ));
-    }
-    Ok(n)
 }
 
 /// The known variable closest to a misspelt one, if any is close enough to be meant.

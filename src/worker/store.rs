@@ -18,7 +18,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::model::scenario::ReportUrl;
+use crate::model::report_url::ReportUrl;
 
 /// Attempts per S3 request (the first one included), with the SDK's standard backoff: a report
 /// must survive a throttled or briefly unreachable S3, but a wrong bucket must not hang the merge.

@@ -11,7 +11,7 @@ pub mod embedded;
 pub mod local;
 pub mod stack;
 
-use crate::model::scenario::ReportUrl;
+use crate::model::report_url::ReportUrl;
 use crate::worker::{WorkerExit, HARD_DEADLINE_EXIT};
 
 /// How one task ended, as the backend saw it.

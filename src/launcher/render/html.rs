@@ -1901,6 +1901,8 @@ mod tests {
             .collect();
         Merged {
             summary: summary(&rows),
+            latency: crate::model::report::new_histogram(),
+            service: crate::model::report::new_histogram(),
             rows,
             per_second: Vec::new(),
             tasks: Vec::new(),

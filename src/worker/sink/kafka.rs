@@ -15,8 +15,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 
 use super::{Event, PreflightError, Sink};
+use crate::model::input::is_secret_name;
 use crate::model::measure::SharedRecorder;
-use crate::model::scenario::is_secret_name;
 
 /// How long the preflight waits for the brokers' metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);

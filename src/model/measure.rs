@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use chrono::{DateTime, Utc};
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
-use crate::model::report::{new_histogram, Counts, SecondRow};
+use crate::model::profile::LoadProfile;
+use crate::model::report::{new_histogram, Counts, HlogWriter, SecondRow};
 
 /// Code of events still unanswered when the task stopped waiting for them.
 pub const UNACKNOWLEDGED: &str = "Unacknowledged";
@@ -38,10 +40,10 @@ pub struct Measurements {
     pub latency: Histogram<u64>,
     /// Service time from the actual send, µs.
     pub service: Histogram<u64>,
-    /// One row per second from the planned start (target rate not yet filled in).
+    /// One row per second from the planned start, with the rate the profile planned in it.
     pub rows: Vec<SecondRow>,
-    /// Per-second latency histograms, for the interval log.
-    pub per_second: Vec<(u64, Histogram<u64>)>,
+    /// The per-second latency histograms as the finished `histograms.hlog`.
+    pub hlog: Vec<u8>,
     /// Error codes over time: code → `(second, events)`.
     pub errors_timeline: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -57,11 +59,17 @@ pub struct Recorder {
     rows: Vec<RowCounts>,
     open_second: u64,
     open: Histogram<u64>,
-    /// Closed seconds, compressed (V2 deflate): a plain histogram is ~180 KB, one second of a
-    /// one-hour run must not cost that.
-    closed: Vec<(u64, Vec<u8>)>,
+    /// Closed seconds, written into the interval log as they close, compressed (V2 deflate):
+    /// a plain histogram is ~180 KB, and a one-hour run has 3,600 seconds. They are never
+    /// inflated again, so the memory a run costs grows with what its seconds held, not with
+    /// the histograms' size.
+    hlog: HlogWriter,
+    /// Reused buffer for one second's encoding.
+    encoded: Vec<u8>,
     errors: BTreeMap<String, BTreeMap<u64, u64>>,
     serializer: V2DeflateSerializer,
+    /// The load profile, for the target rate of each row.
+    profile: Option<LoadProfile>,
     finished: bool,
 }
 
@@ -78,23 +86,29 @@ impl Recorder {
             rows: Vec::new(),
             open_second: 0,
             open: new_histogram(),
-            closed: Vec::new(),
+            hlog: HlogWriter::new(DateTime::<Utc>::UNIX_EPOCH),
+            encoded: Vec::new(),
             errors: BTreeMap::new(),
             serializer: V2DeflateSerializer::new(),
+            profile: None,
             finished: false,
         }
     }
 
-    /// Restarts the clock at `origin`, `late_ns` after the run's planned start (called when
-    /// production begins, after the preflight and the wait for the start instant).
-    pub fn start_clock(&mut self, origin: Instant, late_ns: u64) {
+    /// Restarts the clock at `origin`, `late_ns` after the run's planned start `planned_start`,
+    /// producing on `profile` (called when production begins, after the preflight and the wait
+    /// for the start instant; nothing is recorded before).
+    pub fn start_clock(
+        &mut self,
+        origin: Instant,
+        late_ns: u64,
+        planned_start: DateTime<Utc>,
+        profile: &LoadProfile,
+    ) {
         self.origin = origin;
         self.late_ns = late_ns;
-    }
-
-    /// The instant the task's clock starts at.
-    pub fn origin(&self) -> Instant {
-        self.origin
+        self.hlog = HlogWriter::new(planned_start);
+        self.profile = Some(profile.clone());
     }
 
     /// Nanoseconds from the origin to now.
@@ -155,11 +169,11 @@ impl Recorder {
         let s = self.open_second;
         let h = &self.open;
         let (p50, p99, max) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
-        let mut bytes = Vec::new();
+        self.encoded.clear();
         self.serializer
-            .serialize(h, &mut bytes)
+            .serialize(h, &mut self.encoded)
             .expect("serializing into memory");
-        self.closed.push((s, bytes));
+        self.hlog.push_encoded(s, max, &self.encoded);
         let row = self.row(s);
         row.p50_ms = p50 as f64 / 1000.0;
         row.p99_ms = p99 as f64 / 1000.0;
@@ -241,13 +255,20 @@ impl Recorder {
         self.failed(UNACKNOWLEDGED, end_ns, outstanding);
         self.close_open_second();
         self.finished = true;
+        let late_s = self.late_ns as f64 / 1e9;
+        let profile = self.profile.as_ref();
         let rows = self
             .rows
             .iter()
             .enumerate()
             .map(|(i, r)| SecondRow {
                 second: i as u64,
-                target_rate: 0.0,
+                // The profile's clock starts at the task's actual start, `late_s` after the
+                // planned start that the rows count from.
+                target_rate: profile.map_or(0.0, |p| {
+                    let from = i as f64 - late_s;
+                    (p.events_between(from, from + 1.0) * 100.0).round() / 100.0
+                }),
                 attempted: r.attempted,
                 acknowledged: r.acknowledged,
                 failed: r.failed,
@@ -257,26 +278,14 @@ impl Recorder {
                 max_ms: r.max_ms,
             })
             .collect();
-        let mut deserializer = Deserializer::new();
-        let per_second = self
-            .closed
-            .iter()
-            .map(|(s, bytes)| {
-                (
-                    *s,
-                    deserializer
-                        .deserialize(&mut bytes.as_slice())
-                        .expect("our own encoding decodes"),
-                )
-            })
-            .collect();
+        let hlog = std::mem::replace(&mut self.hlog, HlogWriter::new(DateTime::<Utc>::UNIX_EPOCH));
         Measurements {
             counts: self.counts.clone(),
             bytes: self.bytes,
             latency: self.latency.clone(),
             service: self.service.clone(),
             rows,
-            per_second,
+            hlog: hlog.finish(),
             errors_timeline: self
                 .errors
                 .iter()
@@ -366,7 +375,8 @@ mod tests {
         assert!((m.rows[2].max_ms - 30.0).abs() < 0.1, "{:?}", m.rows[2]);
         assert!((m.rows[3].p50_ms - 1000.0).abs() < 1.0, "{:?}", m.rows[3]);
         assert_eq!(
-            m.per_second
+            crate::model::report::parse_hlog(&m.hlog)
+                .unwrap()
                 .iter()
                 .map(|(s, h)| (*s, h.len()))
                 .collect::<Vec<_>>(),

@@ -27,7 +27,7 @@ use crate::worker::produce::{produce, signalled, wait_for_stop};
 use crate::worker::sink::{Sink, Target};
 use crate::worker::store::{task_dir, ReportStore};
 use crate::worker::task_id::resolve_task_id;
-use crate::worker::task_report::{failed, not_stored, store_report, ReportContext, TaskFiles};
+use crate::worker::task_report::{failed, not_stored, store_report, ReportContext};
 
 pub use process::process_main;
 
@@ -193,7 +193,9 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         );
     }
     let origin = Instant::now();
-    recorder.lock().start_clock(origin, late_ns);
+    recorder
+        .lock()
+        .start_clock(origin, late_ns, planned_start, &scenario.profile);
 
     let progress = tokio::spawn(progress_lines(recorder.clone()));
     let key_namespace = key_namespace(
@@ -266,11 +268,7 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         }),
         Outcome::Failed { .. } => WorkerExit::Failed,
     };
-    let files = TaskFiles {
-        measurements,
-        late_ns,
-    };
-    store_report(&store, &dir, summary, Some((&scenario, files)), exit).await
+    store_report(&store, &dir, summary, Some(measurements), exit).await
 }
 
 async fn progress_lines(recorder: SharedRecorder) {

@@ -8,8 +8,8 @@ use tracing::info;
 
 use crate::model::measure::Measurements;
 use crate::model::report::{
-    encode_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome, Percentiles,
-    Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
+    encode_histogram, timeseries_csv, Counts, Histograms, Outcome, Percentiles, Summary, HLOG_FILE,
+    SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
 use crate::model::scenario::Scenario;
 use crate::worker::store::ReportStore;
@@ -98,11 +98,6 @@ pub(crate) fn failed(reason: String) -> Outcome {
     Outcome::Failed { reason }
 }
 
-pub(crate) struct TaskFiles {
-    pub(crate) measurements: Measurements,
-    pub(crate) late_ns: u64,
-}
-
 /// Prints the summary on stdout (the container's log) when it cannot be stored.
 pub(crate) fn not_stored(summary: Summary, exit: WorkerExit) -> TaskResult {
     if let Outcome::Failed { reason } = &summary.outcome {
@@ -120,31 +115,20 @@ pub(crate) async fn store_report(
     store: &ReportStore,
     dir: &str,
     summary: Summary,
-    files: Option<(&Scenario, TaskFiles)>,
+    files: Option<Measurements>,
     exit: WorkerExit,
 ) -> TaskResult {
     let result: anyhow::Result<()> = async {
-        if let Some((scenario, files)) = files {
-            let mut rows = files.measurements.rows;
-            let late = files.late_ns as f64 / 1e9;
-            for row in &mut rows {
-                let from = row.second as f64 - late;
-                row.target_rate =
-                    (scenario.profile.events_between(from, from + 1.0) * 100.0).round() / 100.0;
-            }
+        if let Some(files) = files {
             store
                 .put(
                     &format!("{dir}/{TIMESERIES_FILE}"),
-                    timeseries_csv(&rows),
+                    timeseries_csv(&files.rows),
                     "text/csv",
                 )
                 .await?;
             store
-                .put(
-                    &format!("{dir}/{HLOG_FILE}"),
-                    write_hlog(summary.planned_start, &files.measurements.per_second),
-                    "text/plain",
-                )
+                .put(&format!("{dir}/{HLOG_FILE}"), files.hlog, "text/plain")
                 .await?;
         }
         // The summary goes last: its presence means the task's report is complete.

@@ -22,9 +22,9 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 
 use crate::model::report::{
-    encode_histogram, parse_timeseries, timeseries_csv, write_hlog, Counts, Histograms, MergeInfo,
-    Outcome, Percentiles, SecondRow, Summary, TaskProblem, TaskRow, HLOG_FILE, SCHEMA_VERSION,
-    SUMMARY_FILE, TIMESERIES_FILE,
+    encode_histogram, parse_timeseries, read_hlog, timeseries_csv, write_hlog, Counts, Histograms,
+    MergeInfo, Outcome, Percentiles, SecondRow, Summary, TaskProblem, TaskRow, HLOG_FILE,
+    SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
 use crate::worker::store::{merged_dir, task_dir, tasks_dir, ReportStore};
 
@@ -325,26 +325,18 @@ fn decode_report(
     Ok(DecodedReport { summary, rows })
 }
 
-/// Reads an interval log written by `report::write_hlog`, like `report::parse_hlog` but into
-/// the batch, one slot per second (see [`hdr`] for why).
+/// Reads `histograms.hlog` with the report's one reader, decoding each second into the batch
+/// (one slot per second, see [`hdr`] for why the merge has its own decoder).
 fn decode_hlog(bytes: &[u8], decoder: &mut Decoder, batch: &mut Batch) -> anyhow::Result<()> {
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-    for entry in IntervalLogIterator::new(bytes) {
-        match entry.map_err(|e| anyhow::anyhow!("{HLOG_FILE} is malformed: {e:?}"))? {
-            LogEntry::Interval(ih) => {
-                let second = ih.start_timestamp().as_secs_f64().round() as u64;
-                anyhow::ensure!(
-                    second <= MAX_SECOND,
-                    "{HLOG_FILE} has a histogram for second {second}, beyond any run"
-                );
-                decoder
-                    .decode_base64(ih.encoded_histogram(), second as u32, batch)
-                    .with_context(|| format!("{HLOG_FILE}, second {second}"))?;
-            }
-            LogEntry::BaseTime(_) | LogEntry::StartTime(_) => {}
-        }
-    }
-    Ok(())
+    read_hlog(bytes, |second, text| {
+        anyhow::ensure!(
+            second <= MAX_SECOND,
+            "{HLOG_FILE} has a histogram for second {second}, beyond any run"
+        );
+        decoder
+            .decode_base64(text, second as u32, batch)
+            .with_context(|| format!("{HLOG_FILE}, second {second}"))
+    })
 }
 
 /// Sums of one second across tasks.

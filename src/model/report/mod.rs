@@ -4,15 +4,25 @@
 //! A task's report and the merged report share one schema ([`Summary`]); the merged one adds
 //! [`MergeInfo`]. Histograms travel as base64 of the standard HdrHistogram V2 deflate encoding,
 //! so any HdrHistogram library reads them and the merge adds them exactly.
+//!
+//! Each file has one writer and one reader here, used by the worker, the merge, the HTML page
+//! and the tests alike: [`histogram`] (the V2 encoding), [`timeseries`] (`timeseries.csv`) and
+//! [`hlog`] (`histograms.hlog`).
+
+mod histogram;
+mod hlog;
+mod timeseries;
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+pub use histogram::{decode_histogram, encode_histogram, new_histogram};
+pub use hlog::{parse_hlog, read_hlog, write_hlog, HlogWriter};
+pub use timeseries::{parse_timeseries, timeseries_csv, SecondRow};
 
 /// Version of the report schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -26,34 +36,9 @@ pub const SUMMARY_FILE: &str = "summary.json";
 pub const TIMESERIES_FILE: &str = "timeseries.csv";
 /// Name of the per-second latency histograms (HdrHistogram interval log).
 pub const HLOG_FILE: &str = "histograms.hlog";
-/// The exact header of `timeseries.csv`.
+/// The exact header of `timeseries.csv`; new columns are only ever added at the end.
 pub const TIMESERIES_HEADER: &str =
     "second,target_rate,attempted,acknowledged,failed,bytes,p50_ms,p99_ms,max_ms";
-
-/// A new empty latency histogram (microseconds).
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG)
-        .expect("valid histogram bounds")
-}
-
-/// Encodes a histogram as base64 of the HdrHistogram V2 deflate encoding.
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut bytes)
-        .expect("serializing into memory cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Decodes base64 of an HdrHistogram V2 (deflate or plain) encoding.
-pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .context("histogram is not base64")?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| anyhow::anyhow!("histogram is not an HdrHistogram V2 encoding: {e:?}"))
-}
 
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,181 +287,9 @@ impl Summary {
     }
 }
 
-/// One row of `timeseries.csv`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SecondRow {
-    /// Seconds from the planned start.
-    pub second: u64,
-    /// Events per second the profile planned in this second.
-    pub target_rate: f64,
-    /// Events handed to the target in this second.
-    pub attempted: u64,
-    /// Events acknowledged in this second.
-    pub acknowledged: u64,
-    /// Events that finally failed in this second.
-    pub failed: u64,
-    /// Bytes acknowledged in this second.
-    pub bytes: u64,
-    /// Median latency of the events acknowledged in this second, ms.
-    pub p50_ms: f64,
-    /// p99 latency, ms.
-    pub p99_ms: f64,
-    /// Maximum latency, ms.
-    pub max_ms: f64,
-}
-
-/// Writes rows as `timeseries.csv`, with the exact header of the contract.
-pub fn timeseries_csv(rows: &[SecondRow]) -> Vec<u8> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in rows {
-        w.serialize(r).expect("csv into memory");
-    }
-    w.into_inner().expect("csv into memory")
-}
-
-/// Reads `timeseries.csv`.
-pub fn parse_timeseries(bytes: &[u8]) -> anyhow::Result<Vec<SecondRow>> {
-    let mut r = csv::Reader::from_reader(bytes);
-    let header = r
-        .headers()
-        .context("timeseries.csv has no header")?
-        .iter()
-        .collect::<Vec<_>>()
-        .join(",");
-    anyhow::ensure!(
-        header == TIMESERIES_HEADER,
-        "timeseries.csv header is {header:?}, expected {TIMESERIES_HEADER:?}"
-    );
-    r.deserialize()
-        .collect::<Result<Vec<SecondRow>, _>>()
-        .context("timeseries.csv has a malformed row")
-}
-
-/// Per-second latency histograms: `(second, histogram)` written as an HdrHistogram interval log
-/// (the format of HdrHistogram's `HistogramLogProcessor`), so the merge can compute exact
-/// per-second percentiles across tasks.
-pub fn write_hlog(base: DateTime<Utc>, seconds: &[(u64, Histogram<u64>)]) -> Vec<u8> {
-    use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-    let mut out = Vec::new();
-    let mut serializer = V2DeflateSerializer::new();
-    let base_secs = base.timestamp_millis() as f64 / 1000.0;
-    {
-        let mut writer = IntervalLogWriterBuilder::new()
-            .add_comment("fleetload per-second latency histograms, microseconds; interval start in seconds from the planned start")
-            .with_base_time(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(base_secs))
-            .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut out, &mut serializer)
-            .expect("writing into memory");
-        for (second, h) in seconds {
-            writer
-                .write_histogram(
-                    h,
-                    std::time::Duration::from_secs(*second),
-                    std::time::Duration::from_secs(1),
-                    None,
-                )
-                .expect("writing into memory");
-        }
-    }
-    out
-}
-
-/// Reads an interval log written by [`write_hlog`]: `(second, histogram)` pairs.
-pub fn parse_hlog(bytes: &[u8]) -> anyhow::Result<Vec<(u64, Histogram<u64>)>> {
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-    let mut out = Vec::new();
-    let mut deserializer = Deserializer::new();
-    for entry in IntervalLogIterator::new(bytes) {
-        match entry.map_err(|e| anyhow::anyhow!("histograms.hlog is malformed: {e:?}"))? {
-            LogEntry::Interval(ih) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(ih.encoded_histogram())
-                    .context("histograms.hlog holds a histogram that is not base64")?;
-                let h: Histogram<u64> =
-                    deserializer
-                        .deserialize(&mut bytes.as_slice())
-                        .map_err(|e| {
-                            anyhow::anyhow!("histograms.hlog holds an undecodable histogram: {e:?}")
-                        })?;
-                out.push((ih.start_timestamp().as_secs_f64().round() as u64, h));
-            }
-            LogEntry::BaseTime(_) | LogEntry::StartTime(_) => {}
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_round_trip_through_v2_deflate() {
-        let mut h = new_histogram();
-        for v in [
-            1u64,
-            5,
-            17,
-            250,
-            1_000,
-            12_345,
-            999_999,
-            3_000_000,
-            HISTOGRAM_MAX_US,
-        ] {
-            h.record_n(v, v % 7 + 1).unwrap();
-        }
-        let text = encode_histogram(&h);
-        // The standard V2 compressed cookie (0x1c849314) is the first 4 bytes.
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(&text)
-            .unwrap();
-        assert_eq!(&raw[..4], &[0x1c, 0x84, 0x93, 0x14]);
-        let back = decode_histogram(&text).unwrap();
-        assert_eq!(back, h);
-        assert_eq!(back.len(), h.len());
-        assert_eq!(back.value_at_quantile(0.99), h.value_at_quantile(0.99));
-        assert!(decode_histogram("not base64!").is_err());
-        assert!(decode_histogram("AAAA").is_err());
-    }
-
-    #[test]
-    fn timeseries_header_is_the_contract() {
-        let rows = vec![SecondRow {
-            second: 0,
-            target_rate: 10.0,
-            attempted: 10,
-            acknowledged: 9,
-            failed: 1,
-            bytes: 900,
-            p50_ms: 1.5,
-            p99_ms: 2.0,
-            max_ms: 3.25,
-        }];
-        let csv = timeseries_csv(&rows);
-        let text = String::from_utf8(csv.clone()).unwrap();
-        assert_eq!(text.lines().next().unwrap(), TIMESERIES_HEADER);
-        assert_eq!(
-            text.lines().nth(1).unwrap(),
-            "0,10.0,10,9,1,900,1.5,2.0,3.25"
-        );
-        assert_eq!(parse_timeseries(&csv).unwrap(), rows);
-        assert!(parse_timeseries(b"a,b\n1,2\n").is_err());
-    }
-
-    #[test]
-    fn hlog_round_trip() {
-        let mut a = new_histogram();
-        a.record(1500).unwrap();
-        let mut b = new_histogram();
-        b.record_n(42, 3).unwrap();
-        let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let log = write_hlog(base, &[(0, a.clone()), (7, b.clone())]);
-        let back = parse_hlog(&log).unwrap();
-        assert_eq!(back, vec![(0, a), (7, b)]);
-    }
 
     #[test]
     fn outcome_serialization() {

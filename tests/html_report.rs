@@ -310,7 +310,7 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
     let mut counts = Counts::default();
     let mut timeline = Vec::new();
     for second in 0..spec.seconds {
-        let target = profile.rate_in_second(second);
+        let target = profile.events_between(second as f64, second as f64 + 1.0);
         let attempted = target.round() as u64;
         let throttled = spec.throttled && THROTTLED.contains(&second);
         let failed = if throttled { attempted * 2 / 5 } else { 0 };

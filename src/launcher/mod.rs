@@ -13,9 +13,9 @@
 pub mod cli;
 pub mod exit;
 pub mod fleet;
-pub mod gate;
+pub(crate) mod gate;
 pub mod merge;
-pub mod plan;
+pub(crate) mod plan;
 mod progress;
 pub mod render;
 mod run;

@@ -1,8 +1,8 @@
 //! The model.
-pub mod input;
-pub mod measure;
-pub mod payload;
+pub(crate) mod input;
+pub(crate) mod measure;
+pub(crate) mod payload;
 pub mod profile;
 pub mod report;
 pub mod report_url;
-pub mod scenario;
+pub(crate) mod scenario;

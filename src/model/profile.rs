@@ -119,12 +119,6 @@ impl LoadProfile {
         0.0
     }
 
-    /// The mean target rate over second `second` (what `timeseries.csv` shows as `target_rate`).
-    pub fn rate_in_second(&self, second: u64) -> f64 {
-        let (a, b) = (second as f64, (second + 1) as f64);
-        self.events_exact(b) - self.events_exact(a)
-    }
-
     /// The (fractional) number of events the schedule plans between `from` and `to` seconds
     /// from the start (either may lie outside the run).
     pub fn events_between(&self, from: f64, to: f64) -> f64 {
@@ -207,11 +201,6 @@ impl Schedule {
     /// Whether events are sent as fast as the target accepts rather than on a schedule.
     pub fn is_unpaced(&self) -> bool {
         self.profile.is_unpaced()
-    }
-
-    /// Number of events handed out so far.
-    pub fn issued(&self) -> u64 {
-        self.next
     }
 
     /// The intended send time of the next event, without taking it; `None` once the schedule is over.
@@ -305,9 +294,9 @@ mod tests {
         assert!((t[11].as_secs_f64() - 1.01).abs() < 1e-9);
         let p = profile("10@1s,100@1s");
         assert_eq!(p.planned_events(), Some(110));
-        assert_eq!(p.rate_in_second(0).round(), 10.0);
-        assert_eq!(p.rate_in_second(1).round(), 100.0);
-        assert_eq!(p.rate_in_second(2), 0.0);
+        assert_eq!(p.events_between(0 as f64, 0 as f64 + 1.0).round(), 10.0);
+        assert_eq!(p.events_between(1 as f64, 1 as f64 + 1.0).round(), 100.0);
+        assert_eq!(p.events_between(2 as f64, 2 as f64 + 1.0), 0.0);
     }
 
     #[test]
@@ -317,7 +306,7 @@ mod tests {
         assert_eq!(p.planned_events(), Some(500));
         for k in 0..10 {
             assert!(
-                (p.rate_in_second(k) - (10.0 * k as f64 + 5.0)).abs() < 1e-6,
+                (p.events_between(k as f64, k as f64 + 1.0) - (10.0 * k as f64 + 5.0)).abs() < 1e-6,
                 "second {k}"
             );
         }
@@ -326,7 +315,10 @@ mod tests {
         // Count events intended in each second and compare with the planned rate.
         for k in 0..10u64 {
             let n = t.iter().filter(|d| d.as_secs() == k).count() as f64;
-            assert!((n - p.rate_in_second(k)).abs() <= 1.0, "second {k}: {n}");
+            assert!(
+                (n - p.events_between(k as f64, k as f64 + 1.0)).abs() <= 1.0,
+                "second {k}: {n}"
+            );
         }
         assert!(t.windows(2).all(|w| w[0] <= w[1]));
     }
@@ -363,7 +355,7 @@ mod tests {
         let mut s = Schedule::new(p);
         assert_eq!(s.peek(), None);
         s.take_unpaced();
-        assert_eq!(s.issued(), 1);
+        assert_eq!(s.next, 1);
     }
 
     #[test]

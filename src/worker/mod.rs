@@ -7,7 +7,7 @@
 
 mod process;
 mod produce;
-pub mod sink;
+pub(crate) mod sink;
 pub mod store;
 mod task_id;
 mod task_report;

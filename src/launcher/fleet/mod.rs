@@ -7,7 +7,7 @@
 //! resolved [`crate::launcher::plan::RunPlan`].
 
 pub mod ecs;
-pub mod embedded;
+pub(crate) mod embedded;
 pub mod local;
 pub mod stack;
 

@@ -1,3 +1,3 @@
 //! What a person reads at the end of a run: the summary table and the HTML page.
 pub mod html;
-pub mod table;
+pub(crate) mod table;

@@ -82,13 +82,8 @@ pub struct KinesisSink {
 
 /// A Kinesis client from the standard AWS configuration chain (region, credentials, and
 /// `AWS_ENDPOINT_URL`), with the SDK's own retries off: the sink retries itself, record by
-/// record, and counts every retry.
-pub async fn client() -> aws_sdk_kinesis::Client {
-    client_and_config().await.0
-}
-
-/// The client, and the shared configuration it was built from (whose credentials provider
-/// signs the worker's own PutRecords calls).
+/// record, and counts every retry; and the shared configuration it was built from (whose
+/// credentials provider signs the worker's own PutRecords calls).
 async fn client_and_config() -> (aws_sdk_kinesis::Client, aws_config::SdkConfig) {
     let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let config = aws_sdk_kinesis::config::Builder::from(&shared)

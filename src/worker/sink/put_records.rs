@@ -136,16 +136,6 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Records in the batch.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// Whether the batch is empty.
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
     /// A batch of the records at `indices` (in that order).
     pub fn subset(&self, indices: &[usize]) -> Batch {
         let src = &self.body[..];
@@ -619,7 +609,7 @@ mod tests {
         }
         let batch = body.take();
         let retry = batch.subset(&[1, 3]);
-        assert_eq!(retry.len(), 2);
+        assert_eq!(retry.spans.len(), 2);
         let v = decode(&retry);
         assert_eq!(v["StreamARN"], arn);
         let keys: Vec<&str> = v["Records"]

@@ -363,7 +363,11 @@ fn ctrl_c_stops_every_task_and_merges_the_interrupted_reports() {
     }
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal the child");
     let out = wait(child, Duration::from_secs(60));
     let screen = text(&out);
     assert_eq!(

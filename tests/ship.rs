@@ -254,7 +254,11 @@ print(json.dumps({o['OutputKey']: o['OutputValue'] for o in s['Outputs']}))
         assert!(has("FLEETLOAD_START_AT", ""), "{env}");
     }
     // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal the child");
     let out = child.wait_with_output().unwrap();
     let screen = format!(
         "{}{}",

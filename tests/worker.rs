@@ -269,7 +269,11 @@ fn sigterm_stops_the_worker_and_the_report_says_interrupted() {
     .unwrap();
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal the child");
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

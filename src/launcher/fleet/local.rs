@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 use super::TaskEnd;
 use crate::launcher::progress::Display;
 use crate::launcher::signals::StopRequest;
@@ -64,11 +67,12 @@ pub async fn run_tasks(
             // Own process group: a Ctrl-C in the terminal reaches the launcher only, which
             // then stops each task itself and waits for its report.
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe; it asks the kernel to send SIGTERM to the task if
-        // the launcher dies, so no task outlives a killed launcher unnoticed.
+        // SAFETY: the closure only calls prctl(2), which is async-signal-safe; it asks the
+        // kernel to send SIGTERM to the task if the launcher dies, so no task outlives a killed
+        // launcher unnoticed.
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
                 Ok(())
             });
         }
@@ -109,7 +113,7 @@ pub async fn run_tasks(
                 display.note(&format!(
                     "{running} task(s) still running past the run's end and grace: stopping them"
                 ));
-                signal_all(&tasks, libc::SIGTERM);
+                signal_all(&tasks, Signal::SIGTERM);
                 stopping = Some((now, "deadline"));
             }
             Some((since, _)) if now.duration_since(since) > STOP_GRACE => {
@@ -127,7 +131,7 @@ pub async fn run_tasks(
             _ = ticker.tick() => {}
             signal = stop.recv(), if stopping.is_none() => {
                 display.note(&format!("{signal}: stopping {running} task(s) and waiting for their reports"));
-                signal_all(&tasks, libc::SIGTERM);
+                signal_all(&tasks, Signal::SIGTERM);
                 stopping = Some((Instant::now(), signal));
             }
         }
@@ -142,11 +146,11 @@ pub async fn run_tasks(
     Ok(tasks.into_iter().filter_map(|t| t.end).collect())
 }
 
-fn signal_all(tasks: &[LocalTask], signal: i32) {
+fn signal_all(tasks: &[LocalTask], signal: Signal) {
     for t in tasks.iter().filter(|t| t.end.is_none()) {
         if let Some(pid) = t.child.id() {
-            // SAFETY: kill(2) on a child we spawned and have not reaped yet.
-            unsafe { libc::kill(pid as i32, signal) };
+            // A child we spawned and have not reaped yet: its pid cannot have been reused.
+            let _ = kill(Pid::from_raw(pid as i32), signal);
         }
     }
 }

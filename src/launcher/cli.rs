@@ -1,5 +1,5 @@
 //! The launcher's command line as the user typed it (clap). Nothing outside this module sees a
-//! clap type: [`crate::launcher::plan`] turns `run`'s arguments into one resolved plan.
+//! clap type: `launcher::plan` turns `run`'s arguments into one resolved plan.
 //! Scenario values stay text here; the worker's own scenario rules validate them.
 
 use std::path::PathBuf;

@@ -1,14 +1,11 @@
-//! The launcher's command line (`run`, `merge`, `stop`), the merge-and-gate step every run ends
-//! with, and the exit codes a CI pipeline reads.
+//! The launcher: `launcher run | merge | stop`.
 //!
-//! Exit codes ([`ExitStatus`]): **0** every threshold held; **1** a threshold was broken; **2** bad
-//! usage or configuration (clap's own errors, a bad threshold expression, a bad report URL, an
-//! unreadable or unwritable report store); **3** the fleet failed (tasks did not start, exited
-//! non-zero, or their reports are missing, unreadable or not `completed`).
-//!
-//! Precedence: 3 beats 1. A run with missing or failed tasks measured only part of the load, so
-//! its thresholds say little; it is a failed fleet even when they hold. Both verdicts are
-//! printed.
+//! [`cli`] is the command line as typed (the only module that sees clap); `plan` resolves `run`'s
+//! arguments into one run plan (the workers' environment, validated with the worker's own
+//! scenario rules, the run id, the start delay, the backend); `run` drives the plan through a
+//! [`fleet`] backend (local processes or ECS tasks), then [`merge`] adds every task's report up
+//! exactly and `verdict` writes the merged report, evaluates the `gate` (thresholds, JUnit),
+//! prints the [`render`]ed table and page, and decides the [`exit`] status.
 
 pub mod cli;
 pub mod exit;

@@ -1,4 +1,19 @@
-//! The model.
+//! The shared core of worker and launcher: pure data and logic, no I/O, no AWS, Kafka, clap or
+//! tokio types. Everything here is tested by unit tests next to it.
+//!
+//! - `input`: the worker environment's names, `ScenarioError` (every refusal names the
+//!   input, the value and what is accepted), secret redaction, the shared value parsers;
+//! - `scenario`: `FLEETLOAD_*` → a validated `Scenario` (raw envy struct, then one
+//!   conversion that is the only place input is rejected);
+//! - [`profile`]: rates and stages ([`profile::LoadProfile`]) and the open-loop schedule of
+//!   intended send times ([`profile::Schedule`]);
+//! - `payload`: the sensor reading and user templates, compiled once, written per event;
+//! - `measure`: the recorder of a task's outcomes (counts by code, latency from the intended
+//!   time, per-second rows and histograms);
+//! - [`report`]: `summary.json`, `timeseries.csv`, `histograms.hlog`: schema, one writer and one
+//!   reader each;
+//! - [`report_url`]: where reports go (`s3://…`, `file://…`, a path).
+
 pub(crate) mod input;
 pub(crate) mod measure;
 pub(crate) mod payload;

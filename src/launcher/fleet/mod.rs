@@ -1,10 +1,10 @@
 //! Fleet backends: where the tasks of a run execute, and how each one ended.
 //!
-//! [`local`] runs worker processes on this machine (with [`embedded`], a Kafka-protocol broker
+//! [`local`] runs worker processes on this machine (with `embedded`, a Kafka-protocol broker
 //! hosted for the run when no target is given); [`ecs`] starts tasks with RunTask, watches and
 //! stops them, reading its settings from the flags or the project's CloudFormation [`stack`].
 //! The backends know nothing of the command line: [`crate::launcher::run`] drives them from a
-//! resolved [`crate::launcher::plan::RunPlan`].
+//! resolved `RunPlan` (`launcher::plan`).
 
 pub mod ecs;
 pub(crate) mod embedded;

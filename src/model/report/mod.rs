@@ -6,8 +6,8 @@
 //! so any HdrHistogram library reads them and the merge adds them exactly.
 //!
 //! Each file has one writer and one reader here, used by the worker, the merge, the HTML page
-//! and the tests alike: [`histogram`] (the V2 encoding), [`timeseries`] (`timeseries.csv`) and
-//! [`hlog`] (`histograms.hlog`).
+//! and the tests alike: `histogram` (the V2 encoding), `timeseries` (`timeseries.csv`) and
+//! `hlog` (`histograms.hlog`).
 
 mod histogram;
 mod hlog;

@@ -24,7 +24,8 @@ mod watch;
 use std::time::Duration;
 
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use rand::Rng;
+
+use crate::model::backoff::Backoff;
 
 pub use config::{validate_run_id, CapacityProvider, EcsConfig, EcsConfigError};
 pub use overrides::{check_overrides, overrides_size, OverridesTooLarge};
@@ -62,46 +63,17 @@ pub const STOP_REASON_MAX_CHARS: usize = 255;
 /// Tag key that carries the run id on every task (with ECS managed tags, also on its ENI).
 pub const RUN_ID_TAG: &str = "fleetload:run-id";
 
-/// Backoff between RunTask retries: exponential from `initial`, capped at `max`, with jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryBackoff {
-    /// First delay.
-    pub initial: Duration,
-    /// Largest delay.
-    pub max: Duration,
-}
-
-impl Default for RetryBackoff {
-    fn default() -> Self {
-        RetryBackoff {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(10),
-        }
-    }
-}
-
-impl RetryBackoff {
-    /// Delay before retry number `attempt` (0-based): "equal jitter", half of the exponential
-    /// step plus a random part of the other half, so a fleet of launchers does not retry in
-    /// lockstep and no retry comes sooner than half the step.
-    pub(super) fn delay(&self, attempt: u32) -> Duration {
-        let step = self
-            .initial
-            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-            .min(self.max);
-        let half = step / 2;
-        let jitter =
-            rand::thread_rng().gen_range(0..=half.as_micros().min(u64::MAX as u128) as u64);
-        half + Duration::from_micros(jitter)
-    }
-}
+/// Wait between RunTask retries: equal jitter (see [`Backoff`] for why), the first 250–500 ms,
+/// each further one up to twice as long, none longer than 10 s.
+const RUN_TASK_BACKOFF: Backoff =
+    Backoff::equal(Duration::from_millis(500), Duration::from_secs(10));
 
 /// The ECS backend of a run: starts, describes, stops and finds the worker tasks.
 #[derive(Debug, Clone)]
 pub struct EcsFleet {
     client: aws_sdk_ecs::Client,
     cfg: EcsConfig,
-    backoff: RetryBackoff,
+    backoff: Backoff,
     poll_interval: Duration,
 }
 
@@ -111,13 +83,13 @@ impl EcsFleet {
         EcsFleet {
             client,
             cfg,
-            backoff: RetryBackoff::default(),
+            backoff: RUN_TASK_BACKOFF,
             poll_interval: Duration::from_secs(3),
         }
     }
 
     /// Replaces the backoff between RunTask retries (tests make it short).
-    pub fn with_backoff(mut self, backoff: RetryBackoff) -> Self {
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
     }
@@ -157,24 +129,5 @@ where
             )
         }
         _ => DisplayErrorContext(e).to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let b = RetryBackoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        };
-        for attempt in 0..30 {
-            let d = b.delay(attempt);
-            let step = (Duration::from_millis(100) * 2u32.pow(attempt.min(10)))
-                .min(Duration::from_secs(1));
-            assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
-        }
     }
 }

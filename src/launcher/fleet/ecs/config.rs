@@ -12,11 +12,11 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapacityProvider {
     /// Capacity provider name: `FARGATE`, `FARGATE_SPOT`, or a cluster's own (Auto Scaling) one.
-    pub name: String,
+    pub(crate) name: String,
     /// Relative share of the tasks beyond `base` (0–1000).
-    pub weight: u32,
+    pub(crate) weight: u32,
     /// Tasks placed on this provider before weights apply (0–100000; one provider at most).
-    pub base: u32,
+    pub(crate) base: u32,
 }
 
 impl FromStr for CapacityProvider {
@@ -62,7 +62,7 @@ impl FromStr for CapacityProvider {
 impl CapacityProvider {
     /// Parses `NAME[:WEIGHT[:BASE]]` and checks the entry's own ranges (weight 0–1000, base
     /// 0–100000); what depends on the other entries is checked by [`EcsConfig::validate`].
-    pub fn parse_entry(text: &str) -> Result<Self, EcsConfigError> {
+    pub(crate) fn parse_entry(text: &str) -> Result<Self, EcsConfigError> {
         let c: CapacityProvider = text.parse()?;
         c.check().map_err(|why| EcsConfigError::CapacityProvider {
             given: text.to_string(),
@@ -93,8 +93,8 @@ impl fmt::Display for CapacityProvider {
 }
 
 /// Where and how the fleet's tasks run. Filled from the launcher's flags or from the outputs of
-/// the project's CloudFormation stack (see [`crate::launcher::fleet::stack`]); [`EcsConfig::validate`] is the one
-/// place that rejects it.
+/// the project's CloudFormation stack (see [`crate::launcher::fleet::stack`]); `validate` is the
+/// one place that rejects it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EcsConfig {
     /// Cluster name or ARN (`--cluster`).
@@ -219,7 +219,7 @@ pub enum EcsConfigError {
 impl EcsConfig {
     /// Checks everything that can be checked without calling AWS, so a bad flag fails before the
     /// first task starts.
-    pub fn validate(&self) -> Result<(), EcsConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), EcsConfigError> {
         for (flag, value, what) in [
             ("--cluster", &self.cluster, "ECS cluster name or ARN"),
             (
@@ -332,7 +332,7 @@ impl EcsConfig {
     }
 
     /// Whether the tasks run on Fargate: launch type FARGATE or a FARGATE/FARGATE_SPOT provider.
-    pub fn is_fargate(&self) -> bool {
+    fn is_fargate(&self) -> bool {
         self.launch_type
             .as_deref()
             .is_some_and(|lt| lt.eq_ignore_ascii_case("FARGATE"))
@@ -344,7 +344,7 @@ impl EcsConfig {
 }
 
 /// Checks that `run_id` can be ECS's `startedBy` (1–36 letters, digits, `-`, `_`).
-pub fn validate_run_id(run_id: &str) -> Result<(), EcsConfigError> {
+pub(crate) fn validate_run_id(run_id: &str) -> Result<(), EcsConfigError> {
     let ok = !run_id.is_empty()
         && run_id.len() <= STARTED_BY_MAX_LEN
         && run_id

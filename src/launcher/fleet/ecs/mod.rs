@@ -7,7 +7,7 @@
 //! - `overrides`: the worker's environment as RunTask container overrides, sized against
 //!   [`OVERRIDES_MAX_BYTES`];
 //! - `start`: [`EcsFleet::start`] fans a run out with RunTask — at most
-//!   [`RUN_TASK_MAX_COUNT`] tasks per call, every call with the same container overrides — and
+//!   `RUN_TASK_MAX_COUNT` (10) tasks per call, every call with the same container overrides — and
 //!   keeps asking until the whole fleet runs or the caller's deadline passes. Placement failures
 //!   (`failures[]` in a successful answer) and throttling are data: they are counted, reported,
 //!   and only the missing tasks are asked for again;
@@ -27,17 +27,18 @@ use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::model::backoff::Backoff;
 
-pub use config::{validate_run_id, CapacityProvider, EcsConfig, EcsConfigError};
-pub use overrides::{check_overrides, overrides_size, OverridesTooLarge};
-pub use start::{failure_is_retryable, StartError, StartProgress, StartReport, StartStop};
-pub use watch::{task_id, NotStopped, TaskState};
+pub(crate) use config::validate_run_id;
+pub use config::{CapacityProvider, EcsConfig, EcsConfigError};
+pub use overrides::OverridesTooLarge;
+pub use start::{StartError, StartProgress, StartReport, StartStop};
+pub use watch::{NotStopped, TaskState};
 
 /// ECS starts at most 10 tasks per RunTask call (`count` is 1–10); larger fleets take several
 /// calls, all with the same overrides.
-pub const RUN_TASK_MAX_COUNT: u32 = 10;
+const RUN_TASK_MAX_COUNT: u32 = 10;
 
 /// DescribeTasks accepts at most 100 task ARNs per call.
-pub const DESCRIBE_TASKS_MAX: usize = 100;
+const DESCRIBE_TASKS_MAX: usize = 100;
 
 /// RunTask rejects overrides whose JSON (all fields combined, as sent) exceeds 8192 bytes. The
 /// worker's whole scenario travels in the environment override, so a long stage list or an
@@ -46,19 +47,19 @@ pub const OVERRIDES_MAX_BYTES: usize = 8192;
 
 /// ECS's `startedBy` holds up to 36 letters, digits, hyphens and underscores. The run id goes
 /// there, because ListTasks can filter on it (that is how `launcher stop RUN_ID` works).
-pub const STARTED_BY_MAX_LEN: usize = 36;
+const STARTED_BY_MAX_LEN: usize = 36;
 
 /// An awsvpc network configuration takes at most 16 subnets.
-pub const AWSVPC_MAX_SUBNETS: usize = 16;
+const AWSVPC_MAX_SUBNETS: usize = 16;
 
 /// An awsvpc network configuration takes at most 5 security groups.
-pub const AWSVPC_MAX_SECURITY_GROUPS: usize = 5;
+const AWSVPC_MAX_SECURITY_GROUPS: usize = 5;
 
 /// A capacity provider strategy holds at most 20 providers.
-pub const CAPACITY_PROVIDERS_MAX: usize = 20;
+const CAPACITY_PROVIDERS_MAX: usize = 20;
 
 /// StopTask keeps at most 255 characters of its `reason`.
-pub const STOP_REASON_MAX_CHARS: usize = 255;
+const STOP_REASON_MAX_CHARS: usize = 255;
 
 /// Tag key that carries the run id on every task (with ECS managed tags, also on its ENI).
 pub const RUN_ID_TAG: &str = "fleetload:run-id";
@@ -98,11 +99,6 @@ impl EcsFleet {
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
-    }
-
-    /// The configuration in use.
-    pub fn config(&self) -> &EcsConfig {
-        &self.cfg
     }
 }
 

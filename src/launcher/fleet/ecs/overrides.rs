@@ -18,7 +18,7 @@ use super::OVERRIDES_MAX_BYTES;
 )]
 pub struct OverridesTooLarge {
     /// The container the overrides target.
-    pub container: String,
+    pub(crate) container: String,
     /// Serialized size in bytes.
     pub size: usize,
     /// Up to 5 largest variables: name and bytes that `name` and `value` take in the JSON.
@@ -46,7 +46,7 @@ struct WirePair<'a> {
 
 /// Size in bytes of the overrides JSON that RunTask sends for `container` with `env`, i.e.
 /// `{"containerOverrides":[{"name":…,"environment":[{"name":…,"value":…},…]}]}`.
-pub fn overrides_size(container: &str, env: &[(String, String)]) -> usize {
+fn overrides_size(container: &str, env: &[(String, String)]) -> usize {
     let wire = WireOverrides {
         container_overrides: [WireContainerOverride {
             name: container,
@@ -60,14 +60,14 @@ pub fn overrides_size(container: &str, env: &[(String, String)]) -> usize {
 }
 
 /// Fails when the overrides for `container` with `env` would exceed [`OVERRIDES_MAX_BYTES`];
-/// returns their size otherwise. The launcher can call it while validating the scenario.
-pub fn check_overrides(
+/// [`EcsFleet::start`](super::EcsFleet::start) checks them before its first RunTask call.
+pub(super) fn check_overrides(
     container: &str,
     env: &[(String, String)],
-) -> Result<usize, OverridesTooLarge> {
+) -> Result<(), OverridesTooLarge> {
     let size = overrides_size(container, env);
     if size <= OVERRIDES_MAX_BYTES {
-        return Ok(size);
+        return Ok(());
     }
     let mut largest: Vec<(String, usize)> = env
         .iter()

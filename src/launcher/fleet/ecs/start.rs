@@ -50,9 +50,9 @@ pub struct StartProgress {
     /// RunTask calls made so far.
     pub calls: u32,
     /// Calls answered with a throttling or server error so far.
-    pub throttled: u32,
+    pub(crate) throttled: u32,
     /// Placement failures (`failures[]` entries) so far.
-    pub failures: u32,
+    pub(crate) failures: u32,
     /// When waiting before the next call: how long, and why.
     pub retrying: Option<(Duration, String)>,
 }
@@ -61,7 +61,7 @@ pub struct StartProgress {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartReport {
     /// Tasks asked for.
-    pub requested: u32,
+    pub(crate) requested: u32,
     /// ARNs of the tasks started, in the order RunTask returned them.
     pub tasks: Vec<String>,
     /// The `count` of each RunTask call made, in order (throttled calls included).
@@ -139,7 +139,7 @@ pub enum StartStop {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct StartError {
     /// The run.
-    pub run_id: String,
+    pub(crate) run_id: String,
     /// Why it stopped trying.
     pub cause: StartStop,
     /// What was started, called and refused.
@@ -208,7 +208,7 @@ enum CallOutcome {
 impl EcsFleet {
     /// Starts `count` tasks of run `run_id` with `env` as the worker container's environment
     /// override (the caller puts FLEETLOAD_RUN_ID, FLEETLOAD_START_AT, FLEETLOAD_REPORT_URL in
-    /// it). Calls RunTask with at most [`RUN_TASK_MAX_COUNT`] tasks each; placement failures
+    /// it). Calls RunTask with at most `RUN_TASK_MAX_COUNT` (10) tasks each; placement failures
     /// (`RESOURCE:*`, `AGENT`, no Fargate capacity) and throttling are retried with exponential
     /// backoff and jitter — for placement failures only the missing tasks are asked for again —
     /// until every task runs or `deadline` passes. A call in flight is not cut off at the
@@ -404,7 +404,7 @@ impl EcsFleet {
 }
 
 /// Whether a `failures[].reason` of RunTask may clear up by itself.
-pub fn failure_is_retryable(reason: &str) -> bool {
+fn failure_is_retryable(reason: &str) -> bool {
     reason == UNEXPLAINED_SHORTFALL
         || RETRYABLE_FAILURE_PREFIXES
             .iter()

@@ -31,7 +31,7 @@ pub struct TaskState {
     /// Exit code of the worker container, once it exited.
     pub container_exit_code: Option<i32>,
     /// Why the worker container stopped, if ECS says (e.g. `CannotPullContainerError: …`).
-    pub container_reason: Option<String>,
+    pub(crate) container_reason: Option<String>,
     /// Why the task stopped (e.g. `Essential container in task exited`, a StopTask reason).
     pub stopped_reason: Option<String>,
     /// `EssentialContainerExited`, `UserInitiated`, `TaskFailedToStart`, `SpotInterruption`, …
@@ -44,7 +44,7 @@ pub struct TaskState {
 
 impl TaskState {
     /// STOPPED, or forgotten by ECS: nothing more will happen to it.
-    pub fn is_final(&self) -> bool {
+    pub(crate) fn is_final(&self) -> bool {
         self.last_status == "STOPPED" || self.last_status == "MISSING"
     }
 }
@@ -58,17 +58,15 @@ impl TaskState {
 )]
 pub struct NotStopped {
     /// How long it waited.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Tasks waited for.
-    pub total: usize,
+    pub(crate) total: usize,
     /// The last state seen of each task not yet stopped.
     pub not_stopped: Vec<TaskState>,
-    /// The last state seen of every task.
-    pub states: Vec<TaskState>,
 }
 
 impl EcsFleet {
-    /// DescribeTasks for `task_arns` (ARNs or ids), [`DESCRIBE_TASKS_MAX`] per call. Returns one
+    /// DescribeTasks for `task_arns` (ARNs or ids), `DESCRIBE_TASKS_MAX` (100) per call. Returns one
     /// state per task, in the order given; tasks ECS does not know come back as `MISSING`.
     pub async fn describe(&self, task_arns: &[String]) -> anyhow::Result<Vec<TaskState>> {
         let mut found: HashMap<String, TaskState> = HashMap::new();
@@ -236,8 +234,7 @@ impl EcsFleet {
                 return Err(NotStopped {
                     timeout,
                     total: states.len(),
-                    not_stopped: states.iter().filter(|s| !s.is_final()).cloned().collect(),
-                    states,
+                    not_stopped: states.into_iter().filter(|s| !s.is_final()).collect(),
                 }
                 .into());
             }
@@ -256,7 +253,7 @@ fn is_task_gone<E: ProvideErrorMetadata>(
 }
 
 /// The task id: the last `/` segment of a task ARN (an id stays as it is).
-pub fn task_id(arn: &str) -> &str {
+pub(super) fn task_id(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 

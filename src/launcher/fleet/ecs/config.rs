@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{
-    AWSVPC_MAX_SECURITY_GROUPS, AWSVPC_MAX_SUBNETS, CAPACITY_PROVIDERS_MAX, STARTED_BY_MAX_LEN,
+    AWSVPC_MAX_SECURITY_GROUPS, AWSVPC_MAX_SUBNETS, CAPACITY_PROVIDERS_MAX,
+    CAPACITY_PROVIDER_BASE_MAX, CAPACITY_PROVIDER_WEIGHT_MAX, STARTED_BY_MAX_LEN,
 };
 
 /// One entry of a capacity provider strategy, e.g. `FARGATE_SPOT` with weight 3.
@@ -76,11 +77,17 @@ impl CapacityProvider {
         if self.name.trim().is_empty() {
             return Err("the name is empty".into());
         }
-        if self.weight > 1000 {
-            return Err(format!("weight {} is over 1000", self.weight));
+        if self.weight > CAPACITY_PROVIDER_WEIGHT_MAX {
+            return Err(format!(
+                "weight {} is over {CAPACITY_PROVIDER_WEIGHT_MAX}",
+                self.weight
+            ));
         }
-        if self.base > 100_000 {
-            return Err(format!("base {} is over 100000", self.base));
+        if self.base > CAPACITY_PROVIDER_BASE_MAX {
+            return Err(format!(
+                "base {} is over {CAPACITY_PROVIDER_BASE_MAX}",
+                self.base
+            ));
         }
         Ok(())
     }
@@ -181,7 +188,8 @@ pub enum EcsConfigError {
     /// A capacity provider entry that does not parse or is out of range.
     #[error(
         "--capacity-provider {given:?}: {why}; accepted: NAME[:WEIGHT[:BASE]], e.g. FARGATE_SPOT:3 \
-         or FARGATE:1:2, weight 0–1000, base 0–100000 on one provider at most, up to 20 providers"
+         or FARGATE:1:2, weight 0–{CAPACITY_PROVIDER_WEIGHT_MAX}, base 0–{CAPACITY_PROVIDER_BASE_MAX} \
+         on one provider at most, up to {CAPACITY_PROVIDERS_MAX} providers"
     )]
     CapacityProvider {
         /// The entry as given.
@@ -208,7 +216,7 @@ pub enum EcsConfigError {
     /// The run id cannot be ECS's `startedBy`.
     #[error(
         "run id {0:?} cannot be used as ECS's startedBy, which is how `launcher stop RUN_ID` finds \
-         the run's tasks: it must be 1–36 characters, letters, digits, '-' or '_'"
+         the run's tasks: it must be 1–{STARTED_BY_MAX_LEN} characters, letters, digits, '-' or '_'"
     )]
     RunId(String),
     /// A task count of zero.

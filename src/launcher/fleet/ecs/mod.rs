@@ -58,6 +58,12 @@ const AWSVPC_MAX_SECURITY_GROUPS: usize = 5;
 /// A capacity provider strategy holds at most 20 providers.
 const CAPACITY_PROVIDERS_MAX: usize = 20;
 
+/// A capacity provider's weight is 0–1000.
+const CAPACITY_PROVIDER_WEIGHT_MAX: u32 = 1000;
+
+/// A capacity provider's base is 0–100000.
+const CAPACITY_PROVIDER_BASE_MAX: u32 = 100_000;
+
 /// StopTask keeps at most 255 characters of its `reason`.
 const STOP_REASON_MAX_CHARS: usize = 255;
 

@@ -6,6 +6,9 @@ use serde::Serialize;
 
 use super::OVERRIDES_MAX_BYTES;
 
+/// How many of the largest variables an [`OverridesTooLarge`] names.
+const LARGEST_NAMED: usize = 5;
+
 /// The container overrides are over [`OVERRIDES_MAX_BYTES`]. Names the largest variables (never
 /// their values, which may be secrets).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +24,8 @@ pub struct OverridesTooLarge {
     pub(crate) container: String,
     /// Serialized size in bytes.
     pub size: usize,
-    /// Up to 5 largest variables: name and bytes that `name` and `value` take in the JSON.
+    /// The largest variables, up to 5 (`LARGEST_NAMED`): name and bytes that `name` and `value`
+    /// take in the JSON.
     pub largest: Vec<(String, usize)>,
 }
 
@@ -78,7 +82,7 @@ pub(super) fn check_overrides(
         })
         .collect();
     largest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    largest.truncate(5);
+    largest.truncate(LARGEST_NAMED);
     Err(OverridesTooLarge {
         container: container.to_string(),
         size,

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::config::Credentials;
 use fleetload::launcher::fleet::ecs::{
-    EcsConfig, EcsFleet, NotStopped, OverridesTooLarge, RetryBackoff, StartError, StartProgress,
-    StartStop, OVERRIDES_MAX_BYTES,
+    EcsConfig, EcsFleet, NotStopped, OverridesTooLarge, StartError, StartProgress, StartStop,
+    OVERRIDES_MAX_BYTES,
 };
+use fleetload::model::backoff::Backoff;
 use fleetload_testkit::ecs::{EcsDouble, RunTaskReply, INSTANCE_ARN, LIST_PAGE};
 
 const CAPACITY: &str =
@@ -24,10 +25,10 @@ async fn fleet(double: &EcsDouble, cfg: EcsConfig) -> EcsFleet {
         .load()
         .await;
     EcsFleet::new(aws_sdk_ecs::Client::new(&sdk), cfg)
-        .with_backoff(RetryBackoff {
-            initial: Duration::from_millis(5),
-            max: Duration::from_millis(40),
-        })
+        .with_backoff(Backoff::equal(
+            Duration::from_millis(5),
+            Duration::from_millis(40),
+        ))
         .with_poll_interval(Duration::from_millis(20))
 }
 

@@ -14,6 +14,7 @@
 //!   reader each;
 //! - [`report_url`]: where reports go (`s3://…`, `file://…`, a path).
 
+pub mod backoff;
 pub(crate) mod input;
 pub(crate) mod measure;
 pub(crate) mod payload;

@@ -23,7 +23,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::put_records::{self, Answer, Batch, PutRecordsClient, RequestBody};
-use super::{backoff, Event, PreflightError, Sink};
+use super::{Event, PreflightError, Sink};
+use crate::model::backoff::Backoff;
 use crate::model::measure::SharedRecorder;
 use crate::model::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};
 
@@ -31,10 +32,9 @@ use crate::model::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 /// Attempts per record (the first send and its retries) before it counts as failed.
 pub const MAX_ATTEMPTS: u32 = 10;
-/// First retry waits up to this long; each further one up to twice as long.
-const BACKOFF_BASE: Duration = Duration::from_millis(50);
-/// No retry waits longer than this.
-const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Wait before a retry: full jitter (see [`Backoff`] for why), the first up to 50 ms, each
+/// further one up to twice as long, none longer than 2 s.
+const BACKOFF: Backoff = Backoff::full(Duration::from_millis(50), Duration::from_secs(2));
 /// A PutRecords call that takes longer than this counts as failed (`Timeout`) and is retried.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that is not established within this long fails the call (`DispatchFailure`).
@@ -294,7 +294,7 @@ async fn put_with_retries(
             batch = batch.subset(&retry);
             meta = retry.iter().map(|&i| meta[i]).collect();
         }
-        tokio::time::sleep(backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)).await;
+        tokio::time::sleep(BACKOFF.delay(attempt)).await;
         attempt += 1;
         if give_up.load(Ordering::Relaxed) {
             let mut r = recorder.lock();

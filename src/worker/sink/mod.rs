@@ -9,7 +9,7 @@ pub mod kafka;
 pub mod kinesis;
 pub mod put_records;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::model::measure::SharedRecorder;
 use crate::model::scenario::{Scenario, TargetConfig};
@@ -152,29 +152,5 @@ impl Sink for NullSink {
 
     async fn drain(&mut self, _deadline: Instant) {
         self.record_pending();
-    }
-}
-
-/// Exponential backoff with full jitter: a random wait in `[0, min(cap, base * 2^attempt)]`,
-/// at least 1 ms, so retrying clients do not synchronise.
-pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
-    let jitter = rand::random::<f64>();
-    Duration::from_secs_f64(ceiling.as_secs_f64() * jitter).max(Duration::from_millis(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_bounded() {
-        for attempt in 0..40 {
-            let d = backoff(attempt, Duration::from_millis(50), Duration::from_secs(2));
-            assert!(
-                d >= Duration::from_millis(1) && d <= Duration::from_secs(2),
-                "{attempt}: {d:?}"
-            );
-        }
     }
 }

@@ -12,7 +12,9 @@
 //!   time, per-second rows and histograms);
 //! - [`report`]: `summary.json`, `timeseries.csv`, `histograms.hlog`: schema, one writer and one
 //!   reader each;
-//! - [`report_url`]: where reports go (`s3://…`, `file://…`, a path).
+//! - [`report_url`]: where reports go (`s3://…`, `file://…`, a path);
+//! - [`backoff`]: exponential backoff with full or equal jitter, for the Kinesis sink's and the
+//!   ECS start's retries.
 
 pub mod backoff;
 pub(crate) mod input;

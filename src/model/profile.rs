@@ -294,9 +294,9 @@ mod tests {
         assert!((t[11].as_secs_f64() - 1.01).abs() < 1e-9);
         let p = profile("10@1s,100@1s");
         assert_eq!(p.planned_events(), Some(110));
-        assert_eq!(p.events_between(0 as f64, 0 as f64 + 1.0).round(), 10.0);
-        assert_eq!(p.events_between(1 as f64, 1 as f64 + 1.0).round(), 100.0);
-        assert_eq!(p.events_between(2 as f64, 2 as f64 + 1.0), 0.0);
+        assert_eq!(p.events_between(0.0, 1.0).round(), 10.0);
+        assert_eq!(p.events_between(1.0, 2.0).round(), 100.0);
+        assert_eq!(p.events_between(2.0, 3.0), 0.0);
     }
 
     #[test]

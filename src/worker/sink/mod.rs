@@ -7,7 +7,6 @@
 
 pub mod kafka;
 pub mod kinesis;
-pub mod put_records;
 
 use std::time::Instant;
 

@@ -7,7 +7,7 @@
 //! intended send time, so a throttled stream shows up as latency and retries, never as success.
 //!
 //! The SDK configures the client and checks the stream; the PutRecords calls themselves are
-//! built, signed and read by [`put_records`](super::put_records), which costs a fraction of the
+//! built in [`request`], signed and sent in [`client`] and read in [`answer`], which costs a fraction of the
 //! SDK's per-record work.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,13 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::put_records::{self, Answer, Batch, PutRecordsClient, RequestBody};
+mod answer;
+mod client;
+mod request;
+
+use self::answer::Answer;
+use self::client::PutRecordsClient;
+use self::request::{Batch, RequestBody};
 use super::{Event, PreflightError, Sink};
 use crate::model::backoff::Backoff;
 use crate::model::measure::SharedRecorder;
@@ -112,7 +118,7 @@ impl KinesisSink {
             return Err(PreflightError("no AWS region is configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile with a region)".into()));
         };
         preflight(&client, &stream, &region).await?;
-        let target = put_records::resolve_put_records_target(&client, &stream)
+        let target = client::resolve_put_records_target(&client, &stream)
             .await
             .map_err(|e| PreflightError(format!("Kinesis stream {stream} in {region}: {e}")))?;
         let provider = shared
@@ -238,13 +244,13 @@ async fn put_with_retries(
         let mut retry = Vec::new();
         {
             let answer = match &result {
-                Ok(body) => put_records::read_answer(body, meta.len()).map_err(|detail| {
-                    put_records::CallError {
+                Ok(body) => {
+                    answer::read_answer(body, meta.len()).map_err(|detail| client::CallError {
                         code: "ResponseError".into(),
                         detail,
-                    }
-                }),
-                Err(e) => Err(put_records::CallError {
+                    })
+                }
+                Err(e) => Err(client::CallError {
                     code: e.code.clone(),
                     detail: e.detail.clone(),
                 }),

@@ -15,12 +15,18 @@ use hdrhistogram::Histogram;
 use crate::model::profile::LoadProfile;
 use crate::model::report::{new_histogram, Counts, HlogWriter, SecondRow};
 
-/// Code of events still unanswered when the task stopped waiting for them.
+/// Code of events sent and still unanswered when the task stopped waiting for them.
 pub const UNACKNOWLEDGED: &str = "Unacknowledged";
+/// Code of events that were waiting to be sent again (in a retry's backoff) when the task
+/// stopped waiting: given up at shutdown, distinct from sent-and-unanswered.
+pub const RETRY_ABANDONED: &str = "RetryAbandoned";
+/// Code of events whose send task panicked: their outcome is unknown.
+pub const SEND_PANICKED: &str = "SendPanicked";
 
 #[derive(Debug, Default, Clone, Copy)]
 struct RowCounts {
     attempted: u64,
+    unsent: u64,
     acknowledged: u64,
     failed: u64,
     bytes: u64,
@@ -46,6 +52,8 @@ pub struct Measurements {
     pub hlog: Vec<u8>,
     /// Error codes over time: code → `(second, events)`.
     pub errors_timeline: BTreeMap<String, Vec<(u64, u64)>>,
+    /// How production kept up with its schedule.
+    pub pace: Pace,
 }
 
 /// Records outcomes as they arrive. Cheap to share: see [`SharedRecorder`].
@@ -70,7 +78,22 @@ pub struct Recorder {
     serializer: V2DeflateSerializer,
     /// The load profile, for the target rate of each row.
     profile: Option<LoadProfile>,
+    /// Events attempted, not yet answered, now sleeping in a retry's backoff.
+    waiting_retry: u64,
+    /// How production kept up with its schedule.
+    pace: Pace,
     finished: bool,
+}
+
+/// How the producing loop kept up with its schedule.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pace {
+    /// Nanoseconds the loop waited on the target to take an event.
+    pub blocked_on_target_ns: u64,
+    /// Nanoseconds the loop spent behind its schedule by more than the threshold.
+    pub behind_schedule_ns: u64,
+    /// The first second (from the planned start) in which it was behind, or left events unsent.
+    pub behind_from_second: Option<u64>,
 }
 
 impl Recorder {
@@ -91,6 +114,8 @@ impl Recorder {
             errors: BTreeMap::new(),
             serializer: V2DeflateSerializer::new(),
             profile: None,
+            waiting_retry: 0,
+            pace: Pace::default(),
             finished: false,
         }
     }
@@ -137,6 +162,45 @@ impl Recorder {
         self.counts.attempted += n;
         let s = self.second_of(at_ns);
         self.row(s).attempted += n;
+    }
+
+    /// `n` events the schedule intended at `intended_ns` that were never handed to the target.
+    pub fn unsent(&mut self, intended_ns: u64, n: u64) {
+        if self.finished || n == 0 {
+            return;
+        }
+        self.counts.unsent += n;
+        let s = self.second_of(intended_ns);
+        self.row(s).unsent += n;
+        self.behind_from(s);
+    }
+
+    /// The producing loop waited `ns` for the target to take an event.
+    pub fn blocked_on_target(&mut self, ns: u64) {
+        self.pace.blocked_on_target_ns += ns;
+    }
+
+    /// The producing loop was behind its schedule for `ns`, the first late event being
+    /// intended at `intended_ns`.
+    pub fn behind_schedule(&mut self, intended_ns: u64, ns: u64) {
+        self.pace.behind_schedule_ns += ns;
+        let s = self.second_of(intended_ns);
+        self.behind_from(s);
+    }
+
+    fn behind_from(&mut self, second: u64) {
+        let first = self.pace.behind_from_second.get_or_insert(second);
+        *first = (*first).min(second);
+    }
+
+    /// `n` attempted events start waiting to be sent again.
+    pub fn waiting_retry(&mut self, n: u64) {
+        self.waiting_retry += n;
+    }
+
+    /// `n` events waiting to be sent again are sent (or given up) now.
+    pub fn retry_resumed(&mut self, n: u64) {
+        self.waiting_retry = self.waiting_retry.saturating_sub(n);
     }
 
     /// One event acknowledged at `at_ns`, intended at `intended_ns` and sent at `sent_ns`.
@@ -248,11 +312,17 @@ impl Recorder {
         self.latency.value_at_quantile(0.99) as f64 / 1000.0
     }
 
-    /// Stops recording: events still outstanding count as failed `Unacknowledged`, and any
-    /// outcome arriving later is ignored, so the report's counts always add up.
+    /// Stops recording: events still outstanding count as failed — `RetryAbandoned` those
+    /// waiting to be sent again, `Unacknowledged` those sent and unanswered — and any outcome
+    /// arriving later is ignored, so the report's counts always add up
+    /// (`planned = attempted + unsent`, `attempted = acknowledged + failed`).
     pub fn finish(&mut self, end_ns: u64) -> Measurements {
         let outstanding = self.outstanding();
-        self.failed(UNACKNOWLEDGED, end_ns, outstanding);
+        let abandoned = self.waiting_retry.min(outstanding);
+        self.failed(RETRY_ABANDONED, end_ns, abandoned);
+        self.failed(UNACKNOWLEDGED, end_ns, outstanding - abandoned);
+        self.waiting_retry = 0;
+        self.counts.planned = self.counts.attempted + self.counts.unsent;
         self.close_open_second();
         self.finished = true;
         let late_s = self.late_ns as f64 / 1e9;
@@ -276,6 +346,7 @@ impl Recorder {
                 p50_ms: r.p50_ms,
                 p99_ms: r.p99_ms,
                 max_ms: r.max_ms,
+                unsent: r.unsent,
             })
             .collect();
         let hlog = std::mem::replace(&mut self.hlog, HlogWriter::new(DateTime::<Utc>::UNIX_EPOCH));
@@ -291,6 +362,7 @@ impl Recorder {
                 .iter()
                 .map(|(k, m)| (k.clone(), m.iter().map(|(s, n)| (*s, *n)).collect()))
                 .collect(),
+            pace: self.pace,
         }
     }
 }
@@ -353,9 +425,30 @@ mod tests {
             m.errors_timeline["ProvisionedThroughputExceededException"],
             vec![(1, 5)]
         );
+        assert_eq!(m.counts.planned, 10);
         // Ignored after finish.
         r.acknowledged(0, 0, 1, 1);
         assert_eq!(r.counts().acknowledged, 6);
+    }
+
+    #[test]
+    fn unsent_retry_abandoned_and_unacknowledged_are_distinct() {
+        let mut r = Recorder::new(Instant::now(), 0);
+        r.attempted(0, 10);
+        r.acknowledged(0, 0, 1000, 1);
+        r.retried("InternalFailure", 1000, 3);
+        r.waiting_retry(3);
+        r.unsent(S + 1, 5);
+        r.unsent(2 * S + 1, 2);
+        let m = r.finish(3 * S);
+        assert_eq!(m.counts.planned, 17);
+        assert_eq!(m.counts.unsent, 7);
+        assert_eq!(m.counts.attempted, 10);
+        assert_eq!(m.counts.failed_by_code[RETRY_ABANDONED], 3);
+        assert_eq!(m.counts.failed_by_code[UNACKNOWLEDGED], 6);
+        assert_eq!(m.rows[1].unsent, 5);
+        assert_eq!(m.rows[2].unsent, 2);
+        assert_eq!(m.pace.behind_from_second, Some(1));
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub const TIMESERIES_FILE: &str = "timeseries.csv";
 pub const HLOG_FILE: &str = "histograms.hlog";
 /// The exact header of `timeseries.csv`; new columns are only ever added at the end.
 pub const TIMESERIES_HEADER: &str =
+    "second,target_rate,attempted,acknowledged,failed,bytes,p50_ms,p99_ms,max_ms,unsent";
+/// The header of reports written before the `unsent` column; read with `unsent` 0.
+pub const TIMESERIES_HEADER_V1: &str =
     "second,target_rate,attempted,acknowledged,failed,bytes,p50_ms,p99_ms,max_ms";
 
 /// How a task ended.
@@ -72,6 +75,15 @@ impl Outcome {
 /// What happened to the events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
+    /// Events the load profile called for until production ended: `attempted + unsent`.
+    /// Unpaced runs plan what they attempt. Reports written before this field read as
+    /// `attempted + unsent`.
+    #[serde(default)]
+    pub planned: u64,
+    /// Events the schedule called for but never handed to the target, because it pushed back
+    /// (or the generator could not keep up) until production ended.
+    #[serde(default)]
+    pub unsent: u64,
     /// Events generated and handed to the target (first attempts).
     pub attempted: u64,
     /// Events the target confirmed (a Kinesis sequence number, a Kafka delivery report without error).
@@ -89,6 +101,8 @@ pub struct Counts {
 impl Counts {
     /// Adds another task's counts.
     pub fn add(&mut self, other: &Counts) {
+        self.planned += other.planned;
+        self.unsent += other.unsent;
         self.attempted += other.attempted;
         self.acknowledged += other.acknowledged;
         self.failed += other.failed;
@@ -248,16 +262,112 @@ pub struct Summary {
     pub histograms: Histograms,
     /// Error codes over time (retried and final failures): code → `[[second, events], …]`.
     pub errors_timeline: BTreeMap<String, Vec<(u64, u64)>>,
+    /// Whether production kept up with the schedule, and if not, why (`None` in reports
+    /// written before it was measured, and for tasks that never produced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<Saturation>,
     /// Set on merged summaries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeInfo>,
 }
 
+/// What held production back, when it fell behind its schedule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Saturation {
+    /// The first second (from the planned start) in which events were handed over late by more
+    /// than [`BEHIND_AFTER_MS`], or were never handed over; `None` when production kept up.
+    pub behind_from_second: Option<u64>,
+    /// Seconds the producing loop spent waiting for the target to take events (in-flight
+    /// limit reached, local queue full). Summed across tasks in a merged summary.
+    pub blocked_on_target_s: f64,
+    /// Seconds the producing loop spent more than [`BEHIND_AFTER_MS`] behind its schedule.
+    /// Summed across tasks in a merged summary.
+    pub behind_schedule_s: f64,
+    /// `target` (the loop was mostly blocked on the target) or `generator` (events were late
+    /// but the target was not blocking: the task itself could not generate fast enough);
+    /// `None` when production kept up.
+    pub cause: Option<String>,
+}
+
+/// How late an event may be handed over before production counts as behind its schedule.
+pub const BEHIND_AFTER_MS: u64 = 100;
+
+impl Saturation {
+    /// Names the cause from the time blocked on the target and the time behind schedule.
+    pub fn cause_of(blocked_on_target_s: f64, behind_schedule_s: f64) -> &'static str {
+        if blocked_on_target_s >= 0.5 * behind_schedule_s {
+            "target"
+        } else {
+            "generator"
+        }
+    }
+}
+
+/// In words, when production did not keep up with the schedule: what the target took of what
+/// was planned, what was never sent, since when, and whether the target or the generator held it
+/// back. `None` when it kept up (or the run was unpaced). The worker's last log line, the
+/// launcher's table and the HTML verdict all say this.
+pub fn saturation_words(s: &Summary) -> Option<String> {
+    let sat = s.saturation.as_ref()?;
+    let target_rate = s.target_rate?;
+    sat.behind_from_second?;
+    let mut words = match sat.cause.as_deref() {
+        Some("generator") => format!(
+            "the generator could not keep up: {} of {} events/s acknowledged",
+            group(s.achieved_rate.round() as u64),
+            group(target_rate.round() as u64)
+        ),
+        _ => format!(
+            "the target took {}/s of {}/s",
+            group(s.achieved_rate.round() as u64),
+            group(target_rate.round() as u64)
+        ),
+    };
+    if s.counts.unsent > 0 {
+        words.push_str(&format!(
+            "; {} events were never sent",
+            group(s.counts.unsent)
+        ));
+    }
+    if let Some(second) = sat.behind_from_second {
+        words.push_str(&format!("; behind from second {second}"));
+    }
+    words.push_str(&match sat.cause.as_deref() {
+        Some("generator") => format!(
+            " (the task was behind its schedule for {:.1}s but waited on the target for only {:.1}s: give it more CPU or spread the rate over more tasks)",
+            sat.behind_schedule_s, sat.blocked_on_target_s
+        ),
+        _ => format!(
+            " (production waited {:.1}s on the target pushing back)",
+            sat.blocked_on_target_s
+        ),
+    });
+    Some(words)
+}
+
+/// `1234567` → `1,234,567`.
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl Summary {
     /// Parses `summary.json`, refusing other schema versions.
     pub fn from_json(bytes: &[u8]) -> anyhow::Result<Summary> {
-        let s: Summary = serde_json::from_slice(bytes)
+        let mut s: Summary = serde_json::from_slice(bytes)
             .context("summary.json does not match the report schema")?;
+        // Written before `planned` was counted: what was planned is what was attempted (and
+        // `unsent`, 0 then), so the sums of a merge of old and new reports still add up.
+        if s.counts.planned < s.counts.attempted + s.counts.unsent {
+            s.counts.planned = s.counts.attempted + s.counts.unsent;
+        }
         anyhow::ensure!(
             s.schema_version == SCHEMA_VERSION,
             "summary.json has schema_version {}, this program reads {}",

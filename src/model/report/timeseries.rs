@@ -3,7 +3,7 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::TIMESERIES_HEADER;
+use super::{TIMESERIES_HEADER, TIMESERIES_HEADER_V1};
 
 /// One row of `timeseries.csv`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +26,10 @@ pub struct SecondRow {
     pub p99_ms: f64,
     /// Maximum latency, ms.
     pub max_ms: f64,
+    /// Events intended in this second that were never handed to the target (0 in files
+    /// written before this column).
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 /// Writes rows as `timeseries.csv`, with the exact header of the contract.
@@ -47,7 +51,7 @@ pub fn parse_timeseries(bytes: &[u8]) -> anyhow::Result<Vec<SecondRow>> {
         .collect::<Vec<_>>()
         .join(",");
     anyhow::ensure!(
-        header == TIMESERIES_HEADER,
+        header == TIMESERIES_HEADER || header == TIMESERIES_HEADER_V1,
         "timeseries.csv header is {header:?}, expected {TIMESERIES_HEADER:?}"
     );
     r.deserialize()
@@ -71,15 +75,19 @@ mod tests {
             p50_ms: 1.5,
             p99_ms: 2.0,
             max_ms: 3.25,
+            unsent: 4,
         }];
         let csv = timeseries_csv(&rows);
         let text = String::from_utf8(csv.clone()).unwrap();
         assert_eq!(text.lines().next().unwrap(), TIMESERIES_HEADER);
         assert_eq!(
             text.lines().nth(1).unwrap(),
-            "0,10.0,10,9,1,900,1.5,2.0,3.25"
+            "0,10.0,10,9,1,900,1.5,2.0,3.25,4"
         );
         assert_eq!(parse_timeseries(&csv).unwrap(), rows);
+        // A file written before the `unsent` column reads with 0 there.
+        let old = format!("{TIMESERIES_HEADER_V1}\n0,10.0,10,9,1,900,1.5,2.0,3.25\n");
+        assert_eq!(parse_timeseries(old.as_bytes()).unwrap()[0].unsent, 0);
         assert!(parse_timeseries(b"a,b\n1,2\n").is_err());
     }
 }

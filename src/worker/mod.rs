@@ -227,10 +227,25 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         produced_for.as_secs_f64(),
         DRAIN_TIMEOUT.as_secs()
     );
-    tokio::select! {
-        _ = target.drain(Instant::now() + DRAIN_TIMEOUT) => {}
-        // A second signal cuts the wait short: what is unanswered counts as unacknowledged.
-        _ = signalled(&mut stop) => {}
+    {
+        // One signal waits for the acknowledgements (the producing loop has seen a signal that
+        // stopped it); a second cuts the wait short: what is unanswered counts as
+        // unacknowledged.
+        let mut signals = u32::from(matches!(outcome, Outcome::Interrupted { .. }));
+        let drain = target.drain(Instant::now() + DRAIN_TIMEOUT);
+        tokio::pin!(drain);
+        loop {
+            tokio::select! {
+                _ = &mut drain => break,
+                _ = signalled(&mut stop) => {
+                    signals += 1;
+                    if signals >= 2 {
+                        warn!("stopped waiting for acknowledgements");
+                        break;
+                    }
+                }
+            }
+        }
     }
     progress.abort();
     let measurements = {
@@ -248,6 +263,8 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
     );
     info!(
         outcome = summary.outcome.status(),
+        planned = summary.counts.planned,
+        unsent = summary.counts.unsent,
         attempted = summary.counts.attempted,
         acknowledged = summary.counts.acknowledged,
         failed = summary.counts.failed,

@@ -1,20 +1,67 @@
 //! The producing loop: the hot path of a task.
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use crate::model::measure::SharedRecorder;
 use crate::model::payload::Generator;
 use crate::model::profile::Schedule;
-use crate::model::report::Outcome;
+use crate::model::report::{Outcome, BEHIND_AFTER_MS};
 use crate::worker::sink::{Event, Sink};
 use crate::worker::StopSignal;
 
 /// Events generated between two looks at the clock and the stop signal.
 const BURST: u64 = 1024;
+/// An event handed over later than this after its intended time means production is behind.
+const BEHIND_AFTER_NS: u64 = BEHIND_AFTER_MS * 1_000_000;
+/// The timer's granularity: events intended before the planned end whose wake-up came this
+/// little after it are still handed over; nothing is handed over later than this.
+const END_SLACK: Duration = Duration::from_millis(20);
+
+/// What became of one event offered to the target.
+enum Handed {
+    /// The target took it.
+    Taken,
+    /// Production ended (the planned end, or a stop signal) while the target was pushing back;
+    /// the event was not handed over.
+    Ended,
+}
+
+/// Hands `event` to the target, racing the planned end and the stop signal: a send blocked on
+/// back-pressure (in-flight limit, full queue) is abandoned when either comes. The time spent
+/// blocked is added to `blocked_ns`.
+async fn hand_over<S: Sink>(
+    target: &mut S,
+    event: Event<'_>,
+    end: &mut Pin<&mut tokio::time::Sleep>,
+    stop: &mut StopSignal,
+    blocked_ns: &mut u64,
+) -> Handed {
+    let mut send = pin!(target.send(event));
+    // The common case: the target takes it at once, with no timer or signal involved.
+    if std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx).is_ready())).await {
+        return Handed::Taken;
+    }
+    let blocked_at = Instant::now();
+    let handed = tokio::select! {
+        // End and stop first: once production has ended nothing more is handed over, even if
+        // the target made room at the same moment.
+        biased;
+        _ = end.as_mut() => Handed::Ended,
+        _ = signalled(stop) => Handed::Ended,
+        _ = send => Handed::Taken,
+    };
+    *blocked_ns += blocked_at.elapsed().as_nanos() as u64;
+    handed
+}
 
 /// The producing loop: hands every due event to the target until the schedule ends or a stop
 /// signal arrives. Open loop: event `n` is due at its scheduled instant whatever happened to
 /// event `n - 1`; if sending falls behind, later events carry their original intended times.
+/// Production ends at the planned end (or the stop signal) whatever the target is doing: events
+/// due until then that were never handed over are counted unsent.
 pub(crate) async fn produce<S: Sink>(
     target: &mut S,
     mut schedule: Schedule,
@@ -24,77 +71,155 @@ pub(crate) async fn produce<S: Sink>(
     epoch_origin_ms: u64,
     stop: &mut StopSignal,
 ) -> Outcome {
-    let end = origin + schedule.duration();
+    let end = origin + schedule.duration() + END_SLACK;
+    let mut end_timer = pin!(tokio::time::sleep_until(tokio::time::Instant::from_std(
+        end
+    )));
     let (mut key, mut value) = (Vec::with_capacity(64), Vec::with_capacity(256));
-    loop {
-        if let Some(signal) = *stop.borrow() {
-            target.flush().await;
-            return Outcome::Interrupted {
+    let mut blocked_ns = 0u64;
+    // Since when the loop has been behind its schedule (ns from the origin), if it is.
+    let mut behind_since: Option<(u64, u64)> = None;
+    let outcome = loop {
+        // `borrow_and_update` marks the signal seen, so that waiting for acknowledgements
+        // afterwards is cut short only by a second signal.
+        if let Some(signal) = *stop.borrow_and_update() {
+            break Outcome::Interrupted {
                 signal: signal.to_string(),
             };
         }
         let now = Instant::now();
+        if now >= end {
+            break Outcome::Completed;
+        }
         let now_ns = (now - origin).as_nanos() as u64;
         let timestamp_ms = epoch_origin_ms + now_ns / 1_000_000;
         let mut burst = 0u64;
         if schedule.is_unpaced() {
-            if now >= end {
-                target.flush().await;
-                return Outcome::Completed;
-            }
+            let mut ended = false;
             while burst < BURST {
                 generator.next_event(timestamp_ms, &mut key, &mut value);
-                schedule.take_unpaced();
-                target
-                    .send(Event {
-                        intended_ns: now_ns,
-                        sent_ns: now_ns,
-                        key: &key,
-                        value: &value,
-                    })
-                    .await;
-                burst += 1;
+                let event = Event {
+                    intended_ns: now_ns,
+                    sent_ns: now_ns,
+                    key: &key,
+                    value: &value,
+                };
+                match hand_over(target, event, &mut end_timer, stop, &mut blocked_ns).await {
+                    Handed::Taken => {
+                        schedule.take_unpaced();
+                        burst += 1;
+                    }
+                    Handed::Ended => {
+                        ended = true;
+                        break;
+                    }
+                }
             }
-            recorder.lock().attempted(now_ns, burst);
-            tokio::task::yield_now().await;
-            continue;
+            {
+                let mut r = recorder.lock();
+                r.attempted(now_ns, burst);
+                r.blocked_on_target(std::mem::take(&mut blocked_ns));
+            }
+            if !ended {
+                tokio::task::yield_now().await;
+            }
+            continue; // the top of the loop tells the signal from the planned end
+        }
+        // Behind schedule: the oldest due event is late by more than the threshold.
+        match (schedule.peek(), behind_since) {
+            (Some(t), None) if now_ns.saturating_sub(t.as_nanos() as u64) > BEHIND_AFTER_NS => {
+                behind_since = Some((now_ns, t.as_nanos() as u64));
+            }
+            (Some(t), Some((since, first_late)))
+                if now_ns.saturating_sub(t.as_nanos() as u64) <= BEHIND_AFTER_NS =>
+            {
+                recorder
+                    .lock()
+                    .behind_schedule(first_late, now_ns.saturating_sub(since));
+                behind_since = None;
+            }
+            _ => {}
         }
         // Every event whose intended time has come, up to a burst; the schedule itself ends
         // before `end`, so the last events are sent even when the wake-up comes late.
+        let mut ended = false;
         while let Some(t) = schedule.peek() {
             let intended_ns = t.as_nanos() as u64;
             if intended_ns > now_ns || burst >= BURST {
                 break;
             }
-            schedule.next_due();
             generator.next_event(timestamp_ms, &mut key, &mut value);
-            target
-                .send(Event {
-                    intended_ns,
-                    sent_ns: now_ns,
-                    key: &key,
-                    value: &value,
-                })
-                .await;
-            burst += 1;
+            let event = Event {
+                intended_ns,
+                sent_ns: now_ns,
+                key: &key,
+                value: &value,
+            };
+            match hand_over(target, event, &mut end_timer, stop, &mut blocked_ns).await {
+                Handed::Taken => {
+                    schedule.next_due();
+                    burst += 1;
+                }
+                Handed::Ended => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if burst > 0 || blocked_ns > 0 {
+            let mut r = recorder.lock();
+            r.attempted(now_ns, burst);
+            r.blocked_on_target(std::mem::take(&mut blocked_ns));
+        }
+        if ended {
+            continue; // the top of the loop tells the signal from the planned end
+        }
+        if burst >= BURST {
+            // More may be due: look at the clock and the stop signal again first.
+            continue;
         }
         if burst > 0 {
-            recorder.lock().attempted(now_ns, burst);
-            if burst >= BURST {
-                // More may be due: look at the clock and the stop signal again first.
-                continue;
-            }
             target.flush().await;
         }
         let wake = match schedule.peek() {
             Some(t) => origin + t,
-            None if now >= end => return Outcome::Completed,
-            None => end,
+            None => origin + schedule.duration(),
         };
         tokio::select! {
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
             _ = signalled(stop) => {}
         }
+        if schedule.peek().is_none() && Instant::now() >= origin + schedule.duration() {
+            break Outcome::Completed;
+        }
+    };
+    let stopped_ns =
+        ((Instant::now() - origin).as_nanos() as u64).min(schedule.duration().as_nanos() as u64);
+    if let Some((since, first_late)) = behind_since {
+        recorder
+            .lock()
+            .behind_schedule(first_late, stopped_ns.saturating_sub(since));
+    }
+    count_unsent(&mut schedule, recorder, stopped_ns);
+    // What is batched was handed over before the end: it goes out now (no wait for room).
+    target.flush().await;
+    outcome
+}
+
+/// Counts the events the schedule called for before production stopped (`stopped_ns` from the
+/// origin) that were never handed over, each in the second it was intended for.
+fn count_unsent(schedule: &mut Schedule, recorder: &SharedRecorder, stopped_ns: u64) {
+    if schedule.is_unpaced() {
+        return;
+    }
+    let stopped = Duration::from_nanos(stopped_ns);
+    let mut r = recorder.lock();
+    while let Some(t) = schedule.peek() {
+        if t >= stopped {
+            break;
+        }
+        schedule.next_due();
+        r.unsent(t.as_nanos() as u64, 1);
     }
 }
 

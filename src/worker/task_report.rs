@@ -6,10 +6,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::info;
 
-use crate::model::measure::Measurements;
+use crate::model::measure::{Measurements, Pace};
 use crate::model::report::{
-    encode_histogram, timeseries_csv, Counts, Histograms, Outcome, Percentiles, Summary, HLOG_FILE,
-    SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
+    encode_histogram, saturation_words, timeseries_csv, Counts, Histograms, Outcome, Percentiles,
+    Saturation, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
 use crate::model::scenario::Scenario;
 use crate::worker::store::ReportStore;
@@ -89,8 +89,27 @@ impl ReportContext<'_> {
             service_time_ms: service,
             histograms,
             errors_timeline: errors,
+            saturation: m.map(|m| saturation(&m.pace, profile.is_unpaced())),
             merge: None,
         }
+    }
+}
+
+/// Whether production kept up with its schedule, and which side held it back if not.
+fn saturation(pace: &Pace, unpaced: bool) -> Saturation {
+    let blocked = (pace.blocked_on_target_ns as f64 / 1e6).round() / 1e3;
+    let behind = (pace.behind_schedule_ns as f64 / 1e6).round() / 1e3;
+    // An unpaced run is limited by the target by definition: it has no schedule to be behind.
+    let behind_from_second = if unpaced {
+        None
+    } else {
+        pace.behind_from_second
+    };
+    Saturation {
+        behind_from_second,
+        blocked_on_target_s: blocked,
+        behind_schedule_s: behind,
+        cause: behind_from_second.map(|_| Saturation::cause_of(blocked, behind).to_string()),
     }
 }
 
@@ -144,7 +163,11 @@ pub(crate) async fn store_report(
     match result {
         Ok(()) => {
             let at = store.display_url(&format!("{dir}/{SUMMARY_FILE}"));
-            info!(report = %at, "report stored");
+            // The last line of the log says it when production did not keep up.
+            match saturation_words(&summary) {
+                Some(words) => tracing::warn!(report = %at, "report stored; {words}"),
+                None => info!(report = %at, "report stored"),
+            }
             TaskResult {
                 exit,
                 summary,

@@ -10,7 +10,8 @@
 //! built in [`request`], signed and sent in [`client`] and read in [`answer`], which costs a fraction of the
 //! SDK's per-record work.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,8 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::types::StreamStatus;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{Id, JoinError, JoinSet};
 
 mod answer;
 mod client;
@@ -31,7 +32,7 @@ use self::client::PutRecordsClient;
 use self::request::{Batch, RequestBody};
 use super::{Event, PreflightError, Sink};
 use crate::model::backoff::Backoff;
-use crate::model::measure::SharedRecorder;
+use crate::model::measure::{SharedRecorder, RETRY_ABANDONED, SEND_PANICKED};
 use crate::model::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};
 
 /// Concurrent PutRecords requests when `FLEETLOAD_MAX_IN_FLIGHT` is not given.
@@ -80,10 +81,16 @@ pub struct KinesisSink {
     meta: Vec<RecordMeta>,
     batch_bytes: usize,
     permits: Arc<Semaphore>,
+    /// The in-flight slot of the batch being filled: taken before its first record, so that
+    /// sending a full batch never waits, and waiting for room happens before an event is
+    /// taken (where the producing loop can abandon the wait at the planned end or on stop).
+    reserved: Option<OwnedSemaphorePermit>,
     tasks: JoinSet<()>,
+    /// Per send task, how many of its records are still unanswered (for a task that panics).
+    unanswered: HashMap<Id, Arc<AtomicU64>>,
     recorder: SharedRecorder,
-    /// Set when the drain deadline passes: records waiting to be retried fail instead.
-    give_up: Arc<AtomicBool>,
+    /// Set when the drain deadline passes: records waiting to be retried give up at once.
+    give_up: watch::Sender<bool>,
 }
 
 /// A Kinesis client from the standard AWS configuration chain (region, credentials, and
@@ -134,25 +141,26 @@ impl KinesisSink {
             meta: Vec::with_capacity(batch_size),
             batch_bytes: 0,
             permits: Arc::new(Semaphore::new(max_in_flight)),
+            reserved: None,
             tasks: JoinSet::new(),
+            unanswered: HashMap::new(),
             recorder,
-            give_up: Arc::new(AtomicBool::new(false)),
+            give_up: watch::channel(false).0,
         })
     }
 
-    async fn dispatch(&mut self) {
+    /// Sends the batch being filled, in the slot it reserved; never waits.
+    fn dispatch(&mut self) {
         if self.body.is_empty() {
             return;
         }
-        // Waiting here is the backpressure: the schedule keeps running, so events generated
-        // after the wait carry their intended times and the wait shows as latency.
         let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        while self.tasks.try_join_next().is_some() {}
+            .reserved
+            .take()
+            .expect("a batch being filled holds an in-flight slot");
+        while let Some(done) = self.tasks.try_join_next_with_id() {
+            self.reap(done);
+        }
         let batch = self.body.take();
         let mut meta = std::mem::replace(&mut self.meta, Vec::with_capacity(self.batch_size));
         self.batch_bytes = 0;
@@ -161,11 +169,44 @@ impl KinesisSink {
         for m in &mut meta {
             m.sent_ns = sent_ns;
         }
-        let (client, give_up) = (self.client.clone(), self.give_up.clone());
-        self.tasks.spawn(async move {
-            put_with_retries(&client, batch, meta, &recorder, &give_up).await;
+        let (client, mut give_up) = (self.client.clone(), self.give_up.subscribe());
+        let unanswered = Arc::new(AtomicU64::new(meta.len() as u64));
+        let left = unanswered.clone();
+        let task = self.tasks.spawn(async move {
+            put_with_retries(&client, batch, meta, &recorder, &mut give_up, &left).await;
             drop(permit);
         });
+        self.unanswered.insert(task.id(), unanswered);
+    }
+
+    /// A finished send task: a panic is logged and its unanswered records counted
+    /// `SendPanicked`, never dropped silently.
+    fn reap(&mut self, done: Result<(Id, ()), JoinError>) {
+        match done {
+            Ok((id, ())) => {
+                self.unanswered.remove(&id);
+            }
+            Err(e) => {
+                let n = self
+                    .unanswered
+                    .remove(&e.id())
+                    .map_or(0, |n| n.load(Ordering::Relaxed));
+                if e.is_panic() {
+                    tracing::error!(records = n, "a PutRecords task panicked: {e}");
+                    let mut r = self.recorder.lock();
+                    let now = r.now_ns();
+                    r.failed(SEND_PANICKED, now, n);
+                }
+                // Cancelled (abandoned at the drain deadline): the records stay outstanding
+                // and count as unacknowledged.
+            }
+        }
+    }
+
+    async fn join_all(&mut self) {
+        while let Some(done) = self.tasks.join_next_with_id().await {
+            self.reap(done);
+        }
     }
 }
 
@@ -173,7 +214,19 @@ impl Sink for KinesisSink {
     async fn send(&mut self, event: Event<'_>) {
         let size = event.key.len() + event.value.len();
         if self.body.len() >= self.batch_size || self.batch_bytes + size > KINESIS_MAX_BATCH_BYTES {
-            self.dispatch().await;
+            self.dispatch();
+        }
+        if self.reserved.is_none() {
+            // Waiting here is the backpressure: the schedule keeps running, so events generated
+            // after the wait carry their intended times and the wait shows as latency. Nothing
+            // is taken before the slot is, so the wait can be abandoned.
+            self.reserved = Some(
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed"),
+            );
         }
         self.body.push(event.key, event.value);
         self.meta.push(RecordMeta {
@@ -183,28 +236,27 @@ impl Sink for KinesisSink {
         });
         self.batch_bytes += size;
         if self.body.len() >= self.batch_size {
-            self.dispatch().await;
+            self.dispatch();
         }
     }
 
     async fn flush(&mut self) {
-        self.dispatch().await;
+        self.dispatch();
     }
 
     async fn drain(&mut self, deadline: Instant) {
-        self.dispatch().await;
+        self.dispatch();
+        self.reserved = None;
         let wait = deadline.saturating_duration_since(Instant::now());
-        let all_done = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(wait, all_done).await.is_err() {
-            // Past the deadline: stop retrying (waiting records fail with their last error
-            // code), give requests on the wire a moment, then abandon them (they count as
-            // unacknowledged).
-            self.give_up.store(true, Ordering::Relaxed);
-            let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                while self.tasks.join_next().await.is_some() {}
-            })
-            .await;
+        if tokio::time::timeout(wait, self.join_all()).await.is_err() {
+            // Past the deadline: records waiting to be retried give up (`RetryAbandoned`),
+            // requests on the wire get a moment, then they are abandoned (unacknowledged).
+            self.give_up.send_replace(true);
+            let _ = tokio::time::timeout(Duration::from_millis(500), self.join_all()).await;
             self.tasks.abort_all();
+            while let Some(done) = self.tasks.try_join_next_with_id() {
+                self.reap(done);
+            }
         }
     }
 }
@@ -235,12 +287,13 @@ async fn put_with_retries(
     mut batch: Batch,
     mut meta: Vec<RecordMeta>,
     recorder: &SharedRecorder,
-    give_up: &AtomicBool,
+    give_up: &mut watch::Receiver<bool>,
+    unanswered: &AtomicU64,
 ) {
     let mut attempt = 0u32;
     loop {
         let result = client.call(batch.body.clone()).await;
-        let last_attempt = attempt + 1 >= MAX_ATTEMPTS || give_up.load(Ordering::Relaxed);
+        let last_attempt = attempt + 1 >= MAX_ATTEMPTS || *give_up.borrow();
         let mut retry = Vec::new();
         {
             let answer = match &result {
@@ -294,18 +347,28 @@ async fn put_with_retries(
             }
         }
         if retry.is_empty() {
+            unanswered.store(0, Ordering::Relaxed);
             return;
         }
         if retry.len() < meta.len() {
             batch = batch.subset(&retry);
             meta = retry.iter().map(|&i| meta[i]).collect();
         }
-        tokio::time::sleep(BACKOFF.delay(attempt)).await;
+        let waiting = meta.len() as u64;
+        unanswered.store(waiting, Ordering::Relaxed);
+        recorder.lock().waiting_retry(waiting);
+        // The backoff ends early when the drain deadline passes.
+        let gave_up = tokio::select! {
+            _ = tokio::time::sleep(BACKOFF.delay(attempt)) => false,
+            _ = give_up.wait_for(|g| *g) => true,
+        };
         attempt += 1;
-        if give_up.load(Ordering::Relaxed) {
-            let mut r = recorder.lock();
+        let mut r = recorder.lock();
+        r.retry_resumed(waiting);
+        if gave_up || *give_up.borrow() {
             let now = r.now_ns();
-            r.failed("GaveUpAtShutdown", now, meta.len() as u64);
+            r.failed(RETRY_ABANDONED, now, waiting);
+            unanswered.store(0, Ordering::Relaxed);
             return;
         }
     }

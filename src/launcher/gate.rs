@@ -477,6 +477,8 @@ mod tests {
             duration_s: 10.0,
             outcome: Outcome::Completed,
             counts: Counts {
+                planned: 0,
+                unsent: 0,
                 attempted: 10_000,
                 acknowledged: 9_995,
                 failed: 5,
@@ -501,6 +503,7 @@ mod tests {
             },
             histograms: Histograms::default(),
             errors_timeline: Default::default(),
+            saturation: None,
             merge: Some(MergeInfo {
                 tasks_expected: 2,
                 tasks_reported: 2,

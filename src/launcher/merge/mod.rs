@@ -23,8 +23,8 @@ use hdrhistogram::Histogram;
 
 use crate::model::report::{
     encode_histogram, parse_timeseries, read_hlog, timeseries_csv, write_hlog, Counts, Histograms,
-    MergeInfo, Outcome, Percentiles, SecondRow, Summary, TaskProblem, TaskRow, HLOG_FILE,
-    SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
+    MergeInfo, Outcome, Percentiles, Saturation, SecondRow, Summary, TaskProblem, TaskRow,
+    HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
 use crate::worker::store::{merged_dir, task_dir, tasks_dir, ReportStore};
 
@@ -345,6 +345,7 @@ struct RowSum {
     present: bool,
     target_rate: f64,
     attempted: u64,
+    unsent: u64,
     acknowledged: u64,
     failed: u64,
     bytes: u64,
@@ -374,6 +375,7 @@ struct Merger {
     target_rate: Option<f64>,
     targets: BTreeSet<String>,
     scenario: Option<BTreeMap<String, String>>,
+    saturation: Option<Saturation>,
 }
 
 impl Merger {
@@ -395,6 +397,7 @@ impl Merger {
             target_rate: None,
             targets: BTreeSet::new(),
             scenario: None,
+            saturation: None,
         }
     }
 
@@ -434,12 +437,23 @@ impl Merger {
             sum.present = true;
             sum.target_rate += r.target_rate;
             sum.attempted += r.attempted;
+            sum.unsent += r.unsent;
             sum.acknowledged += r.acknowledged;
             sum.failed += r.failed;
             sum.bytes += r.bytes;
         }
         self.counts.add(&s.counts);
         self.bytes += s.bytes;
+        if let Some(t) = &s.saturation {
+            // Times summed across tasks; the first second any task fell behind.
+            let m = self.saturation.get_or_insert_with(Saturation::default);
+            m.blocked_on_target_s += t.blocked_on_target_s;
+            m.behind_schedule_s += t.behind_schedule_s;
+            m.behind_from_second = match (m.behind_from_second, t.behind_from_second) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         for (code, points) in &s.errors_timeline {
             let merged = self.errors.entry(code.clone()).or_default();
             for &(second, events) in points {
@@ -581,6 +595,7 @@ impl Merger {
                     acknowledged: sum.acknowledged,
                     failed: sum.failed,
                     bytes: sum.bytes,
+                    unsent: sum.unsent,
                     ..SecondRow::default()
                 }
             })
@@ -634,6 +649,14 @@ impl Merger {
                 .into_iter()
                 .map(|(code, points)| (code, points.into_iter().collect()))
                 .collect(),
+            saturation: self.saturation.take().map(|mut s| {
+                s.blocked_on_target_s = (s.blocked_on_target_s * 1e3).round() / 1e3;
+                s.behind_schedule_s = (s.behind_schedule_s * 1e3).round() / 1e3;
+                s.cause = s.behind_from_second.map(|_| {
+                    Saturation::cause_of(s.blocked_on_target_s, s.behind_schedule_s).to_string()
+                });
+                s
+            }),
             merge: Some(MergeInfo {
                 tasks_expected,
                 tasks_reported: self.tasks.len() as u64,
@@ -759,6 +782,8 @@ mod tests {
             duration_s: seconds as f64,
             outcome,
             counts: Counts {
+                planned: 0,
+                unsent: 0,
                 attempted: n + 2,
                 acknowledged: n,
                 failed: 2,
@@ -781,6 +806,7 @@ mod tests {
                 vec![(1, 2)],
             )]
             .into(),
+            saturation: None,
             merge: None,
         };
         TaskInput {

@@ -304,6 +304,7 @@ fn verdict(out: &mut String, m: &Merged, thresholds: &[ThresholdResult], problem
             .map(|r| format!("<div class=\"reason\">{}</div>", esc(&r)))
             .unwrap_or_default()
     );
+    out.push_str(&crate::launcher::render::saturation::html_note(s));
     if !problems.is_empty() {
         out.push_str("<ul class=\"problems\">");
         for p in problems {
@@ -1832,6 +1833,8 @@ mod tests {
                 reason: "1 of 3 tasks did not complete; missing: t<3>".into(),
             },
             counts: Counts {
+                planned: 0,
+                unsent: 0,
                 attempted: 100,
                 acknowledged: 50,
                 failed: 50,
@@ -1850,6 +1853,7 @@ mod tests {
                 service_time: encode_histogram(&h),
             },
             errors_timeline: [("Throttled</script>".to_string(), vec![(2, 20), (3, 30)])].into(),
+            saturation: None,
             merge: Some(MergeInfo {
                 tasks_expected: 3,
                 tasks_reported: 2,
@@ -1897,6 +1901,7 @@ mod tests {
                 p50_ms: if s == 1 { 0.0 } else { 1.5 + s as f64 / 1000.0 },
                 p99_ms: 2.25,
                 max_ms: 40.001,
+                unsent: 0,
             })
             .collect();
         Merged {

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::launcher::gate::ThresholdResult;
-use crate::model::report::{Outcome, Percentiles, Summary};
+use crate::model::report::{saturation_words, Outcome, Percentiles, Summary};
 
 /// How many task ids one line lists before saying how many more there are.
 const IDS_PER_LIST: usize = 20;
@@ -64,6 +64,17 @@ pub fn render(summary: &Summary, results: &[ThresholdResult], report_location: &
 
     // Events.
     let c = &summary.counts;
+    if c.unsent > 0 || summary.target_rate.is_some() {
+        line(
+            w,
+            "planned",
+            &format!(
+                "{}   unsent {} (due but never handed to the target)",
+                thousands(c.planned),
+                thousands(c.unsent)
+            ),
+        );
+    }
     line(
         w,
         "events",
@@ -108,6 +119,9 @@ pub fn render(summary: &Summary, results: &[ThresholdResult], report_location: &
         _ => format!("{achieved} achieved (unpaced)"),
     };
     line(w, "rate", &rate_text);
+    if let Some(words) = saturation_words(summary) {
+        line(w, "saturated", &words);
+    }
     line(
         w,
         "duration",
@@ -264,6 +278,8 @@ mod tests {
             duration_s: 60.04,
             outcome: Outcome::Failed { reason: "x".into() },
             counts: Counts {
+                planned: 0,
+                unsent: 0,
                 attempted: 1_200_000,
                 acknowledged: 1_199_000,
                 failed: 1000,
@@ -287,6 +303,7 @@ mod tests {
             service_time_ms: Percentiles::default(),
             histograms: Histograms::default(),
             errors_timeline: Default::default(),
+            saturation: None,
             merge: Some(MergeInfo {
                 tasks_expected: 4,
                 tasks_reported: 3,

@@ -43,6 +43,13 @@ struct Args {
     /// Delay before every answer, milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Time each PutRecords/PutRecord call takes to be processed, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    service_time_ms: u64,
+    /// Process one PutRecords/PutRecord call at a time (with --service-time-ms: a saturated
+    /// stream taking at most records-per-call / service time records per second).
+    #[arg(long)]
+    one_at_a_time: bool,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 600)]
     max_seconds: u64,
@@ -82,6 +89,9 @@ async fn main() -> anyhow::Result<()> {
         seed: args.seed,
         keep_records: false,
         latency: (args.latency_ms > 0).then(|| Duration::from_millis(args.latency_ms)),
+        service_time: (args.service_time_ms > 0)
+            .then(|| Duration::from_millis(args.service_time_ms)),
+        one_at_a_time: args.one_at_a_time,
     };
     let double =
         KinesisDouble::start_on(cfg, SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;

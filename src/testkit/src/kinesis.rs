@@ -95,6 +95,13 @@ pub struct DoubleConfig {
     pub keep_records: bool,
     /// Delay before every response, to stand in for a network round trip.
     pub latency: Option<Duration>,
+    /// Time the service takes to process each `PutRecords`/`PutRecord` call before its records
+    /// are accepted (a slow stream); the control plane is not slowed.
+    pub service_time: Option<Duration>,
+    /// Process one `PutRecords`/`PutRecord` call at a time: with `service_time`, the double
+    /// accepts at most `records per call / service_time` records per second, however many
+    /// requests are in flight (a saturated target).
+    pub one_at_a_time: bool,
 }
 
 impl Default for DoubleConfig {
@@ -108,6 +115,8 @@ impl Default for DoubleConfig {
             seed: 0,
             keep_records: false,
             latency: None,
+            service_time: None,
+            one_at_a_time: false,
         }
     }
 }
@@ -255,6 +264,9 @@ struct Shared {
     shards: u32,
     keep_records: bool,
     latency: Option<Duration>,
+    service_time: Option<Duration>,
+    /// Held while a data-plane call is processed, in one-at-a-time mode.
+    serial: Option<tokio::sync::Mutex<()>>,
     seed: u64,
     /// Per-record draws below this (out of 2^53) are throttled…
     throttle_below: u64,
@@ -369,6 +381,8 @@ impl Shared {
             shards: cfg.shards,
             keep_records: cfg.keep_records,
             latency: cfg.latency,
+            service_time: cfg.service_time,
+            serial: cfg.one_at_a_time.then(|| tokio::sync::Mutex::new(())),
             seed: cfg.seed,
             throttle_below,
             failure_below,
@@ -850,6 +864,16 @@ async fn handle(
         ),
         Ok(collected) => {
             let body = collected.to_bytes();
+            let data_plane = matches!(operation.as_deref(), Some("PutRecords" | "PutRecord"));
+            // A slow stream: the call is processed (one at a time, if so configured) and only
+            // then are its records accepted; a client that gives up first leaves nothing behind.
+            let _serial = match (&shared.serial, data_plane) {
+                (Some(serial), true) => Some(serial.lock().await),
+                _ => None,
+            };
+            if let (Some(service_time), true) = (shared.service_time, data_plane) {
+                tokio::time::sleep(service_time).await;
+            }
             let result = match operation.as_deref() {
                 Some("PutRecords") => put_records(&shared, &body),
                 Some("PutRecord") => put_record(&shared, &body),

@@ -340,6 +340,7 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
             p50_ms: p.p50,
             p99_ms: p.p99,
             max_ms: p.max,
+            unsent: 0,
         });
         per_second.push((second, h));
         counts.attempted += attempted;
@@ -393,6 +394,7 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
             service_time: encode_histogram(&service),
         },
         errors_timeline,
+        saturation: None,
         merge: None,
     };
     let dir = root.join(task_dir(run_id, spec.id));

@@ -447,6 +447,7 @@ async fn kinesis_throttling_and_server_errors_are_counted_and_retried() {
         seed: 11,
         keep_records: true,
         latency: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -170,6 +170,8 @@ pub fn synthetic_task(
         duration_s: seconds as f64,
         outcome,
         counts: Counts {
+            planned: 0,
+            unsent: 0,
             attempted: n + failed,
             acknowledged: n,
             failed,
@@ -188,6 +190,7 @@ pub fn synthetic_task(
             service_time: encode_histogram(&latency),
         },
         errors_timeline,
+        saturation: None,
         merge: None,
     };
     SyntheticTask {

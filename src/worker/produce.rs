@@ -16,9 +16,11 @@ use crate::worker::StopSignal;
 const BURST: u64 = 1024;
 /// An event handed over later than this after its intended time means production is behind.
 const BEHIND_AFTER_NS: u64 = BEHIND_AFTER_MS * 1_000_000;
-/// The timer's granularity: events intended before the planned end whose wake-up came this
-/// little after it are still handed over; nothing is handed over later than this.
-const END_SLACK: Duration = Duration::from_millis(20);
+/// Events intended before the planned end may still be handed over this long after it — no
+/// later than an event counts as on time ([`BEHIND_AFTER_MS`]), so timer granularity and a
+/// request finishing just after the end do not turn the last events of a healthy run into
+/// unsent ones. Nothing is handed over later than this.
+const END_SLACK: Duration = Duration::from_millis(BEHIND_AFTER_MS);
 
 /// What became of one event offered to the target.
 enum Handed {

@@ -455,3 +455,42 @@ async fn only_loopback() {
         .unwrap_err();
     assert!(err.to_string().contains("loopback"), "{err}");
 }
+
+/// Four PutRecords calls at once against a 100 ms service time: `(elapsed, records accepted)`.
+async fn four_calls_at_once(one_at_a_time: bool) -> (Duration, u64) {
+    let double = KinesisDouble::start(DoubleConfig {
+        service_time: Some(Duration::from_millis(100)),
+        one_at_a_time,
+        ..config()
+    })
+    .await
+    .unwrap();
+    let c = client(&double);
+    let start = Instant::now();
+    let calls = (0..4).map(|_| {
+        c.put_records()
+            .stream_name(STREAM)
+            .set_records(Some(entries(10)))
+            .send()
+    });
+    for out in futures::future::join_all(calls).await {
+        assert_eq!(out.unwrap().failed_record_count(), Some(0));
+    }
+    let elapsed = start.elapsed();
+    let accepted = double.stats().records_accepted;
+    double.shutdown().await;
+    (elapsed, accepted)
+}
+
+#[tokio::test]
+async fn service_time_one_at_a_time_caps_the_records_per_second() {
+    // One call at a time: four calls take four service times.
+    let (elapsed, accepted) = four_calls_at_once(true).await;
+    assert_eq!(accepted, 40);
+    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+    // Concurrent: about one service time.
+    let (elapsed, accepted) = four_calls_at_once(false).await;
+    assert_eq!(accepted, 40);
+    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(350), "{elapsed:?}");
+}

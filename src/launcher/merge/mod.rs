@@ -818,6 +818,63 @@ mod tests {
     }
 
     #[test]
+    fn sums_planned_unsent_their_column_and_saturation_and_reads_older_reports() {
+        let saturated = |id: &str, unsent: u64, from: u64| {
+            let mut t = task(id, &[1000, 2000], 2, Outcome::Completed);
+            let mut s = Summary::from_json(t.summary.as_ref().unwrap()).unwrap();
+            s.counts.unsent = unsent;
+            s.counts.planned = s.counts.attempted + unsent;
+            s.saturation = Some(Saturation {
+                behind_from_second: Some(from),
+                blocked_on_target_s: 1.5,
+                behind_schedule_s: 1.75,
+                cause: Some("target".into()),
+            });
+            t.summary = Some(s.to_json());
+            let mut rows = parse_timeseries(t.timeseries.as_ref().unwrap()).unwrap();
+            rows[1].unsent = unsent;
+            t.timeseries = Some(timeseries_csv(&rows));
+            t
+        };
+        // A report of an older version: no planned, unsent, saturation, nor unsent column.
+        let mut old = task("old", &[3000], 2, Outcome::Completed);
+        let mut json: serde_json::Value =
+            serde_json::from_slice(old.summary.as_ref().unwrap()).unwrap();
+        json["counts"].as_object_mut().unwrap().remove("planned");
+        json["counts"].as_object_mut().unwrap().remove("unsent");
+        old.summary = Some(serde_json::to_vec(&json).unwrap());
+        let csv = String::from_utf8(old.timeseries.clone().unwrap()).unwrap();
+        let csv: String = csv
+            .lines()
+            .map(|l| format!("{}\n", l.rsplit_once(',').unwrap().0))
+            .collect();
+        old.timeseries = Some(csv.into_bytes());
+
+        let m = merge_reports(
+            "run1",
+            vec![saturated("a", 70, 1), saturated("b", 30, 0), old],
+            None,
+            None,
+        );
+        let c = &m.summary.counts;
+        assert_eq!(
+            m.summary.outcome,
+            Outcome::Completed,
+            "{:?}",
+            m.summary.outcome
+        );
+        assert_eq!(c.unsent, 100);
+        assert_eq!(c.attempted, 4 + 4 + 3);
+        assert_eq!(c.planned, c.attempted + c.unsent);
+        assert_eq!(m.rows[1].unsent, 100);
+        assert_eq!(m.rows.iter().map(|r| r.unsent).sum::<u64>(), 100);
+        let sat = m.summary.saturation.as_ref().unwrap();
+        assert_eq!(sat.behind_from_second, Some(0));
+        assert_eq!(sat.blocked_on_target_s, 3.0);
+        assert_eq!(sat.cause.as_deref(), Some("target"));
+    }
+
+    #[test]
     fn sums_counts_rows_and_histograms() {
         let a = task("a", &[1000, 2000, 3000, 4000], 2, Outcome::Completed);
         let b = task("b", &[500, 9000], 2, Outcome::Completed);

@@ -401,6 +401,69 @@ impl Summary {
 mod tests {
     use super::*;
 
+    fn saturated(cause: &str) -> Summary {
+        let mut s: Summary = serde_json::from_value(serde_json::json!({
+            "schema_version": SCHEMA_VERSION, "run_id": "r", "task_id": "t", "target": "kinesis",
+            "scenario": {}, "fleetload_version": "0", "planned_start": "2026-01-01T00:00:00Z",
+            "actual_start": null, "end": null, "late_start_ms": 0, "duration_s": 10.0,
+            "outcome": {"status": "completed"},
+            "counts": {"attempted": 96300, "acknowledged": 96300, "failed": 0,
+                       "failed_by_code": {}, "retried": 0, "retried_by_code": {}},
+            "bytes": 0, "target_rate": 20000.0, "achieved_rate": 9630.0,
+            "latency_ms": Percentiles::default(), "service_time_ms": Percentiles::default(),
+            "histograms": Histograms::default(), "errors_timeline": {}
+        }))
+        .unwrap();
+        s.counts.unsent = 103_700;
+        s.counts.planned = 200_000;
+        s.saturation = Some(Saturation {
+            behind_from_second: Some(0),
+            blocked_on_target_s: if cause == "target" { 9.5 } else { 0.2 },
+            behind_schedule_s: 9.9,
+            cause: Some(cause.into()),
+        });
+        s
+    }
+
+    #[test]
+    fn saturation_in_words_names_what_held_production_back() {
+        let words = saturation_words(&saturated("target")).unwrap();
+        assert!(
+            words.starts_with(
+                "the target took 9,630/s of 20,000/s; 103,700 events were never sent; behind from second 0"
+            ),
+            "{words}"
+        );
+        assert!(words.contains("waited 9.5s on the target"), "{words}");
+        let words = saturation_words(&saturated("generator")).unwrap();
+        assert!(
+            words.starts_with("the generator could not keep up"),
+            "{words}"
+        );
+        assert!(words.contains("more CPU"), "{words}");
+        // Kept up: nothing to say.
+        let mut s = saturated("target");
+        s.saturation.as_mut().unwrap().behind_from_second = None;
+        assert_eq!(saturation_words(&s), None);
+        s.saturation = None;
+        assert_eq!(saturation_words(&s), None);
+    }
+
+    #[test]
+    fn a_report_written_before_planned_was_counted_reads_as_planned_attempted() {
+        let mut s = saturated("target");
+        s.counts.unsent = 0;
+        s.saturation = None;
+        let mut json: serde_json::Value = serde_json::from_slice(&s.to_json()).unwrap();
+        let counts = json["counts"].as_object_mut().unwrap();
+        counts.remove("planned");
+        counts.remove("unsent");
+        let old = Summary::from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+        assert_eq!(old.counts.planned, 96_300);
+        assert_eq!(old.counts.unsent, 0);
+        assert_eq!(old.saturation, None);
+    }
+
     #[test]
     fn outcome_serialization() {
         let o = Outcome::Interrupted {

@@ -1,7 +1,7 @@
 //! The producing loop: the hot path of a task.
 
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -16,28 +16,32 @@ use crate::worker::StopSignal;
 const BURST: u64 = 1024;
 /// An event handed over later than this after its intended time means production is behind.
 const BEHIND_AFTER_NS: u64 = BEHIND_AFTER_MS * 1_000_000;
-/// Events intended before the planned end may still be handed over this long after it — no
-/// later than an event counts as on time ([`BEHIND_AFTER_MS`]), so timer granularity and a
+/// An event intended before the planned end may still be handed over after it while it is on
+/// time (no later than [`BEHIND_AFTER_MS`] after its intended time), so timer granularity and a
 /// request finishing just after the end do not turn the last events of a healthy run into
-/// unsent ones. Nothing is handed over later than this.
-const END_SLACK: Duration = Duration::from_millis(BEHIND_AFTER_MS);
+/// unsent ones. A late event is never handed over after the planned end.
+fn cutoff(end: Instant, origin: Instant, intended_ns: u64) -> Instant {
+    end.max(origin + Duration::from_nanos(intended_ns + BEHIND_AFTER_NS))
+}
 
 /// What became of one event offered to the target.
 enum Handed {
-    /// The target took it.
+    /// The target took it at once.
     Taken,
+    /// The target took it after making the loop wait: look at the clock again.
+    TakenAfterWait,
     /// Production ended (the planned end, or a stop signal) while the target was pushing back;
     /// the event was not handed over.
     Ended,
 }
 
-/// Hands `event` to the target, racing the planned end and the stop signal: a send blocked on
-/// back-pressure (in-flight limit, full queue) is abandoned when either comes. The time spent
-/// blocked is added to `blocked_ns`.
+/// Hands `event` to the target, racing the end of production (`cutoff`) and the stop signal:
+/// a send blocked on back-pressure (in-flight limit, full queue) is abandoned when either
+/// comes. The time spent blocked is added to `blocked_ns`.
 async fn hand_over<S: Sink>(
     target: &mut S,
     event: Event<'_>,
-    end: &mut Pin<&mut tokio::time::Sleep>,
+    cutoff: Instant,
     stop: &mut StopSignal,
     blocked_ns: &mut u64,
 ) -> Handed {
@@ -51,9 +55,9 @@ async fn hand_over<S: Sink>(
         // End and stop first: once production has ended nothing more is handed over, even if
         // the target made room at the same moment.
         biased;
-        _ = end.as_mut() => Handed::Ended,
+        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(cutoff)) => Handed::Ended,
         _ = signalled(stop) => Handed::Ended,
-        _ = send => Handed::Taken,
+        _ = send => Handed::TakenAfterWait,
     };
     *blocked_ns += blocked_at.elapsed().as_nanos() as u64;
     handed
@@ -73,10 +77,7 @@ pub(crate) async fn produce<S: Sink>(
     epoch_origin_ms: u64,
     stop: &mut StopSignal,
 ) -> Outcome {
-    let end = origin + schedule.duration() + END_SLACK;
-    let mut end_timer = pin!(tokio::time::sleep_until(tokio::time::Instant::from_std(
-        end
-    )));
+    let end = origin + schedule.duration();
     let (mut key, mut value) = (Vec::with_capacity(64), Vec::with_capacity(256));
     let mut blocked_ns = 0u64;
     // Since when the loop has been behind its schedule (ns from the origin), if it is.
@@ -90,7 +91,10 @@ pub(crate) async fn produce<S: Sink>(
             };
         }
         let now = Instant::now();
-        if now >= end {
+        let on_time_past_end = schedule
+            .peek()
+            .is_some_and(|t| now < cutoff(end, origin, t.as_nanos() as u64));
+        if now >= end && !on_time_past_end {
             break Outcome::Completed;
         }
         let now_ns = (now - origin).as_nanos() as u64;
@@ -106,10 +110,15 @@ pub(crate) async fn produce<S: Sink>(
                     key: &key,
                     value: &value,
                 };
-                match hand_over(target, event, &mut end_timer, stop, &mut blocked_ns).await {
+                match hand_over(target, event, end, stop, &mut blocked_ns).await {
                     Handed::Taken => {
                         schedule.take_unpaced();
                         burst += 1;
+                    }
+                    Handed::TakenAfterWait => {
+                        schedule.take_unpaced();
+                        burst += 1;
+                        break;
                     }
                     Handed::Ended => {
                         ended = true;
@@ -144,7 +153,7 @@ pub(crate) async fn produce<S: Sink>(
         }
         // Every event whose intended time has come, up to a burst; the schedule itself ends
         // before `end`, so the last events are sent even when the wake-up comes late.
-        let mut ended = false;
+        let (mut ended, mut waited) = (false, false);
         while let Some(t) = schedule.peek() {
             let intended_ns = t.as_nanos() as u64;
             if intended_ns > now_ns || burst >= BURST {
@@ -157,10 +166,18 @@ pub(crate) async fn produce<S: Sink>(
                 key: &key,
                 value: &value,
             };
-            match hand_over(target, event, &mut end_timer, stop, &mut blocked_ns).await {
+            let cutoff = cutoff(end, origin, intended_ns);
+            match hand_over(target, event, cutoff, stop, &mut blocked_ns).await {
                 Handed::Taken => {
                     schedule.next_due();
                     burst += 1;
+                }
+                Handed::TakenAfterWait => {
+                    // Time passed while waiting: the clock and the stop signal come first.
+                    schedule.next_due();
+                    burst += 1;
+                    waited = true;
+                    break;
                 }
                 Handed::Ended => {
                     ended = true;
@@ -176,7 +193,7 @@ pub(crate) async fn produce<S: Sink>(
         if ended {
             continue; // the top of the loop tells the signal from the planned end
         }
-        if burst >= BURST {
+        if burst >= BURST || waited {
             // More may be due: look at the clock and the stop signal again first.
             continue;
         }

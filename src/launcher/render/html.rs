@@ -1801,11 +1801,17 @@ mod tests {
         SCHEMA_VERSION,
     };
 
-    fn summary(rows: &[SecondRow]) -> Summary {
+    /// The merged latency and service-time histogram of the synthetic run, in microseconds.
+    fn histogram() -> Histogram<u64> {
         let mut h = new_histogram();
         for v in [800u64, 1200, 1500, 2500, 40_000] {
             h.record_n(v, 10).unwrap();
         }
+        h
+    }
+
+    fn summary(rows: &[SecondRow]) -> Summary {
+        let h = histogram();
         let planned = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -1901,6 +1907,8 @@ mod tests {
             .collect();
         Merged {
             summary: summary(&rows),
+            latency: histogram(),
+            service: histogram(),
             rows,
             per_second: Vec::new(),
             tasks: Vec::new(),

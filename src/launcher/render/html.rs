@@ -23,13 +23,14 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::merge::Merged;
-use crate::launcher::render::table::thousands;
+use crate::launcher::render::format::{
+    compact, duration_label, rate, seconds_label, thousands, timestamp, trim,
+};
 use crate::model::profile::LoadProfile;
 use crate::model::report::{decode_histogram, Outcome, Percentiles, SecondRow, Summary};
 use crate::worker::store::ReportStore;
@@ -79,7 +80,7 @@ pub fn render_with_fleet_problems(
          <b>{}</b> · planned start {} · fleetload {}</p>{}</header>\n<main>\n",
         esc(&s.run_id),
         esc(if s.target.is_empty() { "?" } else { &s.target }),
-        esc(&time_text(Some(s.planned_start))),
+        esc(&timestamp(Some(s.planned_start))),
         esc(&s.fleetload_version),
         NAV,
     );
@@ -398,7 +399,7 @@ fn verdict(out: &mut String, m: &Merged, thresholds: &[ThresholdResult], problem
     let _ = write!(
         out,
         "<p class=\"big\">{}/s achieved</p>",
-        rate_text(s.achieved_rate)
+        rate(s.achieved_rate)
     );
     match s.target_rate {
         Some(t) if t > 0.0 => {
@@ -407,7 +408,7 @@ fn verdict(out: &mut String, m: &Merged, thresholds: &[ThresholdResult], problem
                 out,
                 "<p class=\"{}\">of {}/s targeted ({pct:.1} %)</p>",
                 if pct >= 99.0 { "ok" } else { "warn" },
-                rate_text(t)
+                rate(t)
             );
         }
         _ => out.push_str("<p class=\"muted\">unpaced (as fast as the target accepts)</p>"),
@@ -768,7 +769,7 @@ fn tasks_section(out: &mut String, m: &Merged) {
                     thousands(n.acknowledged),
                     if n.failed > 0 { " bad" } else { "" },
                     thousands(n.failed),
-                    rate_text(n.rate),
+                    rate(n.rate),
                     trim(n.p99, 3),
                     trim(n.max, 3),
                     l.late_ms.map_or("—".into(), thousands),
@@ -797,9 +798,9 @@ fn scenario_section(out: &mut String, s: &Summary) {
          <tr><th>fleetload version</th><td>{}</td></tr></table>",
         esc(&s.run_id),
         esc(&s.target),
-        esc(&time_text(Some(s.planned_start))),
-        esc(&time_text(s.actual_start)),
-        esc(&time_text(s.end)),
+        esc(&timestamp(Some(s.planned_start))),
+        esc(&timestamp(s.actual_start)),
+        esc(&timestamp(s.end)),
         s.duration_s,
         thousands(s.late_start_ms),
         esc(&s.fleetload_version),
@@ -1600,65 +1601,6 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-fn time_text(t: Option<DateTime<Utc>>) -> String {
-    t.map_or("—".into(), |t| {
-        t.to_rfc3339_opts(SecondsFormat::Millis, true)
-    })
-}
-
-/// `v` with at most `decimals` decimals and no trailing zeros.
-fn trim(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-/// A rate with thousands separators and one decimal.
-fn rate_text(r: f64) -> String {
-    let tenths = (r.max(0.0) * 10.0).round() as u64;
-    format!("{}.{}", thousands(tenths / 10), tenths % 10)
-}
-
-/// `1500` → `1.5k`, `2000000` → `2M`.
-fn compact(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e9 {
-        format!("{}G", trim(v / 1e9, 2))
-    } else if a >= 1e6 {
-        format!("{}M", trim(v / 1e6, 2))
-    } else if a >= 1e3 {
-        format!("{}k", trim(v / 1e3, 2))
-    } else {
-        trim(v, 2)
-    }
-}
-
-/// A latency in milliseconds as a duration: `50µs`, `2ms`, `1.5s`.
-fn duration_label(ms: f64) -> String {
-    if ms < 1.0 {
-        format!("{}µs", trim(ms * 1000.0, 1))
-    } else if ms < 1000.0 {
-        format!("{}ms", trim(ms, 2))
-    } else {
-        format!("{}s", trim(ms / 1000.0, 2))
-    }
-}
-
-/// `75` → `1m15s`.
-fn seconds_label(s: u64) -> String {
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, sec) => format!("{m}m{sec}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, 0) => format!("{h}h{m}m"),
-        (h, m, sec) => format!("{h}h{m}m{sec}s"),
-    }
-}
-
 const CSS: &str = r#"
 :root{--fg:#1d232a;--muted:#5d6873;--line:#d8dde3;--bg:#fff;--panel:#f6f8fa;--ok:#1a7f37;--bad:#c62828;--warn:#b26a00}
 *{box-sizing:border-box}
@@ -1795,6 +1737,8 @@ const SCRIPT: &str = r#"
 
 #[cfg(test)]
 mod tests {
+    use chrono::{DateTime, Utc};
+
     use super::*;
     use crate::model::report::{
         encode_histogram, new_histogram, Counts, Histograms, MergeInfo, TaskProblem, TaskRow,
@@ -2022,13 +1966,6 @@ mod tests {
         assert_eq!(nice_step(0.7), 1.0);
         assert_eq!(nice_step(130.0), 200.0);
         assert_eq!(nice_step(4000.0), 5000.0);
-        assert_eq!(seconds_label(75), "1m15s");
-        assert_eq!(seconds_label(3600), "1h");
-        assert_eq!(duration_label(0.05), "50µs");
-        assert_eq!(duration_label(2500.0), "2.5s");
-        assert_eq!(compact(1500.0), "1.5k");
-        assert_eq!(rate_text(9.96), "10.0");
-        assert_eq!(thousands(1234567), "1,234,567");
         let q = spectrum_quantiles();
         assert_eq!(q[0], 0.0);
         assert!((q[20] - 0.9).abs() < 1e-12 && (q[100] - 0.99999).abs() < 1e-12);

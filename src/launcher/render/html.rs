@@ -32,7 +32,7 @@ use crate::launcher::render::format::{
     compact, duration_label, rate, seconds_label, thousands, timestamp, trim,
 };
 use crate::model::profile::LoadProfile;
-use crate::model::report::{decode_histogram, Outcome, Percentiles, SecondRow, Summary};
+use crate::model::report::{Outcome, Percentiles, SecondRow, Summary};
 use crate::worker::store::ReportStore;
 
 /// Name of the report file in `merged/`.
@@ -68,7 +68,7 @@ pub fn render_with_fleet_problems(
     let charts = [
         throughput_chart(merged, &time),
         latency_chart(&merged.rows, &time),
-        spectrum_chart(s),
+        spectrum_chart(&merged.latency, &merged.service),
         errors_chart(s, &time),
     ];
 
@@ -113,7 +113,7 @@ pub fn render_with_fleet_problems(
     );
     match &charts[2] {
         Some(_) => chart(&mut out, &charts[2]),
-        None => out.push_str(&spectrum_problem(s)),
+        None => out.push_str("<p class=\"empty\">No spectrum: nothing was measured.</p>\n"),
     }
     percentile_table(&mut out, s);
     out.push_str("</section>\n");
@@ -518,17 +518,6 @@ fn percentile_table(out: &mut String, s: &Summary) {
         let _ = write!(out, "<td class=\"num\">{}</td></tr>", thousands(p.count));
     }
     out.push_str("</tbody></table>\n");
-}
-
-fn spectrum_problem(s: &Summary) -> String {
-    let why = match (
-        histogram_of(&s.histograms.latency),
-        histogram_of(&s.histograms.service_time),
-    ) {
-        (Err(e), _) | (_, Err(e)) => format!("the histograms could not be decoded: {e}"),
-        _ => "nothing was measured".to_string(),
-    };
-    format!("<p class=\"empty\">No spectrum: {}.</p>\n", esc(&why))
 }
 
 fn errors_section(out: &mut String, s: &Summary, chart_data: &Option<Chart>) {
@@ -974,14 +963,6 @@ fn latency_chart(rows: &[SecondRow], time: &TimeAxis) -> Option<Chart> {
     })
 }
 
-fn histogram_of(text: &str) -> anyhow::Result<Option<Histogram<u64>>> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let h = decode_histogram(text)?;
-    Ok(if h.is_empty() { None } else { Some(h) })
-}
-
 /// The quantiles of the spectrum: `q = 1 - 10^(-k / SPECTRUM_STEPS_PER_NINE)`, 0 to 99.999 %.
 pub fn spectrum_quantiles() -> Vec<f64> {
     (0..=SPECTRUM_NINES * SPECTRUM_STEPS_PER_NINE)
@@ -995,31 +976,24 @@ pub fn spectrum_value(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-fn spectrum_chart(s: &Summary) -> Option<Chart> {
+/// The spectrum of the merged histograms (decoded by the merge, not read back from the
+/// summary's encoding); `None` when neither measured anything.
+fn spectrum_chart(latency: &Histogram<u64>, service: &Histogram<u64>) -> Option<Chart> {
     let mut out = Vec::new();
-    for (name, label, color, text) in [
-        (
-            "latency",
-            "intended-time latency",
-            "#1f77b4",
-            &s.histograms.latency,
-        ),
-        (
-            "service_time",
-            "service time",
-            "#2ca02c",
-            &s.histograms.service_time,
-        ),
+    for (name, label, color, h) in [
+        ("latency", "intended-time latency", "#1f77b4", latency),
+        ("service_time", "service time", "#2ca02c", service),
     ] {
-        if let Ok(Some(h)) = histogram_of(text) {
-            let points = spectrum_quantiles()
-                .into_iter()
-                .map(|q| (q, spectrum_value(&h, q)))
-                .collect();
-            let mut series = series(name, color, points);
-            series.label = label.into();
-            out.push(series);
+        if h.is_empty() {
+            continue;
         }
+        let points = spectrum_quantiles()
+            .into_iter()
+            .map(|q| (q, spectrum_value(h, q)))
+            .collect();
+        let mut series = series(name, color, points);
+        series.label = label.into();
+        out.push(series);
     }
     if out.is_empty() {
         return None;
@@ -1940,6 +1914,8 @@ mod tests {
     fn an_empty_run_renders() {
         let mut m = merged(0);
         m.summary.histograms = Histograms::default();
+        m.latency = new_histogram();
+        m.service = new_histogram();
         m.summary.latency_ms = Percentiles::default();
         m.summary.errors_timeline.clear();
         m.summary.counts = Counts::default();

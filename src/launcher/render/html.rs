@@ -20,8 +20,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -33,7 +31,6 @@ use crate::launcher::render::format::{
 };
 use crate::model::profile::LoadProfile;
 use crate::model::report::{Outcome, Percentiles, SecondRow, Summary};
-use crate::worker::store::ReportStore;
 
 /// Name of the report file in `merged/`.
 pub const REPORT_FILE: &str = "report.html";
@@ -47,8 +44,6 @@ pub const SPECTRUM_STEPS_PER_NINE: u32 = 20;
 const DOTS_UP_TO: usize = 120;
 /// Stage boundaries are drawn on the throughput chart for profiles of at most this many stages.
 const MAX_STAGE_MARKS: usize = 24;
-/// How long `--open` waits for the opener to fail before it assumes the browser took over.
-const OPENER_GRACE: Duration = Duration::from_secs(2);
 
 /// Renders the report of a merged run with the results of its thresholds.
 pub fn render(merged: &Merged, thresholds: &[ThresholdResult]) -> String {
@@ -148,94 +143,6 @@ pub fn render_with_fleet_problems(
         json.replace('<', "\\u003c")
     );
     out
-}
-
-/// Opens a report in the default browser: `open` on macOS, `xdg-open` elsewhere (it honours
-/// `$BROWSER`). Returns how it was opened, or why it could not be, in one line for the user.
-pub fn open_in_browser(path: &Path) -> Result<String, String> {
-    if !path.is_file() {
-        return Err(format!("{} does not exist", path.display()));
-    }
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else if cfg!(unix) {
-        "xdg-open"
-    } else {
-        return Err(format!(
-            "opening a browser is not supported on this system; open {} yourself",
-            path.display()
-        ));
-    };
-    let Some(program) = find_in_path(opener) else {
-        return Err(format!(
-            "{opener} is not installed (it opens files in the default browser); open {} in a \
-             browser yourself",
-            path.display()
-        ));
-    };
-    if cfg!(all(unix, not(target_os = "macos")))
-        && ["DISPLAY", "WAYLAND_DISPLAY"]
-            .iter()
-            .all(|v| std::env::var_os(v).map_or(true, |x| x.is_empty()))
-        && std::env::var_os("BROWSER").map_or(true, |x| x.is_empty())
-    {
-        return Err(format!(
-            "no display (neither DISPLAY nor WAYLAND_DISPLAY is set, nor BROWSER): copy {} to a \
-             machine with a browser",
-            path.display()
-        ));
-    }
-    let mut child = std::process::Command::new(&program)
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("could not run {}: {e}", program.display()))?;
-    // xdg-open exits non-zero at once when no browser is configured; a browser it starts may
-    // keep it running, which is success.
-    let start = Instant::now();
-    while start.elapsed() < OPENER_GRACE {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(format!("opened with {opener}")),
-            Ok(Some(status)) => {
-                return Err(format!(
-                    "{opener} found no browser to open it ({status}); open {} yourself",
-                    path.display()
-                ))
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(25)),
-            Err(e) => return Err(format!("could not wait for {opener}: {e}")),
-        }
-    }
-    Ok(format!("opened with {opener}"))
-}
-
-/// What `--open` does with the report stored at `key`: opens it when the store is a local
-/// directory, and says why not otherwise. Returns one line for the user.
-pub fn open_from_store(store: &ReportStore, key: &str) -> String {
-    let location = store.display_url(key);
-    match store {
-        ReportStore::Local(_) => match open_in_browser(Path::new(&location)) {
-            Ok(how) => format!("html report {how}"),
-            Err(why) => format!("html report not opened: {why}"),
-        },
-        ReportStore::S3 { .. } => format!(
-            "html report not opened: it is on S3; download it first (aws s3 cp {location} .) \
-             and open the copy"
-        ),
-    }
-}
-
-fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 // ---------------------------------------------------------------------------------------------

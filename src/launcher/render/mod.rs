@@ -1,6 +1,7 @@
-//! What a person reads at the end of a run: the summary table and the HTML page, the number
-//! formats they share with the thresholds, and opening the page in a browser.
+//! What a person reads at the end of a run: the summary table ([`table`]), the HTML page
+//! ([`html`]), the number formats both share with the thresholds ([`format`]), and opening the
+//! page in a browser ([`open`]).
 pub(crate) mod format;
 pub mod html;
 pub(crate) mod open;
-pub mod table;
+pub(crate) mod table;

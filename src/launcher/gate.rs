@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::launcher::render::format::trim;
 use crate::model::report::{MergeInfo, Outcome, Summary};
 
 /// What the user may write, for error messages.
@@ -134,16 +135,6 @@ impl Metric {
             Metric::Rate => format!("{}/s", trim(v, 1)),
             _ => format!("{}", v.round() as u64),
         }
-    }
-}
-
-/// `v` with at most `decimals` decimals and no trailing zeros.
-fn trim(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::launcher::exit::ExitStatus;
-use crate::launcher::gate::{self, junit_xml, Threshold, ThresholdResult};
+use crate::launcher::gate::junit::junit_xml;
+use crate::launcher::gate::{self, Threshold, ThresholdResult};
 use crate::launcher::merge::{write_merged, Merged};
 use crate::launcher::render::open::open_from_store;
 use crate::launcher::render::{html, table};

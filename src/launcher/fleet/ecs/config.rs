@@ -100,7 +100,7 @@ impl fmt::Display for CapacityProvider {
 }
 
 /// Where and how the fleet's tasks run. Filled from the launcher's flags or from the outputs of
-/// the project's CloudFormation stack (see [`crate::launcher::fleet::stack`]); `validate` is the
+/// the project's CloudFormation stack (see `launcher::fleet::stack`); `validate` is the
 /// one place that rejects it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EcsConfig {

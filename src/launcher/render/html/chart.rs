@@ -13,7 +13,7 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::esc;
+use super::escape::esc;
 use crate::launcher::render::format::{compact, duration_label, seconds_label, trim};
 
 /// Series with at most this many points show a dot per point; longer ones (a 1-hour run has

@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 
 use super::chart::{Chart, Marker, Series, Unit, XScale, YScale};
 use super::page::error_spans;
-use super::{spectrum_quantiles, spectrum_value, SPECTRUM_NINES};
+use super::spectrum::{spectrum_quantiles, spectrum_value, SPECTRUM_NINES};
 use crate::launcher::merge::Merged;
 use crate::launcher::render::format::compact;
 use crate::model::profile::LoadProfile;

@@ -14,28 +14,26 @@
 //! round-trip form, so they compare exactly with `merged/timeseries.csv`.
 
 mod chart;
+mod escape;
 mod figures;
 mod page;
+mod spectrum;
 
 use std::fmt::Write;
 
-use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::merge::Merged;
 use crate::launcher::render::format::timestamp;
 use crate::model::report::Summary;
+use escape::esc;
 use figures::TimeAxis;
+
+pub use spectrum::{spectrum_quantiles, spectrum_value};
 
 /// Name of the report file in `merged/`.
 pub(crate) const REPORT_FILE: &str = "report.html";
-/// The percentile spectrum's x axis ends at this many nines: 99.999 %.
-const SPECTRUM_NINES: u32 = 5;
-/// Points of the percentile spectrum per nine (per decade of `1/(1-q)`): 20 gives 101 points
-/// from 0 % to 99.999 %, smooth at any zoom and small in the file.
-const SPECTRUM_STEPS_PER_NINE: u32 = 20;
-
 const CSS: &str = include_str!("style.css");
 /// Hover tooltips: the values of every series at the second (or percentile) under the pointer,
 /// read from the chart-data JSON. The DOM is built with textContent only.
@@ -119,36 +117,6 @@ fn head(out: &mut String, s: &Summary, thresholds: &[ThresholdResult], problems:
         esc(&s.run_id),
         esc(page::verdict_of(s, thresholds, problems).0),
     );
-}
-
-/// The quantiles of the spectrum: `q = 1 - 10^(-k / SPECTRUM_STEPS_PER_NINE)`, 0 to 99.999 %.
-pub fn spectrum_quantiles() -> Vec<f64> {
-    (0..=SPECTRUM_NINES * SPECTRUM_STEPS_PER_NINE)
-        .map(|k| 1.0 - 10f64.powf(-(k as f64) / SPECTRUM_STEPS_PER_NINE as f64))
-        .collect()
-}
-
-/// The value (ms) a spectrum shows at quantile `q`: `value_at_quantile` of the histogram of
-/// microseconds, divided by 1000 as the summary's percentiles are.
-pub fn spectrum_value(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64 / 1000.0
-}
-
-/// Escapes text for HTML content and attribute values: the one escaper of the page, used for
-/// every text that is not a literal of this code.
-pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

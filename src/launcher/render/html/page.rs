@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::chart::{draw, Chart};
-use super::esc;
+use super::escape::esc;
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::merge::Merged;
 use crate::launcher::render::format::{rate, thousands, timestamp, trim};

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
 
 use super::*;
 use crate::model::report::{

@@ -250,7 +250,9 @@ report_url=$(aws cloudformation describe-stacks --stack-name "$STACK" \
     --query "Stacks[0].Outputs[?OutputKey=='ReportUrl'].OutputValue" --output text 2>/dev/null)
 if [[ -n "$report_url" && "$report_url" != None ]]; then
     printf 'run id: %s\nreport: %s/%s/\n' "$RUN_ID" "$report_url" "$RUN_ID" >"$ARTIFACTS_DIR/run-id.txt"
-    if aws s3 cp --recursive --only-show-errors "$report_url/$RUN_ID/merged" "$ARTIFACTS_DIR/merged"; then
+    # s3 cp --recursive succeeds on an empty prefix: the summary tells whether there was a report.
+    if aws s3 cp --recursive --only-show-errors "$report_url/$RUN_ID/merged" "$ARTIFACTS_DIR/merged" &&
+        [[ -f "$ARTIFACTS_DIR/merged/summary.json" ]]; then
         log "merged report: $ARTIFACTS_DIR/merged/ (report.html, summary.json, timeseries.csv)"
     else
         log "warning: could not download $report_url/$RUN_ID/merged"

@@ -244,10 +244,11 @@ fn stand_in_label(image: &str) -> Option<String> {
     )
 }
 
-/// Removes an out-of-date stand-in so that its successor does not leave a 1 GB dangling image.
+/// Removes an image that is about to be replaced (an out-of-date stand-in, the previous image
+/// under test), so that vfs does not keep a copy per run; left alone while a container uses it.
 fn remove_image(image: &str) {
     let _ = buildah()
-        .args(["rmi", "--force", image])
+        .args(["rmi", image])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
@@ -565,6 +566,9 @@ fn build_image() -> String {
         "git checkout",
     );
 
+    // The image this tag named before, removed once the new one is built (vfs keeps whole
+    // copies of every image, and one is left per run otherwise).
+    let previous = inspect(IMAGE_TAG).and_then(|i| i["FromImageID"].as_str().map(String::from));
     let iidfile = work.path().join("iid");
     let build_started = Instant::now();
     eprintln!("image test: buildah bud of {head} (log: {})", log.display());
@@ -580,6 +584,9 @@ fn build_image() -> String {
     );
     let id = fs::read_to_string(&iidfile).unwrap().trim().to_string();
     let id = id.strip_prefix("sha256:").unwrap_or(&id).to_string();
+    if let Some(previous) = previous.filter(|p| *p != id) {
+        remove_image(&previous);
+    }
     eprintln!(
         "image test: stand-ins {stand_ins:.0} s, image build {:.0} s",
         build_started.elapsed().as_secs_f64()

@@ -14,7 +14,7 @@ use aws_smithy_types::retry::RetryConfig;
 
 use super::config::{validate_run_id, EcsConfig, EcsConfigError};
 use super::overrides::{check_overrides, task_override};
-use super::{sdk_error_text, EcsFleet, RUN_ID_TAG, RUN_TASK_MAX_COUNT};
+use super::{sdk_error_text, EcsFleet, RETRYABLE_ERROR_CODES, RUN_ID_TAG, RUN_TASK_MAX_COUNT};
 
 /// `failures[].reason` values of RunTask that mean "not now" rather than "never": the cluster is
 /// out of memory, CPU, ports or ENIs (`RESOURCE:*`), an agent is disconnected (`AGENT`), or
@@ -26,19 +26,6 @@ const RETRYABLE_FAILURE_PREFIXES: &[&str] = &["RESOURCE:", "AGENT"];
 /// Reason recorded when RunTask starts fewer tasks than asked without any `failures[]` entry (not
 /// documented to happen; retried like a placement failure).
 const UNEXPLAINED_SHORTFALL: &str = "(RunTask started fewer tasks than asked and gave no reason)";
-
-/// Error codes that mean "too many requests, or the service had a bad moment": the call did not
-/// start anything and may be sent again.
-const RETRYABLE_ERROR_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "ServerException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "InternalFailure",
-];
 
 /// How far [`EcsFleet::start`] has come, for a "started k of N" line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,8 +203,10 @@ impl EcsFleet {
     ///
     /// Config, run id and overrides size are checked before any call. When the fleet cannot fully
     /// start, the tasks that did start are stopped and the error is a [`StartError`] (downcast
-    /// it for the report). If this future is dropped half-way, the tasks already started are
-    /// found by [`EcsFleet::list_run`].
+    /// it for the report). If this future is dropped half-way, the tasks already started are in
+    /// [`EcsFleet::started_tasks`] (recorded as each answer is read), and [`EcsFleet::list_run`]
+    /// finds them too once ListTasks has caught up (including those of a call whose answer never
+    /// came back).
     pub async fn start(
         &self,
         run_id: &str,
@@ -379,13 +368,14 @@ impl EcsFleet {
             .await;
         match sent {
             Ok(out) => {
-                let before = report.tasks.len();
-                report.tasks.extend(
-                    out.tasks()
-                        .iter()
-                        .filter_map(|t| t.task_arn().map(str::to_string)),
-                );
-                let placed = u32::try_from(report.tasks.len() - before).unwrap_or(u32::MAX);
+                let arns: Vec<String> = out
+                    .tasks()
+                    .iter()
+                    .filter_map(|t| t.task_arn().map(str::to_string))
+                    .collect();
+                self.record_started(&arns);
+                let placed = u32::try_from(arns.len()).unwrap_or(u32::MAX);
+                report.tasks.extend(arns);
                 let mut reasons = Vec::new();
                 for f in out.failures() {
                     let reason = f.reason().unwrap_or("(no reason given)");

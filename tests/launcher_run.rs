@@ -445,3 +445,43 @@ fn a_bad_scenario_is_refused_before_any_task_starts() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn a_start_delay_of_zero_or_more_than_a_day_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for delay in ["0s", "25h"] {
+        let out = wait(
+            launcher(
+                &[
+                    "run",
+                    "--tasks",
+                    "2",
+                    "--target",
+                    "null",
+                    "--duration",
+                    "1s",
+                    "--start-delay",
+                    delay,
+                ],
+                dir.path(),
+            )
+            .spawn()
+            .unwrap(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(
+            lines[0].starts_with(&format!("launcher: --start-delay \"{delay}\": "))
+                && lines[0].contains("accepted: a duration more than 0s and at most 24h"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{}", text(&out));
+        assert!(
+            !dir.path().join("fleetload-runs").exists(),
+            "nothing started"
+        );
+    }
+}

@@ -222,7 +222,8 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
                 "{signal} while starting: stopping the {} task(s) of run {run_id} started so far",
                 known.len()
             ));
-            let stopped = stop_everything(&fleet, run_id, &known, &format!("fleetload: launcher received {signal} while starting"), &display).await;
+            let reason = format!("fleetload: launcher received {signal} while starting");
+            let stopped = stop_everything(&fleet, run_id, &known, &reason, &display).await;
             return Err(FleetFailed(format!(
                 "run {run_id} was stopped by {signal} before all tasks started; {}",
                 stopped_text(run_id, &stopped)
@@ -230,10 +231,24 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
             .into());
         }
     };
-    let report = started.map_err(|e| {
-        let text = format!("{e:#}");
-        e.context(FleetFailed(text))
-    })?;
+    let report = match started {
+        Ok(report) => report,
+        Err(e) => {
+            let mut text = format!("{e:#}");
+            // The start stops what it started when it gives up; if that failed, once more here
+            // (with ListTasks as a second net) before telling the user to do it.
+            let cleanup_failed = e
+                .downcast_ref::<ecs::StartError>()
+                .is_some_and(|s| s.cleanup.is_err());
+            if cleanup_failed {
+                let known = fleet.started_tasks();
+                let reason = "fleetload: run did not fully start";
+                let stopped = stop_everything(&fleet, run_id, &known, reason, &display).await;
+                text = format!("{text}; then: {}", stopped_text(run_id, &stopped));
+            }
+            return Err(e.context(FleetFailed(text)));
+        }
+    };
     let arns = report.tasks.clone();
     display.started(arns.len() as u32, plan.tasks);
     let deadline = Instant::now() + plan.start_delay + duration + DRAIN_TIMEOUT + REPORT_GRACE;

@@ -588,8 +588,10 @@ async fn transient_describe_tasks_errors_are_retried_and_the_fleet_phase_complet
 async fn ctrl_c_during_the_fan_out_stops_every_task_started() {
     let double = EcsDouble::start(Vec::new(), RunTaskReply::all()).await;
     // The first RunTask (10 tasks) is answered at once; the second (2 tasks) starts its tasks
-    // but answers only after 30 s: the signal lands while it is in flight.
-    double.delay_run_task(1, Duration::from_secs(30));
+    // but answers only after 3 s: the signal lands while it is in flight. ListTasks does not
+    // show any task yet (eventually consistent): only the ARNs RunTask returns can stop them.
+    double.delay_run_task(1, Duration::from_secs(3));
+    double.list_lag(Duration::from_secs(600));
     let child = launcher_ecs(
         &double,
         "run-fanout",
@@ -610,12 +612,19 @@ async fn ctrl_c_during_the_fan_out_stops_every_task_started() {
         double.stopped(),
         double.started().into_iter().collect::<BTreeSet<_>>()
     );
-    // Each task stopped once: the 10 it knew from RunTask, the 2 more found by ListTasks.
+    // Each task stopped once, by the ARNs RunTask returned, the call in flight's included.
+    assert_eq!(
+        double.requests("RunTask").len(),
+        2,
+        "no call after the signal"
+    );
     assert_eq!(double.requests("StopTask").len(), 12, "{screen}");
     assert!(
-        screen.contains(
-            "SIGINT while starting: stopping the 10 task(s) of run run-fanout started so far"
-        ),
+        screen.contains("SIGINT while starting: letting the RunTask call in flight finish"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("stopping the 12 task(s) of run run-fanout started so far"),
         "{screen}"
     );
     assert!(

@@ -28,6 +28,10 @@ use crate::worker::DRAIN_TIMEOUT;
 /// before the launcher stops them.
 pub const REPORT_GRACE: Duration = Duration::from_secs(45);
 
+/// After a stop request during the start, how long the RunTask call in flight may take to
+/// answer, so that the tasks it started are known by their ARNs and stopped.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+
 /// Interval between DescribeTasks polls while an ECS run is watched.
 const WATCH_POLL: Duration = Duration::from_secs(5);
 
@@ -211,15 +215,29 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
                 .unwrap_or_default()
         )
     };
+    let start = fleet.start(run_id, env.pairs(), plan.tasks, start_deadline, &progress);
+    tokio::pin!(start);
     let started = tokio::select! {
-        r = fleet.start(run_id, env.pairs(), plan.tasks, start_deadline, &progress) => r,
+        r = &mut start => r,
         signal = stop.recv() => {
-            // The start future is dropped here, maybe with a RunTask call in flight: the ARNs of
-            // every answer read so far are in `started_tasks`, and ListTasks (by startedBy)
-            // catches those of a call whose answer never arrived, once ECS lists them.
+            // A RunTask call may be in flight: its tasks start whether or not its answer is
+            // read, and ListTasks may not show them for a while. So no new call is made, the one
+            // in flight is let finish (for a bounded time), and every ARN RunTask returned is
+            // stopped; ListTasks (by startedBy) is only a second net.
+            display.note(&format!(
+                "{signal} while starting: letting the RunTask call in flight finish, then \
+                 stopping every task started"
+            ));
+            fleet.halt_start();
+            if tokio::time::timeout(IN_FLIGHT_GRACE, &mut start).await.is_err() {
+                display.note(&format!(
+                    "RunTask did not answer within {}s: stopping the tasks known so far",
+                    IN_FLIGHT_GRACE.as_secs()
+                ));
+            }
             let known = fleet.started_tasks();
             display.note(&format!(
-                "{signal} while starting: stopping the {} task(s) of run {run_id} started so far",
+                "stopping the {} task(s) of run {run_id} started so far",
                 known.len()
             ));
             let reason = format!("fleetload: launcher received {signal} while starting");

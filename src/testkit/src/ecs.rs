@@ -2,7 +2,7 @@
 //! what moto never produces: placement failures (`failures[]`), throttling and server errors.
 //! Any operation can also be made to fail for a while or for good ([`EcsDouble::fail`]), RunTask
 //! to answer slowly ([`EcsDouble::delay_run_task`]), tasks to end by themselves
-//! ([`EcsDouble::end_tasks_after`]) and other services' requests (S3) to hang
+//! ([`EcsDouble::end_tasks_after`]), ListTasks to lag behind ([`EcsDouble::list_lag`]) and other services' requests (S3) to hang
 //! ([`EcsDouble::hold_other_requests`]).
 //!
 //! It speaks the protocol the SDK uses (awsJson 1.1: `POST /`, `X-Amz-Target:
@@ -136,6 +136,7 @@ struct State {
     run_task_delay: Option<(usize, Duration)>,
     task_lifetime: Option<Duration>,
     hold_others: Option<Duration>,
+    list_lag: Option<Duration>,
 }
 
 impl State {
@@ -245,6 +246,12 @@ impl EcsDouble {
     /// Tasks end by themselves (STOPPED, worker exit code 0) `lifetime` after they started.
     pub fn end_tasks_after(&self, lifetime: Duration) {
         self.state.lock().unwrap().task_lifetime = Some(lifetime);
+    }
+
+    /// ListTasks is eventually consistent, as ECS's is: a task appears in it only `lag` after
+    /// it started.
+    pub fn list_lag(&self, lag: Duration) {
+        self.state.lock().unwrap().list_lag = Some(lag);
     }
 
     /// Requests that are not ECS's (no ECS `X-Amz-Target`, e.g. S3's) are held for `hold`, then

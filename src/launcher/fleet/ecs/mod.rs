@@ -108,6 +108,8 @@ pub struct EcsFleet {
     /// Every task ARN RunTask returned to this fleet (and its clones), in order, recorded the
     /// moment the answer is read: what must be stopped if the start is abandoned half-way.
     started: Arc<Mutex<Vec<String>>>,
+    /// Set by [`EcsFleet::halt_start`]: a start in progress makes no further RunTask call.
+    halt: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl EcsFleet {
@@ -120,7 +122,14 @@ impl EcsFleet {
             poll_interval: Duration::from_secs(3),
             retry_for: WATCH_RETRY_FOR,
             started: Arc::default(),
+            halt: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Asks a start in progress (on this fleet or a clone) to make no further RunTask call and
+    /// return once the call in flight, if any, is answered; see [`EcsFleet::start`].
+    pub fn halt_start(&self) {
+        self.halt.send_replace(true);
     }
 
     /// Replaces how long transient DescribeTasks, StopTask and ListTasks errors are retried

@@ -444,6 +444,10 @@ async fn watch_calls_are_retried_through_transient_errors_and_give_up_when_they_
         format!("{err:#}").contains("AccessDeniedException"),
         "{err:#}"
     );
+
+    // An eventually consistent ListTasks does not show tasks just started.
+    double.list_lag(Duration::from_secs(600));
+    assert!(fleet.list_run("run-watch").await.unwrap().is_empty());
 }
 
 /// `launcher run` on the ECS backend, every AWS call going to the double.

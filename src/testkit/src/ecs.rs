@@ -2,8 +2,8 @@
 //! what moto never produces: placement failures (`failures[]`), throttling and server errors.
 //! Any operation can also be made to fail for a while or for good ([`EcsDouble::fail`]), RunTask
 //! to answer slowly ([`EcsDouble::delay_run_task`]), tasks to end by themselves
-//! ([`EcsDouble::end_tasks_after`]), ListTasks to lag behind ([`EcsDouble::list_lag`]) and other services' requests (S3) to hang
-//! ([`EcsDouble::hold_other_requests`]).
+//! ([`EcsDouble::end_tasks_after`]), ListTasks to lag behind ([`EcsDouble::list_lag`]) and
+//! other services' requests (S3) to hang ([`EcsDouble::hold_other_requests`]).
 //!
 //! It speaks the protocol the SDK uses (awsJson 1.1: `POST /`, `X-Amz-Target:
 //! AmazonEC2ContainerServiceV20141113.<Operation>`, errors as `{"__type": …, "message": …}`),
@@ -432,7 +432,19 @@ fn describe_tasks(state: &State, body: &Value) -> Response<Full<Bytes>> {
 }
 
 fn list_tasks(state: &State, body: &Value) -> Response<Full<Bytes>> {
-    let running: Vec<&String> = state.started.iter().filter(|a| !state.ended(a)).collect();
+    let running: Vec<&String> = state
+        .started
+        .iter()
+        .filter(|a| !state.ended(a))
+        .filter(|a| {
+            state.list_lag.map_or(true, |lag| {
+                state
+                    .started_at
+                    .get(a.as_str())
+                    .is_some_and(|at| at.elapsed() >= lag)
+            })
+        })
+        .collect();
     let from: usize = body["nextToken"]
         .as_str()
         .and_then(|t| t.parse().ok())

@@ -12,7 +12,10 @@
 //!   (`failures[]` in a successful answer) and throttling are data: they are counted, reported,
 //!   and only the missing tasks are asked for again;
 //! - `watch`: [`EcsFleet::describe`], [`EcsFleet::stop`] and [`EcsFleet::wait_stopped`] follow
-//!   the tasks to their end. Every task carries the run id in `startedBy` and in the
+//!   the tasks to their end. Their calls are retried with backoff while the errors are
+//!   transient (throttling, server errors, no answer), for at most [`WATCH_RETRY_FOR`] in a row;
+//!   an error that persists, or that retrying cannot cure, is returned for the caller to stop
+//!   every task it started. Every task carries the run id in `startedBy` and in the
 //!   [`RUN_ID_TAG`] tag, so [`EcsFleet::list_run`] finds a run's tasks again from nothing but its
 //!   id (`launcher stop`).
 
@@ -21,6 +24,7 @@ mod overrides;
 mod start;
 mod watch;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -75,6 +79,24 @@ pub const RUN_ID_TAG: &str = "fleetload:run-id";
 const RUN_TASK_BACKOFF: Backoff =
     Backoff::equal(Duration::from_millis(500), Duration::from_secs(10));
 
+/// How long DescribeTasks, StopTask and ListTasks keep being retried while their errors are
+/// transient: long enough for a throttling burst or a control-plane blip to pass, short enough
+/// that a launcher that has lost ECS stops its tasks (or says it could not) within minutes.
+pub const WATCH_RETRY_FOR: Duration = Duration::from_secs(90);
+
+/// Error codes that mean "too many requests, or the service had a bad moment": the call had no
+/// effect and may be sent again.
+const RETRYABLE_ERROR_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServerException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+];
+
 /// The ECS backend of a run: starts, describes, stops and finds the worker tasks.
 #[derive(Debug, Clone)]
 pub struct EcsFleet {
@@ -82,6 +104,12 @@ pub struct EcsFleet {
     cfg: EcsConfig,
     backoff: Backoff,
     poll_interval: Duration,
+    retry_for: Duration,
+    /// Every task ARN RunTask returned to this fleet (and its clones), in order, recorded the
+    /// moment the answer is read: what must be stopped if the start is abandoned half-way.
+    started: Arc<Mutex<Vec<String>>>,
+    /// Set by [`EcsFleet::halt_start`]: a start in progress makes no further RunTask call.
+    halt: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl EcsFleet {
@@ -92,7 +120,44 @@ impl EcsFleet {
             cfg,
             backoff: RUN_TASK_BACKOFF,
             poll_interval: Duration::from_secs(3),
+            retry_for: WATCH_RETRY_FOR,
+            started: Arc::default(),
+            halt: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Asks a start in progress (on this fleet or a clone) to make no further RunTask call and
+    /// return once the call in flight, if any, is answered; see [`EcsFleet::start`].
+    pub fn halt_start(&self) {
+        self.halt.send_replace(true);
+    }
+
+    /// Replaces how long transient DescribeTasks, StopTask and ListTasks errors are retried
+    /// (tests make it short).
+    pub fn with_retry_for(mut self, retry_for: Duration) -> Self {
+        self.retry_for = retry_for;
+        self
+    }
+
+    /// The interval between DescribeTasks polls while a run is watched.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    /// ARNs of every task RunTask started for this fleet so far, in the order they came, even
+    /// when the [`EcsFleet::start`] that asked for them was dropped half-way.
+    pub fn started_tasks(&self) -> Vec<String> {
+        self.started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn record_started(&self, arns: &[String]) {
+        self.started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(arns);
     }
 
     /// Replaces the backoff between RunTask retries (tests make it short).
@@ -105,6 +170,28 @@ impl EcsFleet {
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
+    }
+}
+
+/// Whether a failed call may be sent again unchanged: throttling, a server error (HTTP 429 or
+/// 5xx), an unreadable answer, a timeout or an I/O error. Anything else (access denied, a
+/// missing cluster, a bad parameter) is a refusal that retrying cannot cure.
+pub(super) fn error_is_retryable<E>(
+    e: &SdkError<E, aws_sdk_ecs::config::http::HttpResponse>,
+) -> bool
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(_) => {
+            let status = e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+            RETRYABLE_ERROR_CODES.contains(&e.code().unwrap_or_default())
+                || status == 429
+                || status >= 500
+        }
+        SdkError::ResponseError(_) | SdkError::TimeoutError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        _ => false,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{
+use super::limits::{
     AWSVPC_MAX_SECURITY_GROUPS, AWSVPC_MAX_SUBNETS, CAPACITY_PROVIDERS_MAX,
     CAPACITY_PROVIDER_BASE_MAX, CAPACITY_PROVIDER_WEIGHT_MAX, STARTED_BY_MAX_LEN,
 };

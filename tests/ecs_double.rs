@@ -1,7 +1,10 @@
 //! The ECS fleet against an ECS double on loopback: placement failures, throttling, server
-//! errors, deadlines and fatal refusals — what moto cannot produce.
+//! errors, deadlines and fatal refusals — what moto cannot produce — and `launcher run` through
+//! the binary against it: no task is left running when watching fails, when Ctrl-C lands in the
+//! middle of the RunTask fan-out, and Ctrl-C after the fleet phase ends the launcher.
 
 use std::collections::BTreeSet;
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,7 +15,9 @@ use fleetload::launcher::fleet::ecs::{
     OVERRIDES_MAX_BYTES,
 };
 use fleetload::model::backoff::Backoff;
-use fleetload_testkit::ecs::{EcsDouble, RunTaskReply, INSTANCE_ARN, LIST_PAGE};
+use fleetload_testkit::ecs::{EcsDouble, Failure, RunTaskReply, INSTANCE_ARN, LIST_PAGE};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Command;
 
 const CAPACITY: &str =
     "Capacity is unavailable at this time. Please try again later or in a different availability zone";
@@ -378,4 +383,302 @@ async fn describe_stop_wait_and_list_respect_the_api_limits() {
         && s.stopped_at.is_some()));
     assert_eq!(states[105].last_status, "MISSING");
     assert!(fleet.list_run("run-105").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn watch_calls_are_retried_through_transient_errors_and_give_up_when_they_persist() {
+    let double = EcsDouble::start(Vec::new(), RunTaskReply::all()).await;
+    let fleet = fleet(&double, fargate()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = fleet
+        .start("run-watch", &env("run-watch"), 3, deadline, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(fleet.started_tasks(), report.tasks);
+
+    // Throttled twice, then answered: the caller sees the answer.
+    double.fail("DescribeTasks", Failure::throttling().times(2));
+    let states = fleet.describe(&report.tasks).await.unwrap();
+    assert!(states.iter().all(|s| s.last_status == "RUNNING"));
+    assert_eq!(double.requests("DescribeTasks").len(), 3);
+
+    // A server error on StopTask, then accepted: every task stopped.
+    double.fail(
+        "StopTask",
+        Failure {
+            status: 500,
+            kind: "ServerException".into(),
+            message: "Service unavailable".into(),
+            ..Failure::throttling()
+        }
+        .times(2),
+    );
+    fleet.stop(&report.tasks[..1], "first").await.unwrap();
+    assert_eq!(double.requests("StopTask").len(), 3);
+
+    // Throttling that never ends: given up after the retry time, saying so.
+    let impatient = fleet.clone().with_retry_for(Duration::from_millis(300));
+    double.fail("DescribeTasks", Failure::throttling());
+    let began = Instant::now();
+    let err = impatient.describe(&report.tasks).await.unwrap_err();
+    assert!(began.elapsed() < Duration::from_secs(5));
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with(
+            "DescribeTasks on cluster double failed: ThrottlingException: Rate exceeded (HTTP 400) \
+             (still failing after"
+        ),
+        "{msg}"
+    );
+
+    // A refusal is not retried.
+    let before = double.requests("StopTask").len();
+    double.fail("StopTask", Failure::access_denied());
+    let err = impatient.stop(&report.tasks, "again").await.unwrap_err();
+    assert_eq!(double.requests("StopTask").len(), before + 3);
+    assert!(
+        format!("{err:#}").contains("StopTask failed for 3 of 3 tasks on cluster double"),
+        "{err:#}"
+    );
+    assert!(
+        format!("{err:#}").contains("AccessDeniedException"),
+        "{err:#}"
+    );
+
+    // An eventually consistent ListTasks does not show tasks just started.
+    double.list_lag(Duration::from_secs(600));
+    assert!(fleet.list_run("run-watch").await.unwrap().is_empty());
+}
+
+/// `launcher run` on the ECS backend, every AWS call going to the double.
+fn launcher_ecs(double: &EcsDouble, run_id: &str, tasks: u32, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_launcher"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLEETLOAD_") || k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let tasks = tasks.to_string();
+    cmd.args([
+        "run",
+        "--backend",
+        "ecs",
+        "--cluster",
+        "double",
+        "--task-definition",
+        "fleetload-worker:1",
+        "--subnets",
+        "subnet-a",
+        "--launch-type",
+        "FARGATE",
+        "--target",
+        "null",
+        "--rate",
+        "10",
+        "--report-url",
+        "s3://bucket/runs",
+        "--run-id",
+        run_id,
+        "--tasks",
+        &tasks,
+    ])
+    .args(extra)
+    .env("AWS_ENDPOINT_URL", &double.url)
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_REGION", "us-east-1")
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    cmd
+}
+
+/// Waits for the launcher to exit, at most `limit`; its exit code and what it printed.
+async fn finish(child: tokio::process::Child, limit: Duration) -> (Option<i32>, String) {
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the launcher did not exit within {limit:?}"))
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn sigint(child: &tokio::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().expect("running") as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal the launcher");
+}
+
+/// Polls `cond` every 50 ms for at most `limit`.
+async fn until(limit: Duration, what: &str, cond: impl Fn() -> bool) {
+    let began = Instant::now();
+    while !cond() {
+        assert!(began.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_tasks_failing_mid_run_stops_every_started_task_and_exits_3() {
+    let double = EcsDouble::start(Vec::new(), RunTaskReply::all()).await;
+    // The first DescribeTasks (right after the start) is answered; every later one refused.
+    double.fail("DescribeTasks", Failure::access_denied().after(1));
+    let child = launcher_ecs(
+        &double,
+        "run-lost",
+        12,
+        &["--duration", "60s", "--start-delay", "30s"],
+    )
+    .spawn()
+    .unwrap();
+    let (code, screen) = finish(child, Duration::from_secs(60)).await;
+    assert_eq!(code, Some(3), "{screen}");
+    assert_eq!(double.started().len(), 12);
+    assert!(double.running().is_empty(), "tasks left running:\n{screen}");
+    assert_eq!(
+        double.stopped(),
+        double.started().into_iter().collect::<BTreeSet<_>>()
+    );
+    let last = screen.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "launcher: run run-lost: DescribeTasks on cluster double failed: AccessDeniedException"
+        ),
+        "{screen}"
+    );
+    assert!(last.contains("12 task(s)"), "{screen}");
+    assert!(
+        screen.contains("stopping every task this launcher started (12)"),
+        "{screen}"
+    );
+    // Nothing was merged: the fleet phase never ended normally.
+    assert!(!screen.contains("fleet phase over"), "{screen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_describe_tasks_errors_are_retried_and_the_fleet_phase_completes() {
+    let double = EcsDouble::start(Vec::new(), RunTaskReply::all()).await;
+    double.end_tasks_after(Duration::from_secs(2));
+    double.fail("DescribeTasks", Failure::throttling().after(1).times(2));
+    let child = launcher_ecs(
+        &double,
+        "run-blip",
+        3,
+        &["--duration", "1s", "--start-delay", "1s"],
+    )
+    .spawn()
+    .unwrap();
+    let (_, screen) = finish(child, Duration::from_secs(90)).await;
+    assert!(
+        screen.contains("fleet phase over: merging the reports of run run-blip"),
+        "{screen}"
+    );
+    assert!(double.requests("DescribeTasks").len() >= 4, "{screen}");
+    assert!(double.requests("StopTask").is_empty(), "{screen}");
+    assert!(!screen.contains("stopping every task"), "{screen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_the_fan_out_stops_every_task_started() {
+    let double = EcsDouble::start(Vec::new(), RunTaskReply::all()).await;
+    // The first RunTask (10 tasks) is answered at once; the second (2 tasks) starts its tasks
+    // but answers only after 3 s: the signal lands while it is in flight. ListTasks does not
+    // show any task yet (eventually consistent): only the ARNs RunTask returns can stop them.
+    double.delay_run_task(1, Duration::from_secs(3));
+    double.list_lag(Duration::from_secs(600));
+    let child = launcher_ecs(
+        &double,
+        "run-fanout",
+        12,
+        &["--duration", "60s", "--start-delay", "60s"],
+    )
+    .spawn()
+    .unwrap();
+    until(Duration::from_secs(30), "both RunTask calls arrive", || {
+        double.started().len() == 12
+    })
+    .await;
+    sigint(&child);
+    let (code, screen) = finish(child, Duration::from_secs(30)).await;
+    assert_eq!(code, Some(3), "{screen}");
+    assert!(double.running().is_empty(), "tasks left running:\n{screen}");
+    assert_eq!(
+        double.stopped(),
+        double.started().into_iter().collect::<BTreeSet<_>>()
+    );
+    // Each task stopped once, by the ARNs RunTask returned, the call in flight's included.
+    assert_eq!(
+        double.requests("RunTask").len(),
+        2,
+        "no call after the signal"
+    );
+    assert_eq!(double.requests("StopTask").len(), 12, "{screen}");
+    assert!(
+        screen.contains("SIGINT while starting: letting the RunTask call in flight finish"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("stopping the 12 task(s) of run run-fanout started so far"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("stopped 12 task(s) of run run-fanout; DescribeTasks confirms STOPPED"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("stopped by SIGINT before all tasks started"),
+        "{screen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_after_the_fleet_phase_ends_the_launcher() {
+    let double = EcsDouble::start(Vec::new(), RunTaskReply::all()).await;
+    double.end_tasks_after(Duration::from_secs(1));
+    // The merge reads S3 at the same endpoint: held, so the launcher sits in the merge.
+    double.hold_other_requests(Duration::from_secs(120));
+    let mut child = launcher_ecs(
+        &double,
+        "run-after",
+        2,
+        &["--duration", "1s", "--start-delay", "1s"],
+    )
+    .spawn()
+    .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("fleet phase over") {
+                return;
+            }
+        }
+        panic!("the launcher ended before its fleet phase did:\n{seen}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no end of the fleet phase within 60 s:\n{seen}"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sigint(&child);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("Ctrl-C after the fleet phase ends the launcher")
+        .unwrap();
+    let rest = stderr.next_line().await.ok().flatten().unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(
+        rest.contains("SIGINT after the fleet phase: exiting"),
+        "{seen}{rest}"
+    );
 }

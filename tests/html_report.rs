@@ -958,6 +958,11 @@ fn open_says_why_it_cannot_and_opens_when_it_can() {
     );
     let screen = text(&out);
     assert!(screen.contains("html report opened with"), "{screen}");
+    // The opener is started, not waited for: it may write just after the launcher exits.
+    let start = Instant::now();
+    while !opened.exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         std::fs::read_to_string(&opened).unwrap(),
         format!("{location}/merged/report.html")

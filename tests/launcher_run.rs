@@ -445,3 +445,93 @@ fn a_bad_scenario_is_refused_before_any_task_starts() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn a_start_delay_of_zero_or_more_than_a_day_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for delay in ["0s", "25h"] {
+        let out = wait(
+            launcher(
+                &[
+                    "run",
+                    "--tasks",
+                    "2",
+                    "--target",
+                    "null",
+                    "--duration",
+                    "1s",
+                    "--start-delay",
+                    delay,
+                ],
+                dir.path(),
+            )
+            .spawn()
+            .unwrap(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(
+            lines[0].starts_with(&format!("launcher: --start-delay \"{delay}\": "))
+                && lines[0].contains("accepted: a duration more than 0s and at most 24h"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{}", text(&out));
+        assert!(
+            !dir.path().join("fleetload-runs").exists(),
+            "nothing started"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_while_the_local_tasks_are_starting_leaves_none_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = format!("ctrlc-start-{}", std::process::id());
+    let child = launcher(
+        &[
+            "run",
+            "--tasks",
+            "24",
+            "--target",
+            "null",
+            "--rate",
+            "10",
+            "--duration",
+            "60s",
+            "--start-delay",
+            "30s",
+            "--run-id",
+            &run,
+            "--report-url",
+            "r",
+        ],
+        dir.path(),
+    )
+    .spawn()
+    .unwrap();
+    // The signal as soon as the first worker exists: while the others are being started.
+    let start = Instant::now();
+    while workers_of(&run).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no worker started"
+        );
+    }
+    // SAFETY: kill(2) on our own child.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal the child");
+    let out = wait(child, Duration::from_secs(60));
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{screen}");
+    assert!(
+        workers_of(&run).is_empty(),
+        "worker processes remain after Ctrl-C:\n{screen}"
+    );
+    assert!(screen.contains("worker processes have exited"), "{screen}");
+}

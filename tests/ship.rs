@@ -1,10 +1,12 @@
 //! What ships: the Dockerfile (hadolint, and the binaries' dynamic dependencies against what the
-//! distroless base image provides), the CloudFormation stack (cfn-lint, checkov, and deployed
-//! into the moto server, after which `launcher run --stack NAME` finds everything and starts
-//! its tasks there).
+//! distroless base image provides; tests/image.rs builds and runs the image), the CI gate
+//! (zizmor on the GitHub Actions workflow, shellcheck on the step script), the CloudFormation
+//! stack (cfn-lint, checkov, and deployed into the moto server, after which
+//! `launcher run --stack NAME` finds everything and starts its tasks there).
 //!
-//! The linters come from ci/test.sh's venv (on PATH there); the moto server's URL from
-//! `FLEETLOAD_TEST_MOTO_URL`. Missing tools fail these tests, they never skip.
+//! The linters come from ci/test.sh (hadolint, cfn-lint, checkov and zizmor in its venv, on
+//! PATH there; shellcheck from Debian); the moto server's URL from `FLEETLOAD_TEST_MOTO_URL`.
+//! Missing tools fail these tests, they never skip.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,7 +36,8 @@ fn run_tool(mut cmd: Command, what: &str) -> String {
 }
 
 #[test]
-fn dockerfile_passes_hadolint_and_builds_a_minimal_non_root_image() {
+fn dockerfile_passes_hadolint_and_its_final_stage_is_distroless_as_65532_with_the_worker_as_entrypoint(
+) {
     let mut cmd = tool("hadolint");
     cmd.arg("docker/Dockerfile");
     run_tool(cmd, "hadolint");
@@ -49,6 +52,33 @@ fn dockerfile_passes_hadolint_and_builds_a_minimal_non_root_image() {
         "runs as non-root"
     );
     assert!(final_stage.contains("ENTRYPOINT [\"/usr/local/bin/worker\"]"));
+}
+
+#[test]
+fn github_actions_workflow_has_no_zizmor_findings() {
+    // --offline: no GitHub API look-ups (those audits need a token and the network). Every
+    // persona, so that not even the pedantic findings are left; any finding exits non-zero.
+    for persona in ["regular", "pedantic", "auditor"] {
+        let mut cmd = tool("zizmor");
+        cmd.args([
+            "--offline",
+            "--no-progress",
+            "--color=never",
+            &format!("--persona={persona}"),
+            "ci/github-actions.yml",
+        ]);
+        let text = run_tool(cmd, &format!("zizmor --persona={persona}"));
+        assert!(text.contains("No findings to report"), "{text}");
+    }
+}
+
+#[test]
+fn ci_scripts_pass_shellcheck() {
+    for script in ["ci/loadtest-step.sh", "ci/test.sh"] {
+        let mut cmd = tool("shellcheck");
+        cmd.args(["--severity=style", "--external-sources", script]);
+        run_tool(cmd, &format!("shellcheck {script}"));
+    }
 }
 
 /// Shared libraries `gcr.io/distroless/cc-debian12` provides: glibc and libgcc_s (no libssl,

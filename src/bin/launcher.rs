@@ -1,6 +1,6 @@
 //! The launcher: `launcher run | merge | stop`. Parses the command line, builds the runtime and
 //! hands over to [`fleetload::launcher::run`]; exit codes are those of
-//! [`fleetload::launcher::ExitStatus`] (0 held, 1 threshold broken, 2 usage, 3 fleet failed).
+//! [`fleetload::launcher::exit::ExitStatus`] (0 held, 1 threshold broken, 2 usage, 3 fleet failed).
 
 use std::process::ExitCode;
 
@@ -8,10 +8,16 @@ use clap::Parser;
 use fleetload::launcher::{self, cli::Cli, exit::ExitStatus};
 
 fn main() -> ExitCode {
-    // The local backend runs the launcher's own executable as each worker.
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == fleetload::launcher::fleet::local::WORKER_MODE_ARG)
+    // The local backend runs the launcher's own executable as each worker (`launcher __worker`);
+    // the image ships this one binary for both roles, `/usr/local/bin/worker` being a link to it.
+    let mut args = std::env::args_os();
+    let called_worker = args
+        .next()
+        .is_some_and(|a| std::path::Path::new(&a).file_name() == Some("worker".as_ref()));
+    if called_worker
+        || args
+            .next()
+            .is_some_and(|a| a == fleetload::launcher::fleet::local::WORKER_MODE_ARG)
     {
         return fleetload::worker::process_main();
     }

@@ -19,6 +19,8 @@ use crate::model::scenario::{generate_run_id, Scenario};
 pub const LOCAL_START_DELAY: Duration = Duration::from_secs(3);
 /// ECS tasks start this long after launch: Fargate takes tens of seconds to pull and start.
 pub const ECS_START_DELAY: Duration = Duration::from_secs(120);
+/// The longest `--start-delay`: the worker refuses a FLEETLOAD_START_AT further away than this.
+pub const MAX_START_DELAY: Duration = Duration::from_secs(24 * 3600);
 /// Report location of a local run that names none (the worker's own default).
 pub const DEFAULT_REPORT_URL: &str = "./fleetload-runs";
 
@@ -110,9 +112,7 @@ impl TryFrom<&RunArgs> for RunPlan {
             .unwrap_or_else(generate_run_id);
         env.set("FLEETLOAD_RUN_ID", &run_id);
         let start_delay = match &args.start_delay {
-            Some(d) => humantime::parse_duration(d).map_err(|e| {
-                anyhow::anyhow!("--start-delay {d:?}: {e}; accepted: a duration such as 30s or 2m")
-            })?,
+            Some(d) => parse_start_delay(d)?,
             None if backend == Backend::Ecs => ECS_START_DELAY,
             None => LOCAL_START_DELAY,
         };
@@ -128,6 +128,28 @@ impl TryFrom<&RunArgs> for RunPlan {
             backend,
         })
     }
+}
+
+/// `--start-delay` as typed: a duration more than 0 and at most [`MAX_START_DELAY`]. A zero delay
+/// would leave no time to start the tasks (the start gives up at the start instant); a longer
+/// one than the worker accepts would start a fleet whose every task then refuses its start.
+fn parse_start_delay(text: &str) -> anyhow::Result<Duration> {
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "--start-delay {text:?}: {why}; accepted: a duration more than 0s and at most 24h, \
+             such as 30s or 2m"
+        )
+    };
+    let d = humantime::parse_duration(text.trim()).map_err(|e| refuse(e.to_string()))?;
+    if d.is_zero() {
+        return Err(refuse("the tasks would have no time to start".into()));
+    }
+    if d > MAX_START_DELAY {
+        return Err(refuse(
+            "the workers refuse a start instant more than 24h away".into(),
+        ));
+    }
+    Ok(d)
 }
 
 /// The workers' environment from `--env-file`, `-e` and the flags (later ones win).
@@ -227,4 +249,28 @@ pub fn ecs_source(args: &EcsArgs) -> anyhow::Result<EcsSource> {
     };
     cfg.validate()?;
     Ok(EcsSource::Flags(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_delay_is_more_than_zero_and_at_most_a_day() {
+        assert_eq!(parse_start_delay("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_start_delay("24h").unwrap(), MAX_START_DELAY);
+        assert_eq!(
+            parse_start_delay("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        for bad in ["0s", "0", "25h", "24h 1s", "soon", "-5s", ""] {
+            let msg = format!("{:#}", parse_start_delay(bad).unwrap_err());
+            assert!(
+                msg.starts_with(&format!("--start-delay {bad:?}: "))
+                    && msg.contains("accepted: a duration more than 0s and at most 24h")
+                    && !msg.contains('\n'),
+                "{bad}: {msg}"
+            );
+        }
+    }
 }

@@ -28,6 +28,17 @@ use crate::worker::DRAIN_TIMEOUT;
 /// before the launcher stops them.
 pub const REPORT_GRACE: Duration = Duration::from_secs(45);
 
+/// After a stop request during the start, how long the RunTask call in flight may take to
+/// answer, so that the tasks it started are known by their ARNs and stopped.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+
+/// Interval between DescribeTasks polls while an ECS run is watched.
+const WATCH_POLL: Duration = Duration::from_secs(5);
+
+/// How long the launcher waits for stopped ECS tasks to reach STOPPED (ECS's stop timeout is
+/// 30 s by default, at most 120 s).
+const STOP_CONFIRM_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// `launcher run`: start the fleet, wait for it, merge, gate.
 pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     // Thresholds are checked before any task starts: a typo must not cost a fleet.
@@ -37,6 +48,11 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         BackendPlan::Local => run_local(&plan).await?,
         BackendPlan::Ecs(source) => run_ecs(&plan, source).await?,
     };
+    // The run's stop request is dropped by now: a Ctrl-C from here on ends the launcher.
+    eprintln!(
+        "fleet phase over: merging the reports of run {}",
+        outcome.run_id
+    );
     let store = ReportStore::open(&outcome.report_url).await?;
     let merged = merge_run(
         &store,
@@ -199,25 +215,88 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
                 .unwrap_or_default()
         )
     };
+    let start = fleet.start(run_id, env.pairs(), plan.tasks, start_deadline, &progress);
+    tokio::pin!(start);
     let started = tokio::select! {
-        r = fleet.start(run_id, env.pairs(), plan.tasks, start_deadline, &progress) => r,
+        r = &mut start => r,
         signal = stop.recv() => {
-            display.note(&format!("{signal} while starting: stopping every task of run {run_id}"));
-            stop_and_confirm(&fleet, run_id, &display).await?;
-            return Err(FleetFailed(format!("run {run_id} was stopped by {signal} before all tasks started")).into());
+            // A RunTask call may be in flight: its tasks start whether or not its answer is
+            // read, and ListTasks may not show them for a while. So no new call is made, the one
+            // in flight is let finish (for a bounded time), and every ARN RunTask returned is
+            // stopped; ListTasks (by startedBy) is only a second net.
+            display.note(&format!(
+                "{signal} while starting: letting the RunTask call in flight finish, then \
+                 stopping every task started"
+            ));
+            fleet.halt_start();
+            if tokio::time::timeout(IN_FLIGHT_GRACE, &mut start).await.is_err() {
+                display.note(&format!(
+                    "RunTask did not answer within {}s: stopping the tasks known so far",
+                    IN_FLIGHT_GRACE.as_secs()
+                ));
+            }
+            let known = fleet.started_tasks();
+            display.note(&format!(
+                "stopping the {} task(s) of run {run_id} started so far",
+                known.len()
+            ));
+            let reason = format!("fleetload: launcher received {signal} while starting");
+            let stopped = stop_everything(&fleet, run_id, &known, &reason, &display).await;
+            return Err(FleetFailed(format!(
+                "run {run_id} was stopped by {signal} before all tasks started; {}",
+                stopped_text(run_id, &stopped)
+            ))
+            .into());
         }
     };
-    let report = started.map_err(|e| {
-        let text = format!("{e:#}");
-        e.context(FleetFailed(text))
-    })?;
+    let report = match started {
+        Ok(report) => report,
+        Err(e) => {
+            let mut text = format!("{e:#}");
+            // The start stops what it started when it gives up; if that failed, once more here
+            // (with ListTasks as a second net) before telling the user to do it.
+            let cleanup_failed = e
+                .downcast_ref::<ecs::StartError>()
+                .is_some_and(|s| s.cleanup.is_err());
+            if cleanup_failed {
+                let known = fleet.started_tasks();
+                let reason = "fleetload: run did not fully start";
+                let stopped = stop_everything(&fleet, run_id, &known, reason, &display).await;
+                text = format!("{text}; then: {}", stopped_text(run_id, &stopped));
+            }
+            return Err(e.context(FleetFailed(text)));
+        }
+    };
     let arns = report.tasks.clone();
     display.started(arns.len() as u32, plan.tasks);
     let deadline = Instant::now() + plan.start_delay + duration + DRAIN_TIMEOUT + REPORT_GRACE;
     let mut problems: Vec<String> = Vec::new();
     let mut stopped_by: Option<&'static str> = None;
+    let mut stop_sent: Option<Instant> = None;
+    // Every failure from here on leaves tasks that this launcher started: they are stopped (by
+    // the ARNs RunTask returned, not by the eventually consistent ListTasks) before it exits 3.
     let states = loop {
-        let states = fleet.describe(&arns).await?;
+        // Transient DescribeTasks errors are retried inside `describe`; what comes out is an
+        // error that persisted. A stop request is still heard while it retries.
+        let described = tokio::select! {
+            r = fleet.describe(&arns) => Some(r),
+            signal = stop.recv(), if stopped_by.is_none() => {
+                display.note(&format!("{signal}: stopping the {} task(s) of run {run_id}", arns.len()));
+                stopped_by = Some(signal);
+                stop_sent = Some(Instant::now());
+                if let Err(e) = fleet.stop(&arns, &format!("fleetload: launcher received {signal}")).await {
+                    return Err(abandon(&fleet, run_id, &arns, format!("{e:#}"), &display).await);
+                }
+                None
+            }
+        };
+        let states = match described {
+            Some(Ok(states)) => states,
+            Some(Err(e)) => {
+                return Err(abandon(&fleet, run_id, &arns, format!("{e:#}"), &display).await)
+            }
+            None => continue,
+        };
         let running = states.iter().filter(|s| !s.is_final()).count() as u32;
         let ends: Vec<TaskEnd> = states
             .iter()
@@ -228,22 +307,35 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
         if running == 0 {
             break states;
         }
+        if stop_sent.is_some_and(|t| t.elapsed() > STOP_CONFIRM_TIMEOUT) {
+            let what = format!(
+                "{running} task(s) had not stopped {}s after StopTask",
+                STOP_CONFIRM_TIMEOUT.as_secs()
+            );
+            return Err(abandon(&fleet, run_id, &arns, what, &display).await);
+        }
         if Instant::now() >= deadline && stopped_by.is_none() {
             display.note(&format!(
                 "{running} task(s) still running past the run's end and grace: stopping them"
             ));
-            fleet.stop(&arns, "fleetload: past the run's end").await?;
+            stopped_by = Some("deadline");
+            stop_sent = Some(Instant::now());
+            if let Err(e) = fleet.stop(&arns, "fleetload: past the run's end").await {
+                return Err(abandon(&fleet, run_id, &arns, format!("{e:#}"), &display).await);
+            }
             problems.push(format!(
                 "{running} task(s) were still running past the run's end and were stopped"
             ));
-            stopped_by = Some("deadline");
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep(WATCH_POLL) => {}
             signal = stop.recv(), if stopped_by.is_none() => {
                 display.note(&format!("{signal}: stopping the {} task(s) of run {run_id}", arns.len()));
                 stopped_by = Some(signal);
-                fleet.stop(&arns, &format!("fleetload: launcher received {signal}")).await?;
+                stop_sent = Some(Instant::now());
+                if let Err(e) = fleet.stop(&arns, &format!("fleetload: launcher received {signal}")).await {
+                    return Err(abandon(&fleet, run_id, &arns, format!("{e:#}"), &display).await);
+                }
             }
         }
     };
@@ -263,6 +355,107 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
         task_ids: ends.iter().map(|e| e.id.clone()).collect(),
         problems,
     })
+}
+
+/// The run is given up because `what` failed for good: every task this launcher started is
+/// stopped, and the error (exit 3) says what failed and what became of the tasks.
+async fn abandon(
+    fleet: &EcsFleet,
+    run_id: &str,
+    arns: &[String],
+    what: String,
+    display: &Display,
+) -> anyhow::Error {
+    display.note(&format!(
+        "{what}: stopping every task this launcher started ({})",
+        arns.len()
+    ));
+    let stopped = stop_everything(
+        fleet,
+        run_id,
+        arns,
+        "fleetload: the launcher gave up watching the run",
+        display,
+    )
+    .await;
+    anyhow::Error::new(FleetFailed(format!(
+        "run {run_id}: {what}; {}",
+        stopped_text(run_id, &stopped)
+    )))
+}
+
+/// How [`stop_everything`] ended.
+enum Stopped {
+    /// Every task is confirmed STOPPED by DescribeTasks: how many.
+    Confirmed(usize),
+    /// StopTask or the confirmation failed: what, and how many tasks were concerned.
+    Failed(usize, String),
+}
+
+fn stopped_text(run_id: &str, stopped: &Stopped) -> String {
+    match stopped {
+        Stopped::Confirmed(0) => "no task had started".to_string(),
+        Stopped::Confirmed(n) => {
+            format!(
+                "the {n} task(s) that had started were stopped (DescribeTasks confirms STOPPED)"
+            )
+        }
+        Stopped::Failed(n, e) => format!(
+            "stopping the {n} task(s) that had started did not complete ({e}): run `launcher stop \
+             {run_id}`"
+        ),
+    }
+}
+
+/// Stops `known` (the ARNs RunTask returned) and whatever else ListTasks finds of run `run_id`
+/// (a second net: it is eventually consistent, so it never replaces `known`), then waits until
+/// DescribeTasks shows every one STOPPED. Each step goes on when the one before failed: as many
+/// tasks as possible are stopped.
+async fn stop_everything(
+    fleet: &EcsFleet,
+    run_id: &str,
+    known: &[String],
+    reason: &str,
+    display: &Display,
+) -> Stopped {
+    let mut arns = known.to_vec();
+    let mut failed: Vec<String> = Vec::new();
+    match fleet.list_run(run_id).await {
+        Ok(listed) => {
+            for arn in listed {
+                if !arns.iter().any(|a| a == &arn) {
+                    arns.push(arn);
+                }
+            }
+        }
+        Err(e) => failed.push(format!("{e:#}")),
+    }
+    if arns.is_empty() {
+        return match failed.pop() {
+            None => Stopped::Confirmed(0),
+            Some(e) => Stopped::Failed(0, e),
+        };
+    }
+    if let Err(e) = fleet.stop(&arns, reason).await {
+        failed.push(format!("{e:#}"));
+    }
+    match fleet.wait_stopped(&arns, STOP_CONFIRM_TIMEOUT).await {
+        Ok(states) => display.note(&format!(
+            "stopped {} task(s) of run {run_id}; DescribeTasks confirms STOPPED: {}",
+            states.len(),
+            states
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Err(e) => failed.push(format!("{e:#}")),
+    }
+    if failed.is_empty() {
+        Stopped::Confirmed(arns.len())
+    } else {
+        Stopped::Failed(arns.len(), failed.join("; "))
+    }
 }
 
 fn ecs_task_end(s: &ecs::TaskState) -> TaskEnd {
@@ -291,29 +484,6 @@ fn ecs_task_end(s: &ecs::TaskState) -> TaskEnd {
     end
 }
 
-async fn stop_and_confirm(fleet: &EcsFleet, run_id: &str, display: &Display) -> anyhow::Result<()> {
-    let arns = fleet.list_run(run_id).await?;
-    if arns.is_empty() {
-        display.note(&format!("no running task of run {run_id}"));
-        return Ok(());
-    }
-    fleet.stop(&arns, "fleetload: launcher stop").await?;
-    let states = fleet
-        .wait_stopped(&arns, Duration::from_secs(180))
-        .await
-        .map_err(|e| FleetFailed(format!("{e:#}; run `launcher stop {run_id}` again")))?;
-    display.note(&format!(
-        "stopped {} task(s) of run {run_id}; DescribeTasks confirms STOPPED: {}",
-        states.len(),
-        states
-            .iter()
-            .map(|s| s.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    Ok(())
-}
-
 /// `launcher stop RUN_ID`: finds the run's ECS tasks by `startedBy`, stops them and confirms.
 pub async fn stop_command(args: &StopArgs) -> anyhow::Result<ExitStatus> {
     let source = ecs_source(&args.ecs)?;
@@ -321,6 +491,22 @@ pub async fn stop_command(args: &StopArgs) -> anyhow::Result<ExitStatus> {
     let (client, cfg, _) = connect_ecs(&source).await?;
     let fleet = EcsFleet::new(client, cfg);
     let display = Display::new(0, Utc::now(), Duration::ZERO);
-    stop_and_confirm(&fleet, &args.run_id, &display).await?;
-    Ok(ExitStatus::Held)
+    match stop_everything(
+        &fleet,
+        &args.run_id,
+        &[],
+        "fleetload: launcher stop",
+        &display,
+    )
+    .await
+    {
+        Stopped::Confirmed(0) => {
+            display.note(&format!("no running task of run {}", args.run_id));
+            Ok(ExitStatus::Held)
+        }
+        Stopped::Confirmed(_) => Ok(ExitStatus::Held),
+        Stopped::Failed(_, e) => {
+            Err(FleetFailed(format!("{e}; run `launcher stop {}` again", args.run_id)).into())
+        }
+    }
 }

@@ -6,8 +6,10 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::launcher::exit::ExitStatus;
-use crate::launcher::gate::{self, junit_xml, Threshold, ThresholdResult};
+use crate::launcher::gate::junit::junit_xml;
+use crate::launcher::gate::{self, Threshold, ThresholdResult};
 use crate::launcher::merge::{write_merged, Merged};
+use crate::launcher::render::open::open_from_store;
 use crate::launcher::render::{html, table};
 use crate::model::report::{Outcome, SUMMARY_FILE};
 use crate::worker::store::{merged_dir, tasks_dir, ReportStore};
@@ -76,7 +78,7 @@ pub async fn verdict(
     }
     if open {
         match &html_key {
-            Some(key) => println!("{}", html::open_from_store(store, key)),
+            Some(key) => println!("{}", open_from_store(store, key)),
             None => println!("html report not opened: no report was written"),
         }
     }

@@ -2,19 +2,23 @@
 //!
 //! Each task is the launcher's own executable in worker mode (`launcher __worker`), so a local
 //! run needs nothing but the launcher. Every task's log goes to a file in the run's directory;
-//! the launcher's screen shows the fleet. Ctrl-C or SIGTERM stops every task and confirms it.
+//! the launcher's screen shows the fleet. Ctrl-C or SIGTERM stops every task and confirms it,
+//! also while the processes are being started: no task is ever left running when `run_tasks`
+//! returns, whatever happened (a task that does not stop within [`STOP_GRACE`] is killed).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::FutureExt;
 use tokio::process::{Child, Command};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::TaskEnd;
+use crate::launcher::exit::FleetFailed;
 use crate::launcher::progress::Display;
 use crate::launcher::signals::StopRequest;
 
@@ -47,52 +51,59 @@ pub async fn run_tasks(
         .context("cannot find the launcher's own executable to run the workers")?;
     let width = count.to_string().len().max(2);
     let mut tasks = Vec::with_capacity(count as usize);
-    for i in 1..=count {
-        let id = format!("local-{i:0width$}");
-        let log = log_dir.join(format!("{id}.log"));
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg(WORKER_MODE_ARG)
-            .env_clear()
-            .envs(
-                std::env::vars_os().filter(|(k, _)| !k.to_string_lossy().starts_with("FLEETLOAD_")),
-            )
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("FLEETLOAD_TASK_ID", &id)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .kill_on_drop(true)
-            // Own process group: a Ctrl-C in the terminal reaches the launcher only, which
-            // then stops each task itself and waits for its report.
-            .process_group(0);
-        // SAFETY: the closure only calls prctl(2), which is async-signal-safe; it asks the
-        // kernel to send SIGTERM to the task if the launcher dies, so no task outlives a killed
-        // launcher unnoticed.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start worker process {id}"))?;
-        tasks.push(LocalTask {
-            id,
-            child,
-            log,
-            end: None,
-        });
-    }
-    display.started(count, count);
-
+    // A stop request or a failure while the processes are being started ends the start there:
+    // the tasks already running are then stopped like any others, below, and none is left.
     let mut stopping: Option<(Instant, &'static str)> = None;
+    let mut spawn_error: Option<anyhow::Error> = None;
+    for i in 1..=count {
+        if let Some(signal) = stop.recv().now_or_never() {
+            display.note(&format!(
+                "{signal} while starting: stopping the {} task(s) started so far",
+                tasks.len()
+            ));
+            signal_all(&tasks, Signal::SIGTERM);
+            stopping = Some((Instant::now(), signal));
+            break;
+        }
+        let id = format!("local-{i:0width$}");
+        match spawn_task(&exe, env, &id, log_dir) {
+            Ok(task) => tasks.push(task),
+            Err(e) => {
+                display.note(&format!(
+                    "{e:#}: stopping the {} task(s) started so far",
+                    tasks.len()
+                ));
+                signal_all(&tasks, Signal::SIGTERM);
+                stopping = Some((Instant::now(), "a task could not start"));
+                spawn_error = Some(e);
+                break;
+            }
+        }
+    }
+    display.started(tasks.len() as u32, count);
+
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     loop {
         for t in tasks.iter_mut().filter(|t| t.end.is_none()) {
-            if let Some(status) = t.child.try_wait()? {
+            // A process whose state cannot be read is killed (and reaped on drop, kill_on_drop)
+            // rather than left behind.
+            let status = match t.child.try_wait() {
+                Ok(status) => status,
+                Err(e) => {
+                    let _ = t.child.start_kill();
+                    let _ = t.child.wait().await;
+                    t.end = Some(TaskEnd {
+                        id: t.id.clone(),
+                        ok: false,
+                        problem: Some(format!(
+                            "task {} could not be watched ({e}) and was killed",
+                            t.id
+                        )),
+                    });
+                    continue;
+                }
+            };
+            if let Some(status) = status {
                 t.end = Some(TaskEnd::from_exit(
                     &t.id,
                     status.code(),
@@ -143,7 +154,56 @@ pub async fn run_tasks(
             tasks.len()
         ));
     }
+    if let Some(e) = spawn_error {
+        return Err(e.context(FleetFailed(format!(
+            "{} of {count} local tasks were started, then stopped: the next could not start",
+            tasks.len()
+        ))));
+    }
     Ok(tasks.into_iter().filter_map(|t| t.end).collect())
+}
+
+/// Starts worker process `id`, its output going to `<log_dir>/<id>.log`.
+fn spawn_task(
+    exe: &Path,
+    env: &[(String, String)],
+    id: &str,
+    log_dir: &Path,
+) -> anyhow::Result<LocalTask> {
+    let log = log_dir.join(format!("{id}.log"));
+    let file =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(WORKER_MODE_ARG)
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(k, _)| !k.to_string_lossy().starts_with("FLEETLOAD_")))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("FLEETLOAD_TASK_ID", id)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .kill_on_drop(true)
+        // Own process group: a Ctrl-C in the terminal reaches the launcher only, which
+        // then stops each task itself and waits for its report.
+        .process_group(0);
+    // SAFETY: the closure only calls prctl(2), which is async-signal-safe; it asks the
+    // kernel to send SIGTERM to the task if the launcher dies, so no task outlives a killed
+    // launcher unnoticed.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start worker process {id}"))?;
+    Ok(LocalTask {
+        id: id.to_string(),
+        child,
+        log,
+        end: None,
+    })
 }
 
 fn signal_all(tasks: &[LocalTask], signal: Signal) {

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::launcher::gate::ThresholdResult;
+use crate::launcher::render::format::{rate, thousands};
 use crate::model::report::{saturation_words, Outcome, Percentiles, Summary};
 
 /// How many task ids one line lists before saying how many more there are.
@@ -14,7 +15,11 @@ const LABEL: usize = 14;
 /// Renders the summary: run, tasks reported of expected (and which are missing, failed or
 /// interrupted, by id), counts by error code, achieved rate against the target, latency and
 /// service-time percentiles, thresholds with their measured values, and where the report is.
-pub fn render(summary: &Summary, results: &[ThresholdResult], report_location: &str) -> String {
+pub(crate) fn render(
+    summary: &Summary,
+    results: &[ThresholdResult],
+    report_location: &str,
+) -> String {
     let mut out = String::new();
     let w = &mut out;
     let target = if summary.target.is_empty() {
@@ -211,30 +216,6 @@ fn ids(items: impl Iterator<Item = String>) -> String {
     text
 }
 
-/// `1234567` → `1,234,567`.
-pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// A rate with thousands separators and one decimal.
-fn rate(r: f64) -> String {
-    let whole = r.trunc().max(0.0) as u64;
-    let tenth = ((r - r.trunc()) * 10.0).round() as u64;
-    if tenth >= 10 {
-        format!("{}.0", thousands(whole + 1))
-    } else {
-        format!("{}.{tenth}", thousands(whole))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,16 +223,6 @@ mod tests {
     use crate::model::report::{
         Counts, Histograms, MergeInfo, TaskProblem, TaskRow, SCHEMA_VERSION,
     };
-
-    #[test]
-    fn formats_numbers() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(rate(9612.46), "9,612.5");
-        assert_eq!(rate(9.96), "10.0");
-    }
 
     #[test]
     fn renders_everything_a_ci_log_needs() {

@@ -1,14 +1,19 @@
 //! An ECS-compatible HTTP server on loopback that answers RunTask from a script, so tests can see
 //! what moto never produces: placement failures (`failures[]`), throttling and server errors.
+//! Any operation can also be made to fail for a while or for good ([`EcsDouble::fail`]), RunTask
+//! to answer slowly ([`EcsDouble::delay_run_task`]), tasks to end by themselves
+//! ([`EcsDouble::end_tasks_after`]), ListTasks to lag behind ([`EcsDouble::list_lag`]) and
+//! other services' requests (S3) to hang ([`EcsDouble::hold_other_requests`]).
 //!
 //! It speaks the protocol the SDK uses (awsJson 1.1: `POST /`, `X-Amz-Target:
 //! AmazonEC2ContainerServiceV20141113.<Operation>`, errors as `{"__type": …, "message": …}`),
 //! enforces the ECS limits the fleet must respect (RunTask `count` 1–10, DescribeTasks ≤ 100
 //! tasks), records every request, and stops when dropped.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -65,14 +70,85 @@ impl RunTaskReply {
     }
 }
 
+/// How an operation fails, set with [`EcsDouble::fail`].
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Calls of the operation answered normally before the failures begin.
+    pub after: usize,
+    /// How many calls fail; `None`: every call from then on.
+    pub times: Option<usize>,
+    /// The HTTP status of the error answer.
+    pub status: u16,
+    /// Its `__type`.
+    pub kind: String,
+    /// Its message.
+    pub message: String,
+}
+
+impl Failure {
+    /// Throttling (HTTP 400 `ThrottlingException`), transient by nature.
+    pub fn throttling() -> Self {
+        Failure {
+            after: 0,
+            times: None,
+            status: 400,
+            kind: "ThrottlingException".into(),
+            message: "Rate exceeded".into(),
+        }
+    }
+
+    /// Access denied (HTTP 400 `AccessDeniedException`): retrying cannot cure it.
+    pub fn access_denied() -> Self {
+        Failure {
+            after: 0,
+            times: None,
+            status: 400,
+            kind: "AccessDeniedException".into(),
+            message: "User is not authorized to perform this action".into(),
+        }
+    }
+
+    /// After `n` calls answered normally.
+    pub fn after(mut self, n: usize) -> Self {
+        self.after = n;
+        self
+    }
+
+    /// For `n` calls only.
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+}
+
 #[derive(Default)]
 struct State {
     script: VecDeque<RunTaskReply>,
     then: Option<RunTaskReply>,
     requests: Vec<(String, Value)>,
     started: Vec<String>,
+    started_at: HashMap<String, Instant>,
     stopped: BTreeSet<String>,
     next_id: u64,
+    failures: HashMap<String, Failure>,
+    /// Calls of each operation so far (failed ones included).
+    calls: HashMap<String, usize>,
+    run_task_delay: Option<(usize, Duration)>,
+    task_lifetime: Option<Duration>,
+    hold_others: Option<Duration>,
+    list_lag: Option<Duration>,
+}
+
+impl State {
+    /// Whether task `arn` has ended: stopped, or lived its lifetime.
+    fn ended(&self, arn: &str) -> bool {
+        self.stopped.contains(arn)
+            || self.task_lifetime.is_some_and(|life| {
+                self.started_at
+                    .get(arn)
+                    .is_some_and(|at| at.elapsed() >= life)
+            })
+    }
 }
 
 /// A running double; its URL goes to the SDK's `endpoint_url`.
@@ -139,6 +215,50 @@ impl EcsDouble {
     pub fn stopped(&self) -> BTreeSet<String> {
         self.state.lock().unwrap().stopped.clone()
     }
+
+    /// ARNs of the tasks started and not ended (neither stopped nor past their lifetime).
+    pub fn running(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .started
+            .iter()
+            .filter(|a| !state.ended(a))
+            .cloned()
+            .collect()
+    }
+
+    /// Makes operation `op` (`DescribeTasks`, `StopTask`, `ListTasks`, `RunTask`) fail as
+    /// `failure` says, counting its calls from now.
+    pub fn fail(&self, op: &str, failure: Failure) {
+        let mut state = self.state.lock().unwrap();
+        let done = state.calls.get(op).copied().unwrap_or(0);
+        let mut failure = failure;
+        failure.after += done;
+        state.failures.insert(op.to_string(), failure);
+    }
+
+    /// RunTask calls from the `from`-th on (0-based) are answered after `delay`; their tasks
+    /// start when the call arrives, as ECS's do, even if the caller gives up waiting.
+    pub fn delay_run_task(&self, from: usize, delay: Duration) {
+        self.state.lock().unwrap().run_task_delay = Some((from, delay));
+    }
+
+    /// Tasks end by themselves (STOPPED, worker exit code 0) `lifetime` after they started.
+    pub fn end_tasks_after(&self, lifetime: Duration) {
+        self.state.lock().unwrap().task_lifetime = Some(lifetime);
+    }
+
+    /// ListTasks is eventually consistent, as ECS's is: a task appears in it only `lag` after
+    /// it started.
+    pub fn list_lag(&self, lag: Duration) {
+        self.state.lock().unwrap().list_lag = Some(lag);
+    }
+
+    /// Requests that are not ECS's (no ECS `X-Amz-Target`, e.g. S3's) are held for `hold`, then
+    /// answered HTTP 503.
+    pub fn hold_other_requests(&self, hold: Duration) {
+        self.state.lock().unwrap().hold_others = Some(hold);
+    }
 }
 
 async fn handle(
@@ -157,21 +277,47 @@ async fn handle(
     };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Some(op) = target.strip_prefix(TARGET_PREFIX) else {
+        let hold = state.lock().unwrap().hold_others;
+        if let Some(hold) = hold {
+            tokio::time::sleep(hold).await;
+            return Ok(error(503, "ServiceUnavailable", "held by the ECS double"));
+        }
         return Ok(error(
             400,
             "UnknownOperationException",
             &format!("unexpected X-Amz-Target {target:?}"),
         ));
     };
-    let mut state = state.lock().unwrap();
-    state.requests.push((op.to_string(), body.clone()));
-    Ok(match op {
-        "RunTask" => run_task(&mut state, &body),
-        "StopTask" => stop_task(&mut state, &body),
-        "DescribeTasks" => describe_tasks(&state, &body),
-        "ListTasks" => list_tasks(&state, &body),
-        other => error(400, "UnknownOperationException", other),
-    })
+    let (answer, delay) = {
+        let mut state = state.lock().unwrap();
+        state.requests.push((op.to_string(), body.clone()));
+        let call = {
+            let n = state.calls.entry(op.to_string()).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let failing = state
+            .failures
+            .get(op)
+            .filter(|f| call >= f.after && f.times.map_or(true, |t| call < f.after + t));
+        let answer = match (failing, op) {
+            (Some(f), _) => error(f.status, &f.kind, &f.message),
+            (None, "RunTask") => run_task(&mut state, &body),
+            (None, "StopTask") => stop_task(&mut state, &body),
+            (None, "DescribeTasks") => describe_tasks(&state, &body),
+            (None, "ListTasks") => list_tasks(&state, &body),
+            (None, other) => error(400, "UnknownOperationException", other),
+        };
+        let delay = match state.run_task_delay {
+            Some((from, delay)) if op == "RunTask" && call >= from => Some(delay),
+            _ => None,
+        };
+        (answer, delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(answer)
 }
 
 fn run_task(state: &mut State, body: &Value) -> Response<Full<Bytes>> {
@@ -200,6 +346,7 @@ fn run_task(state: &mut State, body: &Value) -> Response<Full<Bytes>> {
                 state.next_id += 1;
                 let arn = format!("{TASK_ARN_PREFIX}{:032x}", state.next_id);
                 state.started.push(arn.clone());
+                state.started_at.insert(arn.clone(), Instant::now());
                 tasks.push(json!({
                     "taskArn": arn,
                     "lastStatus": "PROVISIONING",
@@ -256,7 +403,7 @@ fn describe_tasks(state: &State, body: &Value) -> Response<Full<Bytes>> {
     let mut failures = Vec::new();
     for arn in asked {
         if state.started.contains(&arn) {
-            let stopped = state.stopped.contains(&arn);
+            let stopped = state.ended(&arn);
             let status = if stopped { "STOPPED" } else { "RUNNING" };
             let mut task = json!({
                 "taskArn": arn,
@@ -267,8 +414,13 @@ fn describe_tasks(state: &State, body: &Value) -> Response<Full<Bytes>> {
             });
             if stopped {
                 task["containers"][0]["exitCode"] = json!(0);
-                task["stoppedReason"] = json!("stopped by the test");
-                task["stopCode"] = json!("UserInitiated");
+                if state.stopped.contains(&arn) {
+                    task["stoppedReason"] = json!("stopped by the test");
+                    task["stopCode"] = json!("UserInitiated");
+                } else {
+                    task["stoppedReason"] = json!("Essential container in task exited");
+                    task["stopCode"] = json!("EssentialContainerExited");
+                }
                 task["stoppedAt"] = json!(1_700_000_060.5);
             }
             tasks.push(task);
@@ -283,7 +435,15 @@ fn list_tasks(state: &State, body: &Value) -> Response<Full<Bytes>> {
     let running: Vec<&String> = state
         .started
         .iter()
-        .filter(|a| !state.stopped.contains(*a))
+        .filter(|a| !state.ended(a))
+        .filter(|a| {
+            state.list_lag.map_or(true, |lag| {
+                state
+                    .started_at
+                    .get(a.as_str())
+                    .is_some_and(|at| at.elapsed() >= lag)
+            })
+        })
         .collect();
     let from: usize = body["nextToken"]
         .as_str()

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{
+use super::limits::{
     AWSVPC_MAX_SECURITY_GROUPS, AWSVPC_MAX_SUBNETS, CAPACITY_PROVIDERS_MAX,
     CAPACITY_PROVIDER_BASE_MAX, CAPACITY_PROVIDER_WEIGHT_MAX, STARTED_BY_MAX_LEN,
 };
@@ -100,7 +100,7 @@ impl fmt::Display for CapacityProvider {
 }
 
 /// Where and how the fleet's tasks run. Filled from the launcher's flags or from the outputs of
-/// the project's CloudFormation stack (see [`crate::launcher::fleet::stack`]); `validate` is the
+/// the project's CloudFormation stack (see `launcher::fleet::stack`); `validate` is the
 /// one place that rejects it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EcsConfig {

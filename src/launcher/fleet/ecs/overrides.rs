@@ -4,7 +4,7 @@
 use aws_sdk_ecs::types::{ContainerOverride, KeyValuePair, TaskOverride};
 use serde::Serialize;
 
-use super::OVERRIDES_MAX_BYTES;
+use super::limits::OVERRIDES_MAX_BYTES;
 
 /// How many of the largest variables an [`OverridesTooLarge`] names.
 const LARGEST_NAMED: usize = 5;
@@ -64,7 +64,7 @@ fn overrides_size(container: &str, env: &[(String, String)]) -> usize {
 }
 
 /// Fails when the overrides for `container` with `env` would exceed [`OVERRIDES_MAX_BYTES`];
-/// [`EcsFleet::start`](super::EcsFleet::start) checks them before its first RunTask call.
+/// `EcsFleet::start` checks them before its first RunTask call.
 pub(super) fn check_overrides(
     container: &str,
     env: &[(String, String)],

@@ -13,8 +13,9 @@ use aws_sdk_ecs::types::{
 use aws_smithy_types::retry::RetryConfig;
 
 use super::config::{validate_run_id, EcsConfig, EcsConfigError};
+use super::fleet::{sdk_error_text, EcsFleet, RETRYABLE_ERROR_CODES};
+use super::limits::{RUN_ID_TAG, RUN_TASK_MAX_COUNT};
 use super::overrides::{check_overrides, task_override};
-use super::{sdk_error_text, EcsFleet, RUN_ID_TAG, RUN_TASK_MAX_COUNT};
 
 /// `failures[].reason` values of RunTask that mean "not now" rather than "never": the cluster is
 /// out of memory, CPU, ports or ENIs (`RESOURCE:*`), an agent is disconnected (`AGENT`), or
@@ -26,19 +27,6 @@ const RETRYABLE_FAILURE_PREFIXES: &[&str] = &["RESOURCE:", "AGENT"];
 /// Reason recorded when RunTask starts fewer tasks than asked without any `failures[]` entry (not
 /// documented to happen; retried like a placement failure).
 const UNEXPLAINED_SHORTFALL: &str = "(RunTask started fewer tasks than asked and gave no reason)";
-
-/// Error codes that mean "too many requests, or the service had a bad moment": the call did not
-/// start anything and may be sent again.
-const RETRYABLE_ERROR_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "ServerException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "InternalFailure",
-];
 
 /// How far [`EcsFleet::start`] has come, for a "started k of N" line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +120,9 @@ pub enum StartStop {
     Deadline,
     /// ECS refused in a way retrying cannot fix (the message says how).
     Fatal(String),
+    /// [`EcsFleet::halt_start`] was called: no new call was made after it, the call in flight
+    /// was let finish, and the tasks started were left for the caller to stop.
+    Halted,
 }
 
 /// The fleet did not fully start. Tasks that did start were stopped (all or nothing: a partial
@@ -165,6 +156,14 @@ impl fmt::Display for StartError {
                 r.throttled,
                 r.failures_text()
             )?,
+            StartStop::Halted => write!(
+                f,
+                "run {}: the start was halted with {} of {} ECS tasks started ({} RunTask calls)",
+                self.run_id,
+                started,
+                r.requested,
+                r.calls.len()
+            )?,
             StartStop::Fatal(why) => write!(
                 f,
                 "run {}: {} of {} ECS tasks could not start: {why} ({} started before, {} RunTask \
@@ -180,7 +179,9 @@ impl fmt::Display for StartError {
         if let Some(e) = &r.last_error {
             write!(f, "; last error: {e}")?;
         }
-        if started > 0 {
+        if started > 0 && self.cause == StartStop::Halted {
+            write!(f, "; the caller stops the {started} tasks that had started")?;
+        } else if started > 0 {
             match &self.cleanup {
                 Ok(()) => write!(f, "; the {started} tasks that had started were stopped")?,
                 Err(e) => write!(
@@ -214,10 +215,17 @@ impl EcsFleet {
     /// until every task runs or `deadline` passes. A call in flight is not cut off at the
     /// deadline: it may already have started tasks.
     ///
+    /// [`EcsFleet::halt_start`] ends it early without cutting off a call in flight, whose tasks
+    /// would otherwise be started with no ARN known for them (ListTasks is eventually
+    /// consistent): the error is then a [`StartError`] with [`StartStop::Halted`] and the tasks
+    /// started are left running for the caller to stop.
+    ///
     /// Config, run id and overrides size are checked before any call. When the fleet cannot fully
     /// start, the tasks that did start are stopped and the error is a [`StartError`] (downcast
-    /// it for the report). If this future is dropped half-way, the tasks already started are
-    /// found by [`EcsFleet::list_run`].
+    /// it for the report). If this future is dropped half-way, the tasks already started are in
+    /// [`EcsFleet::started_tasks`] (recorded as each answer is read), and [`EcsFleet::list_run`]
+    /// finds them too once ListTasks has caught up (including those of a call whose answer never
+    /// came back).
     pub async fn start(
         &self,
         run_id: &str,
@@ -243,10 +251,14 @@ impl EcsFleet {
         // The client token of a request that got no usable answer: sent again unchanged, so a
         // RunTask that did start tasks before its answer was lost is not started twice.
         let mut retry_token: Option<(u32, String)> = None;
+        let mut halted = self.halt.subscribe();
         let cause = loop {
             let missing = report.missing();
             if missing == 0 {
                 return Ok(report);
+            }
+            if *halted.borrow_and_update() {
+                break StartStop::Halted;
             }
             if Instant::now() >= deadline {
                 break StartStop::Deadline;
@@ -288,10 +300,13 @@ impl EcsFleet {
             attempt += 1;
             let left = deadline.saturating_duration_since(Instant::now());
             on_progress(&report.progress(Some((delay.min(left), why))));
-            tokio::time::sleep(delay.min(left)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay.min(left)) => {}
+                _ = halted.wait_for(|h| *h) => {}
+            }
         };
 
-        let cleanup = if report.tasks.is_empty() {
+        let cleanup = if report.tasks.is_empty() || cause == StartStop::Halted {
             Ok(())
         } else {
             let reason = format!("fleetload: run {run_id} did not fully start");
@@ -379,13 +394,14 @@ impl EcsFleet {
             .await;
         match sent {
             Ok(out) => {
-                let before = report.tasks.len();
-                report.tasks.extend(
-                    out.tasks()
-                        .iter()
-                        .filter_map(|t| t.task_arn().map(str::to_string)),
-                );
-                let placed = u32::try_from(report.tasks.len() - before).unwrap_or(u32::MAX);
+                let arns: Vec<String> = out
+                    .tasks()
+                    .iter()
+                    .filter_map(|t| t.task_arn().map(str::to_string))
+                    .collect();
+                self.record_started(&arns);
+                let placed = u32::try_from(arns.len()).unwrap_or(u32::MAX);
+                report.tasks.extend(arns);
                 let mut reasons = Vec::new();
                 for f in out.failures() {
                     let reason = f.reason().unwrap_or("(no reason given)");

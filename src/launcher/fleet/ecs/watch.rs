@@ -1,16 +1,45 @@
 //! Following a run's tasks: DescribeTasks, StopTask, ListTasks by `startedBy`, and waiting until
-//! every task is stopped.
+//! every task is stopped. Each call is retried with backoff while its errors are transient (see
+//! [`EcsFleet::retrying`]); the SDK's own retry layer is off for DescribeTasks and StopTask, so
+//! one loop owns their attempts, waits and give-up time (ListTasks' paginator keeps the SDK's
+//! few quick retries inside each attempt).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::DesiredStatus;
+use aws_smithy_types::retry::RetryConfig;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use super::config::validate_run_id;
-use super::{sdk_error_text, EcsFleet, DESCRIBE_TASKS_MAX, STOP_REASON_MAX_CHARS};
+use super::fleet::{error_is_retryable, sdk_error_text, EcsFleet};
+use super::limits::{DESCRIBE_TASKS_MAX, STOP_REASON_MAX_CHARS};
+
+/// One failed call: what went wrong, and whether the same call may be sent again.
+struct CallError {
+    text: String,
+    retryable: bool,
+}
+
+impl CallError {
+    fn of<E>(e: &SdkError<E, aws_sdk_ecs::config::http::HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        CallError {
+            text: sdk_error_text(e),
+            retryable: error_is_retryable(e),
+        }
+    }
+}
+
+/// The SDK's retry layer off for one call: [`EcsFleet::retrying`] owns the attempts.
+fn no_sdk_retries() -> aws_sdk_ecs::config::Builder {
+    aws_sdk_ecs::Config::builder().retry_config(RetryConfig::disabled())
+}
 
 /// StopTask calls in flight at once: enough to stop a few hundred tasks in seconds, few enough
 /// to stay inside the ECS API's request rate for the account.
@@ -72,18 +101,20 @@ impl EcsFleet {
         let mut found: HashMap<String, TaskState> = HashMap::new();
         for chunk in task_arns.chunks(DESCRIBE_TASKS_MAX) {
             let out = self
-                .client
-                .describe_tasks()
-                .cluster(&self.cfg.cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
+                .retrying(|| async {
+                    self.client
+                        .describe_tasks()
+                        .cluster(&self.cfg.cluster)
+                        .set_tasks(Some(chunk.to_vec()))
+                        .customize()
+                        .config_override(no_sdk_retries())
+                        .send()
+                        .await
+                        .map_err(|e| CallError::of(&e))
+                })
                 .await
                 .map_err(|e| {
-                    anyhow::anyhow!(
-                        "DescribeTasks on cluster {} failed: {}",
-                        self.cfg.cluster,
-                        sdk_error_text(&e)
-                    )
+                    anyhow::anyhow!("DescribeTasks on cluster {} failed: {e}", self.cfg.cluster)
                 })?;
             for t in out.tasks() {
                 let state = self.task_state(t);
@@ -150,8 +181,10 @@ impl EcsFleet {
         }
     }
 
-    /// StopTask for each task, a few at a time. A task that is already stopped, or that ECS has
-    /// forgotten, counts as stopped. ECS sends SIGTERM, then SIGKILL after the stop timeout.
+    /// StopTask for each task, a few at a time, each retried while its errors are transient. A
+    /// task that is already stopped, or that ECS has forgotten, counts as stopped. ECS sends
+    /// SIGTERM, then SIGKILL after the stop timeout. The error names every task whose StopTask
+    /// failed for good; the others were stopped all the same.
     pub async fn stop(&self, task_arns: &[String], reason: &str) -> anyhow::Result<()> {
         let reason: String = reason.chars().take(STOP_REASON_MAX_CHARS).collect();
         let failed: Vec<String> = stream::iter(task_arns)
@@ -159,18 +192,25 @@ impl EcsFleet {
                 let reason = reason.clone();
                 async move {
                     let res = self
-                        .client
-                        .stop_task()
-                        .cluster(&self.cfg.cluster)
-                        .task(arn)
-                        .reason(reason)
-                        .send()
+                        .retrying(|| async {
+                            match self
+                                .client
+                                .stop_task()
+                                .cluster(&self.cfg.cluster)
+                                .task(arn)
+                                .reason(reason.clone())
+                                .customize()
+                                .config_override(no_sdk_retries())
+                                .send()
+                                .await
+                            {
+                                Ok(_) => Ok(()),
+                                Err(e) if is_task_gone(&e) => Ok(()),
+                                Err(e) => Err(CallError::of(&e)),
+                            }
+                        })
                         .await;
-                    match res {
-                        Ok(_) => None,
-                        Err(e) if is_task_gone(&e) => None,
-                        Err(e) => Some(format!("{}: {}", task_id(arn), sdk_error_text(&e))),
-                    }
+                    res.err().map(|e| format!("{}: {e}", task_id(arn)))
                 }
             })
             .buffer_unordered(STOP_CONCURRENCY)
@@ -194,26 +234,75 @@ impl EcsFleet {
     /// desired status RUNNING (which also covers PROVISIONING and PENDING tasks), every page.
     pub async fn list_run(&self, run_id: &str) -> anyhow::Result<Vec<String>> {
         validate_run_id(run_id)?;
-        let mut pages = self
-            .client
-            .list_tasks()
-            .cluster(&self.cfg.cluster)
-            .started_by(run_id)
-            .desired_status(DesiredStatus::Running)
-            .into_paginator()
-            .items()
-            .send();
-        let mut arns = Vec::new();
-        while let Some(arn) = pages.next().await {
-            arns.push(arn.map_err(|e| {
-                anyhow::anyhow!(
-                    "ListTasks (startedBy {run_id}) on cluster {} failed: {}",
-                    self.cfg.cluster,
-                    sdk_error_text(&e)
-                )
-            })?);
+        self.retrying(|| async {
+            let mut pages = self
+                .client
+                .list_tasks()
+                .cluster(&self.cfg.cluster)
+                .started_by(run_id)
+                .desired_status(DesiredStatus::Running)
+                .into_paginator()
+                .items()
+                .send();
+            let mut arns = Vec::new();
+            while let Some(arn) = pages.next().await {
+                arns.push(arn.map_err(|e| CallError::of(&e))?);
+            }
+            Ok(arns)
+        })
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "ListTasks (startedBy {run_id}) on cluster {} failed: {e}",
+                self.cfg.cluster
+            )
+        })
+    }
+
+    /// Runs `call` until it succeeds, fails in a way retrying cannot cure, or has kept failing
+    /// transiently for the fleet's retry time (`WATCH_RETRY_FOR` unless changed),
+    /// waiting the fleet's backoff between attempts. The error says how often and for how long
+    /// it was tried.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let first = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let e = match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let tried = first.elapsed();
+            if !e.retryable {
+                return Err(if attempt == 0 {
+                    e.text
+                } else {
+                    format!("{} (after {} attempts)", e.text, attempt + 1)
+                });
+            }
+            if tried >= self.retry_for {
+                return Err(format!(
+                    "{} (still failing after {} attempts over {})",
+                    e.text,
+                    attempt + 1,
+                    humantime::format_duration(Duration::from_millis(tried.as_millis() as u64))
+                ));
+            }
+            let delay = self
+                .backoff
+                .delay(attempt)
+                .min(self.retry_for.saturating_sub(tried));
+            tracing::warn!(
+                "ECS call failed, retrying in {:.1}s: {}",
+                delay.as_secs_f64(),
+                e.text
+            );
+            attempt += 1;
+            tokio::time::sleep(delay).await;
         }
-        Ok(arns)
     }
 
     /// Polls [`EcsFleet::describe`] until every task is STOPPED (or forgotten by ECS), at most

@@ -1,0 +1,151 @@
+//! The CI gate as a JUnit XML file: one test case per threshold, and one for the fleet's
+//! coverage (every expected task reported and completed), so a CI system shows which gate broke.
+
+use crate::launcher::gate::ThresholdResult;
+use crate::model::report::{MergeInfo, Outcome, Summary};
+
+/// Escapes text for XML attributes and content; characters XML 1.0 forbids become U+FFFD.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Name of the JUnit test case that checks every task reported and completed.
+pub const COVERAGE_CASE: &str = "fleet coverage";
+
+/// Whether every expected task reported and completed; if not, why (one line).
+pub fn coverage_problem(summary: &Summary) -> Option<String> {
+    let Some(info) = &summary.merge else {
+        return match &summary.outcome {
+            Outcome::Completed => None,
+            other => Some(format!("the run did not complete: {}", other.status())),
+        };
+    };
+    let MergeInfo {
+        tasks_expected,
+        tasks_reported,
+        tasks_missing,
+        tasks_not_completed,
+        ..
+    } = info;
+    if tasks_missing.is_empty() && tasks_not_completed.is_empty() && *tasks_reported > 0 {
+        return None;
+    }
+    Some(match &summary.outcome {
+        Outcome::Failed { reason } => reason.clone(),
+        _ => format!("{tasks_reported} of {tasks_expected} tasks reported"),
+    })
+}
+
+/// A JUnit XML report: one test case per threshold (a `<failure>` for each broken one, with the
+/// measured value) and the case [`COVERAGE_CASE`], failing when tasks are missing or did not
+/// complete.
+pub fn junit_xml(results: &[ThresholdResult], summary: &Summary, suite_name: &str) -> String {
+    let coverage = coverage_problem(summary);
+    let failures = results.iter().filter(|r| !r.held).count() + usize::from(coverage.is_some());
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let suite = xml_escape(suite_name);
+    xml.push_str(&format!(
+        "<testsuites name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite \
+         name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">\n",
+        tests = results.len() + 1,
+    ));
+    let info = summary.merge.as_ref();
+    let coverage_name = format!(
+        "{COVERAGE_CASE}: {} of {} tasks reported",
+        info.map_or(0, |i| i.tasks_reported),
+        info.map_or(0, |i| i.tasks_expected)
+    );
+    let case = |xml: &mut String, name: &str, failure: Option<(String, String)>| {
+        xml.push_str(&format!(
+            "    <testcase classname=\"{suite}\" name=\"{}\"",
+            xml_escape(name)
+        ));
+        match failure {
+            None => xml.push_str("/>\n"),
+            Some((message, body)) => xml.push_str(&format!(
+                ">\n      <failure message=\"{}\" type=\"threshold\">{}</failure>\n    \
+                 </testcase>\n",
+                xml_escape(&message),
+                xml_escape(&body)
+            )),
+        }
+    };
+    case(&mut xml, &coverage_name, coverage.map(|c| (c.clone(), c)));
+    for r in results {
+        let failure = (!r.held).then(|| {
+            (
+                format!("{} broken: measured {}", r.expression, r.measured_text),
+                format!(
+                    "threshold {} (limit {}) was broken: measured {}",
+                    r.expression, r.limit, r.measured_text
+                ),
+            )
+        });
+        case(&mut xml, &r.expression, failure);
+    }
+    xml.push_str("  </testsuite>\n</testsuites>\n");
+    xml
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launcher::gate::tests::summary;
+    use crate::launcher::gate::{evaluate, parse_all};
+
+    #[test]
+    fn escapes_xml() {
+        assert_eq!(
+            xml_escape("a<b & \"c\" > 'd'\n\u{1}"),
+            "a&lt;b &amp; &quot;c&quot; &gt; &apos;d&apos;&#10;\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn junit_has_a_case_per_threshold_and_coverage() {
+        let mut s = summary();
+        let results = evaluate(&parse_all(&["p99<250ms", "p99<200ms"]).unwrap(), &s);
+        let xml = junit_xml(&results, &s, "fleetload <run> & co");
+        assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
+        assert!(
+            xml.contains("name=\"fleetload &lt;run&gt; &amp; co\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                "<testcase classname=\"fleetload &lt;run&gt; &amp; co\" name=\"p99&lt;250ms\"/>"
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("message=\"p99&lt;200ms broken: measured 231.4ms\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"fleet coverage: 2 of 2 tasks reported\"/>"),
+            "{xml}"
+        );
+        s.outcome = Outcome::Failed {
+            reason: "1 of 2 tasks did not complete; missing: t<2>".into(),
+        };
+        s.merge.as_mut().unwrap().tasks_missing = vec!["t<2>".into()];
+        let xml = junit_xml(&results, &s, "suite");
+        assert!(xml.contains("failures=\"2\""), "{xml}");
+        assert!(xml.contains("missing: t&lt;2&gt;"), "{xml}");
+    }
+}

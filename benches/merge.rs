@@ -81,6 +81,7 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
             p50_ms: p.p50,
             p99_ms: p.p99,
             max_ms: p.max,
+            unsent: 0,
         });
         if throttled > 0 {
             throttled_timeline.push((second, throttled));
@@ -126,6 +127,7 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
             service_time: encode_histogram(&service),
         },
         errors_timeline,
+        saturation: None,
         merge: None,
     };
     Files {

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::model::scenario::Scenario;
-use crate::worker::{run, WorkerExit, HARD_DEADLINE_EXIT, HARD_DEADLINE_GRACE};
+use crate::worker::exit::{WorkerExit, HARD_DEADLINE_EXIT, HARD_DEADLINE_GRACE};
+use crate::worker::task::run;
 
 /// The worker process from start to exit: logging, the scenario from the environment, the
 /// runtime, signals and the hard deadline. The `worker` binary is this function; the launcher's

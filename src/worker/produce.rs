@@ -5,12 +5,16 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use crate::model::measure::SharedRecorder;
 use crate::model::payload::Generator;
 use crate::model::profile::Schedule;
 use crate::model::report::{Outcome, BEHIND_AFTER_MS};
 use crate::worker::sink::{Event, Sink};
-use crate::worker::StopSignal;
+
+/// A stop request: the name of the signal that asked for it.
+pub type StopSignal = watch::Receiver<Option<&'static str>>;
 
 /// Events generated between two looks at the clock and the stop signal.
 const BURST: u64 = 1024;

@@ -12,8 +12,8 @@ use crate::model::report::{
     Saturation, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
 use crate::model::scenario::Scenario;
+use crate::worker::exit::{TaskResult, WorkerExit};
 use crate::worker::store::ReportStore;
-use crate::worker::{TaskResult, WorkerExit};
 
 pub(crate) struct ReportContext<'a> {
     pub(crate) scenario: &'a Scenario,

@@ -19,7 +19,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use self::config::{client_config, config_error};
 use self::delivery::{error_name, pack, DeliveryContext};
-use super::{Event, PreflightError, Sink};
+use super::boundary::{Event, PreflightError, Sink};
 use crate::model::measure::SharedRecorder;
 
 /// How long the preflight waits for the brokers' metadata.

@@ -30,7 +30,7 @@ mod request;
 use self::answer::Answer;
 use self::client::PutRecordsClient;
 use self::request::{Batch, RequestBody};
-use super::{Event, PreflightError, Sink};
+use super::boundary::{Event, PreflightError, Sink};
 use crate::model::backoff::Backoff;
 use crate::model::measure::{SharedRecorder, RETRY_ABANDONED, SEND_PANICKED};
 use crate::model::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};

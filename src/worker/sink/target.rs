@@ -1,0 +1,72 @@
+//! The closed set of targets: [`Target`] connects the one the scenario names and dispatches to it.
+
+use std::time::Instant;
+
+use super::boundary::{Event, PreflightError, Sink};
+use super::kafka::KafkaSink;
+use super::kinesis::KinesisSink;
+use super::null::NullSink;
+use crate::model::measure::SharedRecorder;
+use crate::model::scenario::{Scenario, TargetConfig};
+
+/// A connected, checked target.
+pub enum Target {
+    /// Kinesis PutRecords.
+    Kinesis(KinesisSink),
+    /// Kafka via librdkafka.
+    Kafka(KafkaSink),
+    /// Nothing is sent; every event is acknowledged at once.
+    Null(NullSink),
+}
+
+impl Target {
+    /// Connects to the scenario's target and checks it is there (stream active, topic
+    /// present), before the clock starts. Nothing is produced here.
+    pub async fn connect(
+        scenario: &Scenario,
+        task_id: &str,
+        recorder: SharedRecorder,
+    ) -> Result<Target, PreflightError> {
+        Ok(match &scenario.target {
+            TargetConfig::Kinesis { stream } => Target::Kinesis(
+                KinesisSink::connect(
+                    stream.clone(),
+                    scenario.batch_size,
+                    scenario.max_in_flight,
+                    recorder,
+                )
+                .await?,
+            ),
+            TargetConfig::Kafka { topic, properties } => {
+                Target::Kafka(KafkaSink::connect(topic, properties, task_id, recorder).await?)
+            }
+            TargetConfig::Null => Target::Null(NullSink::new(recorder)),
+        })
+    }
+}
+
+impl Sink for Target {
+    async fn send(&mut self, event: Event<'_>) {
+        match self {
+            Target::Kinesis(s) => s.send(event).await,
+            Target::Kafka(s) => s.send(event).await,
+            Target::Null(s) => s.send(event).await,
+        }
+    }
+
+    async fn flush(&mut self) {
+        match self {
+            Target::Kinesis(s) => s.flush().await,
+            Target::Kafka(s) => s.flush().await,
+            Target::Null(s) => s.flush().await,
+        }
+    }
+
+    async fn drain(&mut self, deadline: Instant) {
+        match self {
+            Target::Kinesis(s) => s.drain(deadline).await,
+            Target::Kafka(s) => s.drain(deadline).await,
+            Target::Null(s) => s.drain(deadline).await,
+        }
+    }
+}

@@ -22,13 +22,13 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 
 use crate::model::report::{
-    encode_histogram, parse_timeseries, read_hlog, timeseries_csv, write_hlog, Counts, Histograms,
+    encode_histogram, parse_timeseries, read_hlog, timeseries_csv, Counts, Histograms, HlogWriter,
     MergeInfo, Outcome, Percentiles, SecondRow, Summary, TaskProblem, TaskRow, HLOG_FILE,
     SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
 use crate::worker::store::{merged_dir, task_dir, tasks_dir, ReportStore};
 
-use self::hdr::{Accumulator, Batch, Decoder};
+use self::hdr::{Accumulator, Batch, Decoder, Encoder};
 
 /// Reports fetched at once: enough to hide S3's per-request latency for a thousand tasks,
 /// few enough not to exhaust connections or memory (a decoded task is a few MB at most).
@@ -71,10 +71,32 @@ pub struct Merged {
     pub service: Histogram<u64>,
     /// The merged `timeseries.csv`: one row per second from the planned start.
     pub rows: Vec<SecondRow>,
-    /// Per-second latency histograms summed across tasks (`histograms.hlog`).
-    pub per_second: Vec<(u64, Histogram<u64>)>,
+    /// Per-second latency histograms summed across tasks, as `histograms.hlog` holds them:
+    /// encoded, a few KB a second (a decoded one is up to ~180 KB, 600 MB per hour of run).
+    pub per_second: Vec<MergedSecond>,
     /// The summaries of the tasks whose report was readable, sorted by task id.
     pub tasks: Vec<Summary>,
+}
+
+/// One second of the merged interval log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedSecond {
+    /// The second, from the planned start.
+    pub second: u64,
+    /// The largest latency of the second, µs.
+    pub max_us: u64,
+    /// The summed histogram, HdrHistogram V2 deflate (as `histograms.hlog` carries it).
+    pub encoded: Vec<u8>,
+}
+
+impl MergedSecond {
+    /// The summed histogram, decoded.
+    pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
+        use hdrhistogram::serialization::Deserializer;
+        Deserializer::new()
+            .deserialize(&mut &self.encoded[..])
+            .map_err(|e| anyhow::anyhow!("merged histogram of second {}: {e:?}", self.second))
+    }
 }
 
 /// Merges reports already in memory. `expected` lists the task ids the launcher started, when
@@ -209,7 +231,11 @@ pub async fn write_merged(
     merged: &Merged,
 ) -> anyhow::Result<()> {
     let dir = merged_dir(run_id);
-    let hlog = write_hlog(merged.summary.planned_start, &merged.per_second);
+    let mut hlog = HlogWriter::new(merged.summary.planned_start);
+    for s in &merged.per_second {
+        hlog.push_encoded(s.second, s.max_us, &s.encoded);
+    }
+    let hlog = hlog.finish();
     store
         .put(
             &format!("{dir}/{SUMMARY_FILE}"),
@@ -558,19 +584,28 @@ impl Merger {
             }
         };
 
-        // Per-second rows, with exact percentiles from the summed per-second histograms.
-        // Each accumulator is dropped as soon as its histogram is built: a one-hour run has
-        // 3,600 of each, up to ~180 KB apiece.
-        let per_second: Vec<(u64, Histogram<u64>)> = std::mem::take(&mut self.per_second)
-            .into_iter()
-            .enumerate()
-            .filter(|(_, acc)| !acc.is_empty())
-            .map(|(s, acc)| (s as u64, acc.to_histogram(false)))
-            .collect();
+        // Per-second rows, with exact percentiles from the summed per-second counters. Each
+        // second is encoded straight from its accumulator, which is dropped at once: no
+        // histogram is built per second, and what is kept is what the interval log holds.
+        let mut encoder = Encoder::default();
+        let mut per_second = Vec::new();
+        let mut stats = Vec::new();
+        for (s, acc) in std::mem::take(&mut self.per_second).into_iter().enumerate() {
+            let mut encoded = Vec::new();
+            if let Some(st) = encoder.encode(&acc, &mut encoded) {
+                encoded.shrink_to_fit();
+                stats.push((s, st));
+                per_second.push(MergedSecond {
+                    second: s as u64,
+                    max_us: st.max_us,
+                    encoded,
+                });
+            }
+        }
         let seconds = self
             .rows
             .len()
-            .max(per_second.last().map_or(0, |(s, _)| *s as usize + 1));
+            .max(per_second.last().map_or(0, |m| m.second as usize + 1));
         let mut rows: Vec<SecondRow> = (0..seconds)
             .map(|s| {
                 let sum = self.rows.get(s).cloned().unwrap_or_default();
@@ -585,12 +620,12 @@ impl Merger {
                 }
             })
             .collect();
-        for (s, h) in &per_second {
-            let p = Percentiles::of(h);
-            let row = &mut rows[*s as usize];
-            row.p50_ms = p.p50;
-            row.p99_ms = p.p99;
-            row.max_ms = p.max;
+        let ms = |us: u64| us as f64 / 1000.0;
+        for (s, st) in stats {
+            let row = &mut rows[s];
+            row.p50_ms = ms(st.p50_us);
+            row.p99_ms = ms(st.p99_us);
+            row.max_ms = ms(st.max_us);
         }
 
         let latency = self.latency.to_histogram(true);
@@ -831,7 +866,7 @@ mod tests {
         assert_eq!(m.rows[1].max_ms, 9.007);
         assert_eq!(m.rows[0].p50_ms, 1.0);
         assert_eq!(m.per_second.len(), 2);
-        assert_eq!(m.per_second[1].1.len(), 3);
+        assert_eq!(m.per_second[1].histogram().unwrap().len(), 3);
         assert_eq!(m.tasks.len(), 2);
         // The merged summary is itself a valid report.
         let back = Summary::from_json(&s.to_json()).unwrap();

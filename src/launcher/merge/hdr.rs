@@ -119,6 +119,24 @@ impl Batch {
         self.histograms.clear();
     }
 
+    /// A mark to [`Batch::truncate`] back to: what the batch holds now.
+    pub fn mark(&self) -> (usize, usize) {
+        (self.entries.len(), self.histograms.len())
+    }
+
+    /// Forgets every histogram decoded since `mark`.
+    pub fn truncate(&mut self, mark: (usize, usize)) {
+        self.entries.truncate(mark.0);
+        self.histograms.truncate(mark.1);
+    }
+
+    /// Orders the histograms by slot (stable: in decoding order within a slot), so that the
+    /// histograms of one second from several tasks are added one after the other while that
+    /// second's counters are in the cache.
+    pub fn sort_by_slot(&mut self) {
+        self.histograms.sort_by_key(|h| h.slot);
+    }
+
     /// The histograms decoded since the last [`Batch::clear`]: the slot each was decoded for,
     /// its layout and its `(index, count)` counters.
     pub fn histograms(&self) -> impl Iterator<Item = (u32, Layout, &[(u32, u32)])> + '_ {

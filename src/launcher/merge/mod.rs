@@ -36,6 +36,11 @@ pub const FETCH_CONCURRENCY: usize = 32;
 /// Most threads decoding reports at once: decoding is CPU-bound, so more than the machine's
 /// cores only adds memory (each thread holds one task's decoded histograms).
 pub const MAX_DECODE_THREADS: usize = 8;
+/// Tasks a decoding thread decodes into one [`Batch`] before adding them: each second's
+/// counters are then walked once for the group instead of once per task, which is what the
+/// adding costs (300 seconds of ~80 KB of counters do not stay in the cache from task to task).
+/// A group's batch is a few MB.
+const GROUP_TASKS: usize = 8;
 /// Slots of a task's [`Batch`] that are not seconds: the whole-run histograms of the summary.
 const SLOT_LATENCY: u32 = u32::MAX;
 const SLOT_SERVICE: u32 = u32::MAX - 1;
@@ -111,10 +116,14 @@ pub fn merge_reports(
     let mut merger = Merger::new(run_id);
     let mut decoder = Decoder::default();
     let mut batch = Batch::default();
+    let mut group = Vec::new();
     for input in inputs {
-        let task = decode_task(run_id, input, &mut decoder, &mut batch);
-        merger.add(task, &batch);
+        group.push(decode_task(run_id, input, &mut decoder, &mut batch));
+        if group.len() >= GROUP_TASKS {
+            merger.add_group(&mut group, &mut batch);
+        }
     }
+    merger.add_group(&mut group, &mut batch);
     merger.finish(expected, expected_count)
 }
 
@@ -145,8 +154,8 @@ pub async fn merge_run(
         .collect();
 
     // Fetching is I/O: FETCH_CONCURRENCY reports at a time. Decoding is CPU: one thread per
-    // core, each decoding a whole task into its own batch, then adding it to the merge under a
-    // lock (adding is a small part of the work, decoding the large one).
+    // core, each decoding GROUP_TASKS tasks into its own batch, then adding them to the merge
+    // under a lock (adding is a small part of the work, decoding the large one).
     let merger = Arc::new(Mutex::new(Merger::new(run_id)));
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -159,6 +168,7 @@ pub async fn merge_run(
             tokio::task::spawn_blocking(move || {
                 let mut decoder = Decoder::default();
                 let mut batch = Batch::default();
+                let mut group = Vec::new();
                 loop {
                     let work = rx.lock().expect("no decoder panics").blocking_recv();
                     let task = match work {
@@ -167,12 +177,17 @@ pub async fn merge_run(
                             decode_task(&run_id, input, &mut decoder, &mut batch)
                         }
                         Some(Work::Unreadable(task_id, reason)) => {
-                            batch.clear();
                             Decoded::problem(task_id, reason)
                         }
                     };
-                    merger.lock().expect("no decoder panics").add(task, &batch);
+                    group.push(task);
+                    if group.len() >= GROUP_TASKS {
+                        let mut merger = merger.lock().expect("no decoder panics");
+                        merger.add_group(&mut group, &mut batch);
+                    }
                 }
+                let mut merger = merger.lock().expect("no decoder panics");
+                merger.add_group(&mut group, &mut batch);
             })
         })
         .collect();
@@ -272,7 +287,8 @@ impl Decoded {
 }
 
 /// A readable report: its summary and rows; its histograms are in the decoding thread's
-/// [`Batch`] (slot [`SLOT_LATENCY`], [`SLOT_SERVICE`], or the second).
+/// [`Batch`] (slot [`SLOT_LATENCY`], [`SLOT_SERVICE`], or the second), with those of the other
+/// tasks of its group.
 struct DecodedReport {
     summary: Summary,
     rows: Vec<SecondRow>,
@@ -288,14 +304,14 @@ fn decode_task(
     batch: &mut Batch,
 ) -> Decoded {
     let task_id = input.task_id.clone();
-    batch.clear();
+    let mark = batch.mark();
     match decode_report(run_id, input, decoder, batch) {
         Ok(report) => Decoded {
             task_id,
             report: Ok(report),
         },
         Err(e) => {
-            batch.clear();
+            batch.truncate(mark);
             Decoded::problem(task_id, format!("{e:#}"))
         }
     }
@@ -424,19 +440,13 @@ impl Merger {
         }
     }
 
-    /// Adds one task: its summary and rows, and (when readable) the histograms `batch` holds.
-    fn add(&mut self, task: Decoded, batch: &Batch) {
-        let report = match task.report {
-            Ok(report) => report,
-            Err(reason) => {
-                self.tasks.push(TaskState {
-                    task_id: task.task_id,
-                    report: Err(format!("unreadable report: {reason}")),
-                });
-                return;
-            }
-        };
-        let s = &report.summary;
+    /// Adds a group of tasks and the histograms of the readable ones, which `batch` holds;
+    /// empties both. The histograms are added second by second across the group.
+    fn add_group(&mut self, group: &mut Vec<Decoded>, batch: &mut Batch) {
+        for task in group.drain(..) {
+            self.add(task);
+        }
+        batch.sort_by_slot();
         for (slot, layout, entries) in batch.histograms() {
             let acc = match slot {
                 SLOT_LATENCY => &mut self.latency,
@@ -451,6 +461,22 @@ impl Merger {
             };
             acc.add(layout, entries);
         }
+        batch.clear();
+    }
+
+    /// Adds one task's summary and rows (its histograms are added by [`Merger::add_group`]).
+    fn add(&mut self, task: Decoded) {
+        let report = match task.report {
+            Ok(report) => report,
+            Err(reason) => {
+                self.tasks.push(TaskState {
+                    task_id: task.task_id,
+                    report: Err(format!("unreadable report: {reason}")),
+                });
+                return;
+            }
+        };
+        let s = &report.summary;
         for r in &report.rows {
             let i = r.second as usize;
             if self.rows.len() <= i {
@@ -919,8 +945,13 @@ mod tests {
             reason.contains("d (unreadable report: histograms.hlog"),
             "{reason}"
         );
-        // Unreadable reports count nothing; b's numbers are still merged.
+        // Unreadable reports count nothing; b's numbers are still merged. d's histograms,
+        // decoded before its interval log failed, are dropped from the group's batch, and
+        // only d's.
         assert_eq!(m.summary.counts.acknowledged, 2);
+        assert_eq!(m.summary.latency_ms.count, 2);
+        assert_eq!(m.rows[0].acknowledged, 2);
+        assert_eq!(m.per_second[0].histogram().unwrap().len(), 2);
         assert_eq!(info.tasks.len(), 4);
         assert_eq!(info.tasks[2].outcome, "failed");
     }

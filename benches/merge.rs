@@ -1,8 +1,14 @@
 //! Merge benchmark: 1,000 task reports of a 300-second run, written to a temporary directory
 //! through the local report store, then `merge_run` + `write_merged` timed end to end.
 //!
-//! `cargo bench --bench merge` runs the full size (the budget is 2 s); under `cargo test` (no
-//! `--bench` argument) it runs a 20-task, 20-second smoke version so the test suite stays quick.
+//! `cargo bench --bench merge` runs the full size (the budget is 2 CPU-seconds); under `cargo
+//! test` (no `--bench` argument) it runs a 20-task, 20-second smoke version so the test suite
+//! stays quick.
+//!
+//! With `FLEETLOAD_BENCH_DIR` set, the reports are generated there once and reused by later
+//! runs (`bench/merge.sh` merges the same files with two builds of the merge). Besides the
+//! times, the benchmark prints the merge's peak resident memory: the high-water mark is reset
+//! (`/proc/self/clear_refs`) after the set-up, so it is the merge's own, not the generator's.
 //!
 //! Each task has 300 per-second histograms of ~1,000 events with a realistic shape (a few ms,
 //! a 1 % tail to 500 ms, rare outliers to 3 s), so each per-second encoding holds hundreds of
@@ -148,18 +154,39 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = ReportStore::Local(dir.path().to_path_buf());
+    let temp;
+    let dir = match std::env::var_os("FLEETLOAD_BENCH_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            temp = tempfile::tempdir().unwrap();
+            temp.path().to_path_buf()
+        }
+    };
+    // Reports of this size already generated there are merged again as they are.
+    let marker = dir.join(format!("{RUN}-{tasks}x{seconds}.complete"));
+    let reuse = marker.exists();
+    let store = ReportStore::Local(dir.clone());
     let planned = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
 
     let setup = Instant::now();
-    let pool: Vec<Files> = (0..pool_size)
+    let pool: Vec<Files> = (0..if reuse { 0 } else { pool_size })
         .map(|i| synthetic_task(i as u64, planned, seconds))
         .collect();
-    let mut expected_acknowledged = 0;
+    // The marker holds the number of events the reports acknowledged.
+    let mut expected_acknowledged: u64 = match reuse {
+        true => std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+        false => 0,
+    };
     runtime.block_on(async {
+        if reuse {
+            return;
+        }
         for i in 0..tasks {
             let files = &pool[i % pool.len()];
             let task_id = format!("task-{i:04}");
@@ -193,11 +220,19 @@ fn main() {
                 .unwrap();
         }
     });
-    let hlog_kb = pool[0].hlog.len() / 1024;
+    if !reuse {
+        std::fs::write(&marker, expected_acknowledged.to_string()).unwrap();
+    }
+    let hlog_kb = std::fs::metadata(dir.join(task_dir(RUN, "task-0000")).join(HLOG_FILE))
+        .map_or(0, |m| m.len() / 1024);
     eprintln!(
-        "set-up: {tasks} task reports ({seconds} s each, hlog ~{hlog_kb} KiB) written in {:.1} s",
+        "set-up: {tasks} task reports ({seconds} s each, hlog ~{hlog_kb} KiB) {} in {:.1} s",
+        if reuse { "reused" } else { "written" },
         setup.elapsed().as_secs_f64()
     );
+    drop(pool);
+    reset_peak_rss();
+    let rss_before = rss_kib("VmRSS");
 
     let cpu_before = cpu_seconds();
     let start = Instant::now();
@@ -211,6 +246,7 @@ fn main() {
     let total = start.elapsed();
     let cpu_after = cpu_seconds();
     let (user, system) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
+    let peak = rss_kib("VmHWM");
 
     assert_eq!(merged.summary.outcome, Outcome::Completed);
     assert_eq!(merged.summary.counts.acknowledged, expected_acknowledged);
@@ -232,6 +268,34 @@ fn main() {
             " (smoke size; `cargo bench --bench merge` runs 1,000 tasks)"
         }
     );
+    let mib =
+        |kib: Option<u64>| kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+    println!(
+        "merge peak RSS {} MiB (at its start {} MiB)",
+        mib(peak),
+        mib(rss_before)
+    );
+    // One line for scripts (bench/merge.sh).
+    println!(
+        "merge-result tasks={tasks} seconds={seconds} cpu_s={:.3} wall_s={:.3} \
+         peak_rss_kib={} start_rss_kib={}",
+        user + system,
+        total.as_secs_f64(),
+        peak.unwrap_or(0),
+        rss_before.unwrap_or(0)
+    );
+}
+
+/// Resets this process's peak resident set (VmHWM) to its current size, where Linux allows.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", b"5");
+}
+
+/// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`), where there is one.
+fn rss_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU time (user, system) this process has used, in seconds: on a busy machine the wall

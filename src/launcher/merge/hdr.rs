@@ -83,6 +83,13 @@ impl Layout {
         }
         Some((sub_bucket as u64) << shift)
     }
+
+    /// The highest value counted at `index` (`Histogram::highest_equivalent` of its lowest).
+    pub fn highest_at(&self, index: usize) -> u64 {
+        let bucket = ((index >> self.sub_bucket_half_count_magnitude) as u32).saturating_sub(1);
+        let low = self.value_at(index).expect("checked when decoded");
+        low.saturating_add((1u64 << (bucket + self.unit_magnitude)) - 1)
+    }
 }
 
 /// Decoded histograms, flat: the non-zero counters of each histogram in index order, in one
@@ -110,6 +117,24 @@ impl Batch {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.histograms.clear();
+    }
+
+    /// A mark to [`Batch::truncate`] back to: what the batch holds now.
+    pub fn mark(&self) -> (usize, usize) {
+        (self.entries.len(), self.histograms.len())
+    }
+
+    /// Forgets every histogram decoded since `mark`.
+    pub fn truncate(&mut self, mark: (usize, usize)) {
+        self.entries.truncate(mark.0);
+        self.histograms.truncate(mark.1);
+    }
+
+    /// Orders the histograms by slot (stable: in decoding order within a slot), so that the
+    /// histograms of one second from several tasks are added one after the other while that
+    /// second's counters are in the cache.
+    pub fn sort_by_slot(&mut self) {
+        self.histograms.sort_by_key(|h| h.slot);
     }
 
     /// The histograms decoded since the last [`Batch::clear`]: the slot each was decoded for,
@@ -382,15 +407,6 @@ impl Accumulator {
         }
     }
 
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.counts.iter().all(|&c| c == 0)
-            && match &self.other {
-                Some(o) => o.is_empty(),
-                None => true,
-            }
-    }
-
     /// The sum as a histogram of the report layout. With `full_range` it covers 1 µs to one hour
     /// like every report histogram; without, only up to the largest value recorded, which keeps
     /// the thousands of per-second histograms of a long run small in memory.
@@ -429,11 +445,157 @@ impl Accumulator {
     }
 }
 
+/// What a merged second leaves behind: its percentiles and its V2-deflate encoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SecondStats {
+    /// Values summed.
+    pub count: u64,
+    /// p50, p99 and the maximum, µs, as `Histogram::value_at_quantile` and `max` give them.
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// Reusable deflate state and buffers for encoding accumulators: one per merge.
+pub struct Encoder {
+    deflate: flate2::Compress,
+    plain: Vec<u8>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder {
+            deflate: flate2::Compress::new(flate2::Compression::default(), true),
+            plain: Vec::with_capacity(16 * 1024),
+        }
+    }
+}
+
+impl Encoder {
+    /// Encodes `acc` as V2 deflate into `out` (cleared first), the bytes `V2DeflateSerializer`
+    /// writes for the same counts in a report histogram (1 µs to one hour, 3 digits), and
+    /// returns its percentiles; `None` when it is empty. The counters are read in place: no
+    /// histogram of 22,000 counters is built per second.
+    pub fn encode(&mut self, acc: &Accumulator, out: &mut Vec<u8>) -> Option<SecondStats> {
+        out.clear();
+        if acc.other.as_ref().is_some_and(|o| !o.is_empty()) {
+            // Values of another layout (never written by fleetload): through the crate.
+            let h = acc.to_histogram(true);
+            hdrhistogram::serialization::Serializer::serialize(
+                &mut hdrhistogram::serialization::V2DeflateSerializer::new(),
+                &h,
+                out,
+            )
+            .expect("serializing into memory cannot fail");
+            return Some(SecondStats {
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.5),
+                p99_us: h.value_at_quantile(0.99),
+                max_us: h.max(),
+            });
+        }
+        let layout = Layout::report();
+        let counts = &acc.counts;
+        let top = counts.iter().rposition(|&c| c > 0)?;
+        let total: u64 = counts.iter().sum();
+        let stats = SecondStats {
+            count: total,
+            p50_us: quantile(layout, acc.base, counts, total, 0.5),
+            p99_us: quantile(layout, acc.base, counts, total, 0.99),
+            max_us: layout.highest_at(acc.base + top),
+        };
+        let high = HISTOGRAM_MAX_US.max(stats.max_us);
+        let plain = &mut self.plain;
+        plain.clear();
+        plain.extend_from_slice(&V2_COOKIE.to_be_bytes());
+        plain.extend_from_slice(&0u32.to_be_bytes()); // payload length, set below
+        plain.extend_from_slice(&0u32.to_be_bytes()); // normalizing offset
+        plain.extend_from_slice(&u32::from(HISTOGRAM_SIGFIG).to_be_bytes());
+        plain.extend_from_slice(&1u64.to_be_bytes());
+        plain.extend_from_slice(&high.to_be_bytes());
+        plain.extend_from_slice(&1.0f64.to_bits().to_be_bytes());
+        // The counters below `base` are empty: one run (or a single zero, which V2 writes as a
+        // count of 0), then the dense range up to the highest non-zero counter.
+        let mut zeros = acc.base as u64;
+        for &c in &counts[..=top] {
+            if c == 0 {
+                zeros += 1;
+                continue;
+            }
+            push_zeros(plain, zeros);
+            zeros = 0;
+            push_varint(plain, c.min(i64::MAX as u64) << 1);
+        }
+        let payload = (plain.len() - V2_HEADER) as u32;
+        plain[4..8].copy_from_slice(&payload.to_be_bytes());
+
+        out.extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        self.deflate.reset();
+        out.reserve(plain.len() / 2 + 64);
+        loop {
+            let before = self.deflate.total_in() as usize;
+            let status = self
+                .deflate
+                .compress_vec(&plain[before..], out, flate2::FlushCompress::Finish)
+                .expect("deflating into memory cannot fail");
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+            out.reserve(out.capacity().max(256));
+        }
+        let compressed = (out.len() - 8) as u32;
+        out[4..8].copy_from_slice(&compressed.to_be_bytes());
+        Some(stats)
+    }
+}
+
+/// A run of `n` empty counters as V2 writes it: nothing, a count of 0, or a negative run.
+fn push_zeros(out: &mut Vec<u8>, n: u64) {
+    match n {
+        0 => {}
+        1 => out.push(0),
+        n => push_varint(out, (n << 1) - 1),
+    }
+}
+
+/// LEB128 as HdrHistogram writes it (the 9th byte carries 8 bits).
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    for _ in 0..8 {
+        if v < 0x80 {
+            out.push(v as u8);
+            return;
+        }
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// `Histogram::value_at_quantile` over dense counters starting at index `base`.
+fn quantile(layout: Layout, base: usize, counts: &[u64], total: u64, q: f64) -> u64 {
+    let target = ((q.min(1.0) * total as f64).ceil() as u64).max(1);
+    let mut seen = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= target {
+            return if q == 0.0 {
+                layout.value_at(base + i).expect("checked when decoded")
+            } else {
+                layout.highest_at(base + i)
+            };
+        }
+    }
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::report::{decode_histogram, encode_histogram, new_histogram};
-    use hdrhistogram::serialization::{Serializer, V2Serializer};
+    use hdrhistogram::serialization::{
+        Deserializer, Serializer, V2DeflateSerializer, V2Serializer,
+    };
     use proptest::prelude::*;
 
     /// Adds every histogram of a batch into one accumulator.
@@ -545,6 +707,35 @@ mod tests {
         assert_eq!(acc.to_histogram(true), h);
     }
 
+    #[test]
+    fn encodes_what_the_crate_serializer_writes() {
+        let mut h = new_histogram();
+        for v in [
+            1u64, 2, 3, 900, 1500, 1501, 2047, 2048, 4097, 123_456, 2_999_999,
+        ] {
+            h.record_n(v, v % 7 + 1).unwrap();
+        }
+        h.record_n(77, 1 << 36).unwrap();
+        let mut batch = Batch::default();
+        Decoder::default()
+            .decode_base64(&encode_histogram(&h), 0, &mut batch)
+            .unwrap();
+        let mut acc = Accumulator::default();
+        add_all(&mut acc, &batch);
+        let mut ours = Vec::new();
+        let stats = Encoder::default().encode(&acc, &mut ours).unwrap();
+        let mut theirs = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&h, &mut theirs)
+            .unwrap();
+        assert_eq!(ours, theirs);
+        assert_eq!(stats.max_us, h.max());
+        assert_eq!(stats.p50_us, h.value_at_quantile(0.5));
+        assert!(Encoder::default()
+            .encode(&Accumulator::default(), &mut ours)
+            .is_none());
+    }
+
     fn plain_v2(h: &Histogram<u64>) -> Vec<u8> {
         let mut out = Vec::new();
         V2Serializer::new().serialize(h, &mut out).unwrap();
@@ -596,6 +787,20 @@ mod tests {
             prop_assert_eq!(tight.len(), expected.len());
             prop_assert_eq!(tight.value_at_quantile(0.99), expected.value_at_quantile(0.99));
             prop_assert_eq!(tight.max(), expected.max());
+            // Encoded straight from the counters: the same histogram, the same percentiles.
+            let mut encoded = Vec::new();
+            let stats = Encoder::default().encode(&acc, &mut encoded);
+            if expected.is_empty() {
+                prop_assert!(stats.is_none());
+            } else {
+                let stats = stats.unwrap();
+                let back: Histogram<u64> = Deserializer::new().deserialize(&mut &encoded[..]).unwrap();
+                prop_assert_eq!(&back, &expected);
+                prop_assert_eq!(stats.count, expected.len());
+                prop_assert_eq!(stats.p50_us, expected.value_at_quantile(0.5));
+                prop_assert_eq!(stats.p99_us, expected.value_at_quantile(0.99));
+                prop_assert_eq!(stats.max_us, expected.max());
+            }
         }
     }
 }

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The merge benchmark side by side: this checkout's merge against the merge of BASE (a commit,
+# by default b1118bf, the last one before the merge kept encoded seconds), on the same generated
+# reports (1,000 tasks × 300 s), alternating, in the same run.
+#
+#   bash bench/merge.sh            # BASE = b1118bf
+#   bash bench/merge.sh main       # any commit
+#
+# Both builds run this checkout's benches/merge.rs (it only calls the merge's public API, which
+# BASE has too), so the only difference is the merge itself. Each round runs BASE, then this
+# checkout; a run reports the CPU-seconds (user + sys, all threads) of merge_run + write_merged
+# and the merge's own peak RSS (the high-water mark is reset after the set-up). GNU time's
+# whole-process peak is kept in the logs.
+#
+# Environment:
+#   MERGE_ROUNDS (3)  rounds of "BASE, then this checkout"
+#   MERGE_OUT         where the binaries, reports and logs go (default target/bench/merge-<time>)
+#
+# The base worktree is kept in target/bench/base-<commit> and reused by the next run, so its
+# build is incremental (`git worktree remove` it when done).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+BASE=${1:-b1118bf}
+ROUNDS=${MERGE_ROUNDS:-3}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=${MERGE_OUT:-$TARGET_DIR/bench/merge-$(date +%Y%m%dT%H%M%S)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export CARGO_TARGET_DIR=$TARGET_DIR
+
+log() { printf '[merge %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf 'bench/merge.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+trap 'exit 130' INT TERM
+
+base_commit=$(git -C "$ROOT" rev-parse --verify "$BASE^{commit}") || die "no commit $BASE"
+WORKTREE=$TARGET_DIR/bench/base-${base_commit:0:12}
+ours_commit=$(git -C "$ROOT" rev-parse --short HEAD)
+dirty=$(git -C "$ROOT" status --porcelain -- src benches Cargo.toml Cargo.lock | head -1)
+
+# Builds the merge benchmark in DIR and copies its executable to DEST.
+build_bench() {
+    local dir=$1 dest=$2 exe
+    exe=$(cd "$dir" && cargo bench --bench merge --no-run 2>&1 |
+        sed -n 's/.*Executable.*(\(.*\)).*/\1/p' | tail -1)
+    [[ -n $exe ]] || die "could not build the merge benchmark in $dir"
+    [[ $exe == /* ]] || exe=$dir/$exe
+    cp "$exe" "$dest"
+}
+
+log "worktree of $BASE (${base_commit:0:7}) with this checkout's benches/merge.rs"
+if [[ ! -d $WORKTREE ]]; then
+    git -C "$ROOT" worktree add --detach --quiet "$WORKTREE" "$base_commit"
+fi
+git -C "$WORKTREE" checkout --force --quiet "$base_commit"
+cp "$ROOT/benches/merge.rs" "$WORKTREE/benches/merge.rs"
+log "building the benchmark against $BASE (release; slow the first time)"
+build_bench "$WORKTREE" "$OUT/merge-base"
+log "building the benchmark against this checkout ($ours_commit${dirty:+, with uncommitted changes})"
+build_bench "$ROOT" "$OUT/merge-ours"
+
+reports=$OUT/reports
+mkdir -p "$reports"
+log "generating the reports once (1,000 tasks × 300 s) in $reports"
+FLEETLOAD_BENCH_DIR=$reports "$OUT/merge-ours" --bench >"$OUT/generate.out" 2>"$OUT/generate.err" ||
+    die "generating the reports failed; see $OUT/generate.err"
+
+: >"$OUT/results.txt"
+for round in $(seq 1 "$ROUNDS"); do
+    for which in base ours; do
+        log "round $round/$ROUNDS: $which"
+        FLEETLOAD_BENCH_DIR=$reports /usr/bin/time -v -o "$OUT/$which-$round.time" \
+            "$OUT/merge-$which" --bench >"$OUT/$which-$round.out" 2>"$OUT/$which-$round.err" ||
+            die "the $which benchmark failed; see $OUT/$which-$round.err"
+        line=$(grep '^merge-result' "$OUT/$which-$round.out") ||
+            die "no result line in $OUT/$which-$round.out"
+        echo "$which $line load=$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/results.txt"
+    done
+done
+
+# The table: per build, the median and range of CPU-seconds, peak RSS and wall time.
+awk -v base="$BASE (${base_commit:0:7})" -v ours="this checkout ($ours_commit${dirty:+ + changes})" '
+    function field(name,   i, kv) {
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] }
+    }
+    function median(a, n,   i, j, t) {
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    {
+        w = $1; n[w]++
+        cpu[w, n[w]] = field("cpu_s"); wall[w, n[w]] = field("wall_s")
+        rss[w, n[w]] = field("peak_rss_kib") / 1024; load[w] = load[w] " " field("load")
+    }
+    END {
+        printf "| merge of 1,000 × 300 s | CPU s (median) | CPU s (range) | peak RSS MiB | wall s | load avg (1 min) |\n"
+        printf "|---|---:|---:|---:|---:|---|\n"
+        for (k = 0; k < 2; k++) {
+            w = k ? "ours" : "base"
+            lo = 1e9; hi = 0
+            for (i = 1; i <= n[w]; i++) {
+                c[i] = cpu[w, i]; r[i] = rss[w, i]; t[i] = wall[w, i]
+                if (c[i] < lo) lo = c[i]; if (c[i] > hi) hi = c[i]
+            }
+            mc[w] = median(c, n[w]); mr[w] = median(r, n[w]); mt = median(t, n[w])
+            printf "| %s | %.2f | %.2f–%.2f | %.0f | %.2f |%s |\n", (k ? ours : base), mc[w], lo, hi, mr[w], mt, load[w]
+        }
+        printf "\nCPU: %.1f× less; peak RSS: %.1f× less (base / this checkout, medians)\n",
+            mc["base"] / mc["ours"], mr["base"] / mr["ours"]
+    }' "$OUT/results.txt" | tee "$OUT/table.md"
+log "logs, results.txt and table.md in $OUT"

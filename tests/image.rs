@@ -678,8 +678,9 @@ fn the_launcher_called_worker_runs_as_the_worker() {
     );
 }
 
-/// The tests, in a module of their own so that ci/test.sh can leave them for last
-/// (`--skip built_image::`, then `cargo test --test image`): they take the longest.
+/// The tests of the built image, in a module of their own so that ci/test.sh can leave them for
+/// last (`--skip built_image::`, then `cargo test --test image -- built_image::`): they take the
+/// longest.
 mod built_image {
     use super::*;
 

@@ -520,6 +520,14 @@ fn image() -> &'static str {
 }
 
 fn build_image() -> String {
+    // Both are needed on a fresh machine; check them even when the stand-ins are cached, so
+    // that a machine which could not rebuild them fails here, not on the day they change.
+    for tool in ["buildah", "debootstrap"] {
+        run(
+            Command::new(tool).arg("--version"),
+            &format!("{tool} --version"),
+        );
+    }
     let log = cache_dir().join("build.log");
     let _ = fs::remove_file(&log);
     let started = Instant::now();

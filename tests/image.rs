@@ -518,6 +518,14 @@ fn image() -> &'static str {
 }
 
 fn build_image() -> String {
+    // Both are needed on a fresh machine; check them even when the stand-ins are cached, so
+    // that a machine which could not rebuild them fails here, not on the day they change.
+    for tool in ["buildah", "debootstrap"] {
+        run(
+            Command::new(tool).arg("--version"),
+            &format!("{tool} --version"),
+        );
+    }
     let log = cache_dir().join("build.log");
     let _ = fs::remove_file(&log);
     let started = Instant::now();
@@ -676,8 +684,9 @@ fn the_launcher_called_worker_runs_as_the_worker() {
     );
 }
 
-/// The tests, in a module of their own so that ci/test.sh can leave them for last
-/// (`--skip built_image::`, then `cargo test --test image`): they take the longest.
+/// The tests of the built image, in a module of their own so that ci/test.sh can leave them for
+/// last (`--skip built_image::`, then `cargo test --test image -- built_image::`): they take the
+/// longest.
 mod built_image {
     use super::*;
 

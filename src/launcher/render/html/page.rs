@@ -10,7 +10,7 @@ use super::escape::esc;
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::merge::Merged;
 use crate::launcher::render::format::{rate, thousands, timestamp, trim};
-use crate::model::report::{Outcome, Percentiles, Summary};
+use crate::model::report::{saturation_words, Outcome, Percentiles, Summary};
 
 fn section_open(out: &mut String, id: &str, title: &str) {
     let _ = writeln!(out, "<section id=\"{id}\"><h2>{}</h2>", esc(title));
@@ -66,7 +66,15 @@ pub(super) fn verdict(
             .map(|r| format!("<div class=\"reason\">{}</div>", esc(&r)))
             .unwrap_or_default()
     );
-    out.push_str(&crate::launcher::render::saturation::html_note(s));
+    // When production did not keep up with its schedule: the same words as the table and the
+    // worker's log.
+    if let Some(words) = saturation_words(s) {
+        let _ = writeln!(
+            out,
+            "<div class=\"reason saturation\" id=\"saturation\">{}</div>",
+            esc(&words)
+        );
+    }
     if !problems.is_empty() {
         out.push_str("<ul class=\"problems\">");
         for p in problems {

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use aws_config::BehaviorVersion;
 use aws_sdk_ecs::config::Credentials;
 use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, TaskField};
-use fleetload::launcher::fleet::ecs::{
-    EcsConfig, EcsFleet, OverridesTooLarge, StartProgress, RUN_ID_TAG,
-};
+use fleetload::launcher::fleet::ecs::{EcsFleet, OverridesTooLarge, StartProgress, RUN_ID_TAG};
 use fleetload::launcher::fleet::stack::{read_stack, StackError};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -282,7 +280,7 @@ async fn a_run_of_23_tasks_from_the_stack_starts_runs_and_stops() {
     assert!(!outputs.assign_public_ip);
     assert_eq!(outputs.demo_stream.as_deref(), Some("fleetload-demo"));
 
-    let cfg = EcsConfig::from(&outputs);
+    let cfg = outputs.ecs_config();
     let fleet = EcsFleet::new(s.ecs.clone(), cfg).with_poll_interval(Duration::from_millis(50));
     let run_id = unique("moto");
     let env = env(&run_id);
@@ -378,7 +376,7 @@ async fn a_run_of_23_tasks_from_the_stack_starts_runs_and_stops() {
 #[tokio::test]
 async fn describe_goes_in_chunks_of_100() {
     let s = setup().await;
-    let cfg = EcsConfig::from(read_stack(&s.cfn, &s.stack).await.unwrap());
+    let cfg = read_stack(&s.cfn, &s.stack).await.unwrap().ecs_config();
     let fleet = EcsFleet::new(s.ecs.clone(), cfg);
     let run_id = unique("moto105");
     let report = fleet
@@ -410,7 +408,7 @@ async fn describe_goes_in_chunks_of_100() {
 #[tokio::test]
 async fn oversized_overrides_fail_before_any_task_starts() {
     let s = setup().await;
-    let cfg = EcsConfig::from(read_stack(&s.cfn, &s.stack).await.unwrap());
+    let cfg = read_stack(&s.cfn, &s.stack).await.unwrap().ecs_config();
     let fleet = EcsFleet::new(s.ecs.clone(), cfg);
     let run_id = unique("big");
     let mut env = env(&run_id);

@@ -167,7 +167,7 @@ async fn connect_ecs(
         EcsSource::Flags(cfg) => Ok((ecs, cfg.clone(), None)),
         EcsSource::Stack(name) => {
             let outputs = read_stack(&aws_sdk_cloudformation::Client::new(&shared), name).await?;
-            Ok((ecs, EcsConfig::from(&outputs), Some(outputs)))
+            Ok((ecs, outputs.ecs_config(), Some(outputs)))
         }
     }
 }

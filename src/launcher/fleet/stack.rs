@@ -252,27 +252,20 @@ pub fn outputs_from_pairs(
     })
 }
 
-impl From<&StackOutputs> for EcsConfig {
-    /// The ECS configuration the stack describes; flags given next to `--stack` may override
-    /// fields of it afterwards.
-    fn from(s: &StackOutputs) -> Self {
+impl StackOutputs {
+    /// The ECS configuration the stack describes.
+    pub fn ecs_config(&self) -> EcsConfig {
         EcsConfig {
-            cluster: s.cluster.clone(),
-            task_definition: s.task_definition.clone(),
-            container: s.container.clone(),
-            subnets: s.subnets.clone(),
-            security_groups: s.security_groups.clone(),
-            assign_public_ip: s.assign_public_ip,
-            launch_type: s.launch_type.clone(),
+            cluster: self.cluster.clone(),
+            task_definition: self.task_definition.clone(),
+            container: self.container.clone(),
+            subnets: self.subnets.clone(),
+            security_groups: self.security_groups.clone(),
+            assign_public_ip: self.assign_public_ip,
+            launch_type: self.launch_type.clone(),
             capacity_providers: Vec::new(),
             platform_version: None,
         }
-    }
-}
-
-impl From<StackOutputs> for EcsConfig {
-    fn from(s: StackOutputs) -> Self {
-        EcsConfig::from(&s)
     }
 }
 
@@ -304,7 +297,7 @@ mod tests {
         assert_eq!(o.security_groups, vec!["sg-1"]);
         assert!(o.assign_public_ip);
         assert_eq!(o.demo_stream, None);
-        let cfg = EcsConfig::from(&o);
+        let cfg = o.ecs_config();
         cfg.validate().unwrap();
         assert_eq!(cfg.launch_type.as_deref(), Some("FARGATE"));
     }

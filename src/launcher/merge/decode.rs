@@ -1,0 +1,128 @@
+//! One task's report files parsed and its histograms decoded into a batch; a report that cannot
+//! be read is a reason, never a panic.
+
+use anyhow::Context;
+
+use crate::model::report::{
+    parse_timeseries, read_hlog, SecondRow, Summary, HLOG_FILE, SUMMARY_FILE, TIMESERIES_FILE,
+};
+
+use super::hdr::{Batch, Decoder};
+use super::merged::{TaskInput, MAX_SECOND};
+
+/// Slots of a task's [`Batch`] that are not seconds: the whole-run histograms of the summary.
+pub(super) const SLOT_LATENCY: u32 = u32::MAX;
+pub(super) const SLOT_SERVICE: u32 = u32::MAX - 1;
+/// A task's report, decoded; or why it could not be.
+pub(super) struct Decoded {
+    pub(super) task_id: String,
+    pub(super) report: Result<DecodedReport, String>,
+}
+
+impl Decoded {
+    pub(super) fn problem(task_id: String, reason: String) -> Self {
+        Decoded {
+            task_id,
+            report: Err(reason),
+        }
+    }
+}
+
+/// A readable report: its summary and rows; its histograms are in the decoding thread's
+/// [`Batch`] (slot [`SLOT_LATENCY`], [`SLOT_SERVICE`], or the second), with those of the other
+/// tasks of its group.
+pub(super) struct DecodedReport {
+    pub(super) summary: Summary,
+    pub(super) rows: Vec<SecondRow>,
+}
+
+/// Parses and decodes one task's files. A task that measured nothing may lack its time series
+/// and interval log; any other missing or malformed file makes the whole report unreadable, so
+/// the totals and the time series always cover the same tasks.
+pub(super) fn decode_task(
+    run_id: &str,
+    input: TaskInput,
+    decoder: &mut Decoder,
+    batch: &mut Batch,
+) -> Decoded {
+    let task_id = input.task_id.clone();
+    let mark = batch.mark();
+    match decode_report(run_id, input, decoder, batch) {
+        Ok(report) => Decoded {
+            task_id,
+            report: Ok(report),
+        },
+        Err(e) => {
+            batch.truncate(mark);
+            Decoded::problem(task_id, format!("{e:#}"))
+        }
+    }
+}
+
+pub(super) fn decode_report(
+    run_id: &str,
+    input: TaskInput,
+    decoder: &mut Decoder,
+    batch: &mut Batch,
+) -> anyhow::Result<DecodedReport> {
+    let summary_bytes = input
+        .summary
+        .with_context(|| format!("{SUMMARY_FILE} is missing"))?;
+    let summary = Summary::from_json(&summary_bytes).with_context(|| SUMMARY_FILE.to_string())?;
+    anyhow::ensure!(
+        summary.run_id == run_id,
+        "{SUMMARY_FILE} belongs to run {:?}, not {run_id:?}",
+        summary.run_id
+    );
+    let measured_nothing = summary.counts.attempted == 0 && summary.counts.acknowledged == 0;
+    for (text, slot, what) in [
+        (&summary.histograms.latency, SLOT_LATENCY, "latency"),
+        (
+            &summary.histograms.service_time,
+            SLOT_SERVICE,
+            "service-time",
+        ),
+    ] {
+        if text.trim().is_empty() && measured_nothing {
+            continue;
+        }
+        decoder
+            .decode_base64(text, slot, batch)
+            .with_context(|| format!("{what} histogram in {SUMMARY_FILE}"))?;
+    }
+    let rows = match input.timeseries {
+        Some(bytes) => parse_timeseries(&bytes)?,
+        None if measured_nothing => Vec::new(),
+        None => anyhow::bail!("{TIMESERIES_FILE} is missing"),
+    };
+    if let Some(row) = rows.iter().find(|r| r.second > MAX_SECOND) {
+        anyhow::bail!(
+            "{TIMESERIES_FILE} has a row for second {}, beyond any run",
+            row.second
+        );
+    }
+    match input.hlog {
+        Some(bytes) => decode_hlog(&bytes, decoder, batch)?,
+        None if measured_nothing => {}
+        None => anyhow::bail!("{HLOG_FILE} is missing"),
+    }
+    Ok(DecodedReport { summary, rows })
+}
+
+/// Reads `histograms.hlog` with the report's one reader, decoding each second into the batch
+/// (one slot per second, see [`hdr`] for why the merge has its own decoder).
+pub(super) fn decode_hlog(
+    bytes: &[u8],
+    decoder: &mut Decoder,
+    batch: &mut Batch,
+) -> anyhow::Result<()> {
+    read_hlog(bytes, |second, text| {
+        anyhow::ensure!(
+            second <= MAX_SECOND,
+            "{HLOG_FILE} has a histogram for second {second}, beyond any run"
+        );
+        decoder
+            .decode_base64(text, second as u32, batch)
+            .with_context(|| format!("{HLOG_FILE}, second {second}"))
+    })
+}

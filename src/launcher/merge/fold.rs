@@ -1,0 +1,436 @@
+//! Decoded task reports folded into the merged one: histograms added, counts summed by code,
+//! rows lined up by second, coverage (missing, not completed, unreadable tasks) said.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::model::report::{
+    encode_histogram, Counts, Histograms, MergeInfo, Outcome, Percentiles, Saturation, SecondRow,
+    Summary, TaskProblem, TaskRow, SCHEMA_VERSION,
+};
+
+use super::decode::{Decoded, SLOT_LATENCY, SLOT_SERVICE};
+use super::hdr::{Accumulator, Batch, Encoder};
+use super::merged::{Merged, MergedSecond, MERGED_TASK_ID, REASON_IDS};
+
+/// Sums of one second across tasks.
+#[derive(Debug, Default, Clone)]
+pub(super) struct RowSum {
+    pub(super) present: bool,
+    pub(super) target_rate: f64,
+    pub(super) attempted: u64,
+    pub(super) unsent: u64,
+    pub(super) acknowledged: u64,
+    pub(super) failed: u64,
+    pub(super) bytes: u64,
+}
+
+/// What is known of one task that reported: its summary, or why its report is unreadable.
+pub(super) struct TaskState {
+    pub(super) task_id: String,
+    pub(super) report: Result<Summary, String>,
+}
+
+/// Folds decoded task reports into the merged one.
+pub(super) struct Merger {
+    pub(super) run_id: String,
+    pub(super) tasks: Vec<TaskState>,
+    pub(super) latency: Accumulator,
+    pub(super) service: Accumulator,
+    pub(super) per_second: Vec<Accumulator>,
+    pub(super) rows: Vec<RowSum>,
+    pub(super) counts: Counts,
+    pub(super) bytes: u64,
+    pub(super) errors: BTreeMap<String, BTreeMap<u64, u64>>,
+    pub(super) planned_start: Option<DateTime<Utc>>,
+    pub(super) actual_start: Option<DateTime<Utc>>,
+    pub(super) end: Option<DateTime<Utc>>,
+    pub(super) late_start_ms: u64,
+    pub(super) target_rate: Option<f64>,
+    pub(super) targets: BTreeSet<String>,
+    pub(super) scenario: Option<BTreeMap<String, String>>,
+    pub(super) saturation: Option<Saturation>,
+}
+
+impl Merger {
+    pub(super) fn new(run_id: &str) -> Self {
+        Merger {
+            run_id: run_id.to_string(),
+            tasks: Vec::new(),
+            latency: Accumulator::default(),
+            service: Accumulator::default(),
+            per_second: Vec::new(),
+            rows: Vec::new(),
+            counts: Counts::default(),
+            bytes: 0,
+            errors: BTreeMap::new(),
+            planned_start: None,
+            actual_start: None,
+            end: None,
+            late_start_ms: 0,
+            target_rate: None,
+            targets: BTreeSet::new(),
+            scenario: None,
+            saturation: None,
+        }
+    }
+
+    /// Adds a group of tasks and the histograms of the readable ones, which `batch` holds;
+    /// empties both. The histograms are added second by second across the group.
+    pub(super) fn add_group(&mut self, group: &mut Vec<Decoded>, batch: &mut Batch) {
+        for task in group.drain(..) {
+            self.add(task);
+        }
+        batch.sort_by_slot();
+        for (slot, layout, entries) in batch.histograms() {
+            let acc = match slot {
+                SLOT_LATENCY => &mut self.latency,
+                SLOT_SERVICE => &mut self.service,
+                second => {
+                    let i = second as usize;
+                    if self.per_second.len() <= i {
+                        self.per_second.resize_with(i + 1, Accumulator::default);
+                    }
+                    &mut self.per_second[i]
+                }
+            };
+            acc.add(layout, entries);
+        }
+        batch.clear();
+    }
+
+    /// Adds one task's summary and rows (its histograms are added by [`Merger::add_group`]).
+    pub(super) fn add(&mut self, task: Decoded) {
+        let report = match task.report {
+            Ok(report) => report,
+            Err(reason) => {
+                self.tasks.push(TaskState {
+                    task_id: task.task_id,
+                    report: Err(format!("unreadable report: {reason}")),
+                });
+                return;
+            }
+        };
+        let s = &report.summary;
+        for r in &report.rows {
+            let i = r.second as usize;
+            if self.rows.len() <= i {
+                self.rows.resize(i + 1, RowSum::default());
+            }
+            let sum = &mut self.rows[i];
+            sum.present = true;
+            sum.target_rate += r.target_rate;
+            sum.attempted += r.attempted;
+            sum.unsent += r.unsent;
+            sum.acknowledged += r.acknowledged;
+            sum.failed += r.failed;
+            sum.bytes += r.bytes;
+        }
+        self.counts.add(&s.counts);
+        self.bytes += s.bytes;
+        if let Some(t) = &s.saturation {
+            // Times summed across tasks; the first second any task fell behind.
+            let m = self.saturation.get_or_insert_with(Saturation::default);
+            m.blocked_on_target_s += t.blocked_on_target_s;
+            m.behind_schedule_s += t.behind_schedule_s;
+            m.behind_from_second = match (m.behind_from_second, t.behind_from_second) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        for (code, points) in &s.errors_timeline {
+            let merged = self.errors.entry(code.clone()).or_default();
+            for &(second, events) in points {
+                *merged.entry(second).or_default() += events;
+            }
+        }
+        self.planned_start = min_time(self.planned_start, Some(s.planned_start));
+        self.actual_start = min_time(self.actual_start, s.actual_start);
+        self.end = self.end.max(s.end);
+        self.late_start_ms = self.late_start_ms.max(s.late_start_ms);
+        if let Some(rate) = s.target_rate {
+            *self.target_rate.get_or_insert(0.0) += rate;
+        }
+        if !s.target.is_empty() {
+            self.targets.insert(s.target.clone());
+        }
+        // The merged scenario shows what every task had in common (not FLEETLOAD_TASK_ID).
+        match &mut self.scenario {
+            None => self.scenario = Some(s.scenario.clone()),
+            Some(common) => common.retain(|k, v| s.scenario.get(k) == Some(v)),
+        }
+        self.tasks.push(TaskState {
+            task_id: task.task_id,
+            report: Ok(report.summary),
+        });
+    }
+
+    pub(super) fn finish(
+        mut self,
+        expected: Option<Vec<String>>,
+        expected_count: Option<u64>,
+    ) -> Merged {
+        self.tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        let reported: BTreeSet<&str> = self.tasks.iter().map(|t| t.task_id.as_str()).collect();
+
+        // Which tasks should have reported, and which did not. Expected tasks that never got an
+        // id (a count above the list) are named by placeholders.
+        let placeholders = |n: u64| (1..=n).map(|k| format!("missing-{k}")).collect::<Vec<_>>();
+        let (tasks_expected, tasks_missing, reported_of_expected) =
+            match (&expected, expected_count) {
+                (Some(ids), count) => {
+                    let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+                    let mut missing: Vec<String> = ids
+                        .iter()
+                        .filter(|id| !reported.contains(*id))
+                        .map(|id| id.to_string())
+                        .collect();
+                    let found = (ids.len() - missing.len()) as u64;
+                    let unnamed = count.unwrap_or(0).saturating_sub(ids.len() as u64);
+                    missing.extend(placeholders(unnamed));
+                    (ids.len() as u64 + unnamed, missing, found)
+                }
+                (None, Some(count)) => {
+                    let found = (reported.len() as u64).min(count);
+                    (count, placeholders(count - found), found)
+                }
+                (None, None) => (reported.len() as u64, Vec::new(), reported.len() as u64),
+            };
+        let coverage = if tasks_expected == 0 {
+            0.0
+        } else {
+            reported_of_expected as f64 / tasks_expected as f64
+        };
+
+        let mut tasks_not_completed = Vec::new();
+        let mut task_rows = Vec::new();
+        for t in &self.tasks {
+            match &t.report {
+                Ok(s) => {
+                    if s.outcome != Outcome::Completed {
+                        tasks_not_completed.push(TaskProblem {
+                            task_id: t.task_id.clone(),
+                            outcome: s.outcome.clone(),
+                        });
+                    }
+                    task_rows.push(TaskRow {
+                        task_id: t.task_id.clone(),
+                        outcome: s.outcome.status().to_string(),
+                        acknowledged: s.counts.acknowledged,
+                        failed: s.counts.failed,
+                        achieved_rate: s.achieved_rate,
+                        p99_ms: s.latency_ms.p99,
+                        max_ms: s.latency_ms.max,
+                    });
+                }
+                Err(reason) => {
+                    let outcome = Outcome::Failed {
+                        reason: reason.clone(),
+                    };
+                    tasks_not_completed.push(TaskProblem {
+                        task_id: t.task_id.clone(),
+                        outcome: outcome.clone(),
+                    });
+                    task_rows.push(TaskRow {
+                        task_id: t.task_id.clone(),
+                        outcome: outcome.status().to_string(),
+                        acknowledged: 0,
+                        failed: 0,
+                        achieved_rate: 0.0,
+                        p99_ms: 0.0,
+                        max_ms: 0.0,
+                    });
+                }
+            }
+        }
+
+        let outcome = if self.tasks.is_empty() {
+            Outcome::Failed {
+                reason: if tasks_expected == 0 {
+                    "no task reported".to_string()
+                } else {
+                    format!("none of the {tasks_expected} expected tasks reported")
+                },
+            }
+        } else if tasks_missing.is_empty() && tasks_not_completed.is_empty() {
+            Outcome::Completed
+        } else {
+            Outcome::Failed {
+                reason: failure_reason(tasks_expected, &tasks_missing, &tasks_not_completed),
+            }
+        };
+
+        // Per-second rows, with exact percentiles from the summed per-second counters. Each
+        // second is encoded straight from its accumulator, which is dropped at once: no
+        // histogram is built per second, and what is kept is what the interval log holds.
+        let mut encoder = Encoder::default();
+        let mut per_second = Vec::new();
+        let mut stats = Vec::new();
+        for (s, acc) in std::mem::take(&mut self.per_second).into_iter().enumerate() {
+            let mut encoded = Vec::new();
+            if let Some(st) = encoder.encode(&acc, &mut encoded) {
+                encoded.shrink_to_fit();
+                stats.push((s, st));
+                per_second.push(MergedSecond {
+                    second: s as u64,
+                    max_us: st.max_us,
+                    encoded,
+                });
+            }
+        }
+        let seconds = self
+            .rows
+            .len()
+            .max(per_second.last().map_or(0, |m| m.second as usize + 1));
+        let mut rows: Vec<SecondRow> = (0..seconds)
+            .map(|s| {
+                let sum = self.rows.get(s).cloned().unwrap_or_default();
+                SecondRow {
+                    second: s as u64,
+                    target_rate: sum.target_rate,
+                    attempted: sum.attempted,
+                    acknowledged: sum.acknowledged,
+                    failed: sum.failed,
+                    bytes: sum.bytes,
+                    unsent: sum.unsent,
+                    ..SecondRow::default()
+                }
+            })
+            .collect();
+        let ms = |us: u64| us as f64 / 1000.0;
+        for (s, st) in stats {
+            let row = &mut rows[s];
+            row.p50_ms = ms(st.p50_us);
+            row.p99_ms = ms(st.p99_us);
+            row.max_ms = ms(st.max_us);
+        }
+
+        let latency = self.latency.to_histogram(true);
+        let service = self.service.to_histogram(true);
+        let duration_s = match (self.actual_start, self.end) {
+            (Some(start), Some(end)) if end > start => {
+                (end - start).num_microseconds().unwrap_or(0) as f64 / 1e6
+            }
+            _ => 0.0,
+        };
+        let achieved_rate = if duration_s > 0.0 {
+            self.counts.acknowledged as f64 / duration_s
+        } else {
+            0.0
+        };
+        let summary = Summary {
+            schema_version: SCHEMA_VERSION,
+            run_id: self.run_id.clone(),
+            task_id: MERGED_TASK_ID.to_string(),
+            target: self.targets.iter().cloned().collect::<Vec<_>>().join(","),
+            scenario: self.scenario.take().unwrap_or_default(),
+            fleetload_version: env!("CARGO_PKG_VERSION").to_string(),
+            planned_start: self.planned_start.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            actual_start: self.actual_start,
+            end: self.end,
+            late_start_ms: self.late_start_ms,
+            duration_s,
+            outcome,
+            counts: self.counts.clone(),
+            bytes: self.bytes,
+            target_rate: self.target_rate,
+            achieved_rate,
+            latency_ms: Percentiles::of(&latency),
+            service_time_ms: Percentiles::of(&service),
+            histograms: Histograms {
+                unit: "microseconds".to_string(),
+                latency: encode_histogram(&latency),
+                service_time: encode_histogram(&service),
+            },
+            errors_timeline: std::mem::take(&mut self.errors)
+                .into_iter()
+                .map(|(code, points)| (code, points.into_iter().collect()))
+                .collect(),
+            saturation: self.saturation.take().map(|mut s| {
+                s.blocked_on_target_s = (s.blocked_on_target_s * 1e3).round() / 1e3;
+                s.behind_schedule_s = (s.behind_schedule_s * 1e3).round() / 1e3;
+                s.cause = s.behind_from_second.map(|_| {
+                    Saturation::cause_of(s.blocked_on_target_s, s.behind_schedule_s).to_string()
+                });
+                s
+            }),
+            merge: Some(MergeInfo {
+                tasks_expected,
+                tasks_reported: self.tasks.len() as u64,
+                coverage,
+                tasks_missing,
+                tasks_not_completed,
+                tasks: task_rows,
+            }),
+        };
+        Merged {
+            summary,
+            latency,
+            service,
+            rows,
+            per_second,
+            tasks: self
+                .tasks
+                .into_iter()
+                .filter_map(|t| t.report.ok())
+                .collect(),
+        }
+    }
+}
+
+pub(super) fn min_time(
+    a: Option<DateTime<Utc>>,
+    b: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One line saying which tasks are missing or did not complete, by id.
+pub(super) fn failure_reason(
+    expected: u64,
+    missing: &[String],
+    not_completed: &[TaskProblem],
+) -> String {
+    let ids = |ids: Vec<String>| {
+        let n = ids.len();
+        let mut text = ids
+            .into_iter()
+            .take(REASON_IDS)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if n > REASON_IDS {
+            text.push_str(&format!(" and {} more", n - REASON_IDS));
+        }
+        text
+    };
+    let of_status = |status: &str| -> Vec<String> {
+        not_completed
+            .iter()
+            .filter(|p| p.outcome.status() == status)
+            .map(|p| match &p.outcome {
+                Outcome::Interrupted { signal } => format!("{} ({signal})", p.task_id),
+                Outcome::Failed { reason } => format!("{} ({reason})", p.task_id),
+                Outcome::Completed => p.task_id.clone(),
+            })
+            .collect()
+    };
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing: {}", ids(missing.to_vec())));
+    }
+    for status in ["failed", "interrupted"] {
+        let list = of_status(status);
+        if !list.is_empty() {
+            parts.push(format!("{status}: {}", ids(list)));
+        }
+    }
+    format!(
+        "{} of {expected} tasks did not complete; {}",
+        missing.len() + not_completed.len(),
+        parts.join("; ")
+    )
+}

@@ -28,7 +28,7 @@ pub struct TaskInput {
 /// The merged report of a run.
 #[derive(Debug, Clone)]
 pub struct Merged {
-    /// The merged `summary.json` (task id `merged`, with [`MergeInfo`]).
+    /// The merged `summary.json` (task id `merged`, with [`MergeInfo`](crate::model::report::MergeInfo)).
     pub summary: Summary,
     /// The summed latency histogram (from the intended send time), as encoded in `summary`.
     pub latency: Histogram<u64>,

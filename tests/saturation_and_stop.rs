@@ -4,12 +4,15 @@
 //! mock cluster with slowed brokers, and a black-holed endpoint that accepts connections and
 //! never answers PutRecords. Everything on loopback, every run bounded in time.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{aws_env_at as aws_env, env, kafka_env, KAFKA_TASK};
 use fleetload::model::report::{parse_timeseries, Outcome, SecondRow, Summary};
 use fleetload_testkit::kinesis::{DoubleConfig, KinesisDouble};
 
@@ -17,23 +20,6 @@ const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");
 /// From the stop signal to a stored report, whatever the target does.
 const STOP_BUDGET: Duration = Duration::from_secs(20);
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn aws_env(endpoint: &str) -> Vec<(String, String)> {
-    env(&[
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ])
-}
 
 fn worker(vars: &[(String, String)]) -> Child {
     let mut cmd = Command::new(WORKER);
@@ -326,24 +312,6 @@ fn kcat_high_watermark(servers: &str, topic: &str) -> u64 {
     last + 1
 }
 
-fn kafka_env(
-    servers: &str,
-    run: &str,
-    report: &Path,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let mut e = env(&[
-        ("FLEETLOAD_TARGET", "kafka"),
-        ("FLEETLOAD_TOPIC", "events"),
-        ("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS", servers),
-        ("FLEETLOAD_RUN_ID", run),
-        ("FLEETLOAD_TASK_ID", "k1"),
-        ("FLEETLOAD_REPORT_URL", report.to_str().unwrap()),
-    ]);
-    e.extend(env(extra));
-    e
-}
-
 /// A one-broker mock cluster whose broker answers every request after `rtt`.
 fn slow_cluster(
     rtt: Duration,
@@ -377,7 +345,7 @@ fn kafka_at_twice_what_slowed_brokers_take_ends_on_time_counts_unsent_and_gates_
         Duration::from_secs(6 + 15 + 20),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let (s, rows) = read_report(dir.path(), "kover", "k1");
+    let (s, rows) = read_report(dir.path(), "kover", KAFKA_TASK);
     assert_accounts(&s, &rows);
     let c = &s.counts;
     eprintln!(
@@ -493,7 +461,7 @@ fn sigterm_against_slow_kafka(run: &str, rate: &str) {
         &[("FLEETLOAD_RATE", rate), ("FLEETLOAD_DURATION", "60s")],
     );
     let (_, since) = stop_after(worker(&vars), Duration::from_secs(4));
-    let (s, rows) = read_report(dir.path(), run, "k1");
+    let (s, rows) = read_report(dir.path(), run, KAFKA_TASK);
     eprintln!(
         "{run}: stored {:.1}s after SIGTERM; {:?}",
         since.as_secs_f64(),

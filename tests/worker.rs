@@ -4,10 +4,13 @@
 //! Tests that need the moto server read `FLEETLOAD_TEST_MOTO_URL` (ci/test.sh starts it) and
 //! fail when it is missing.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{aws_env_at as aws_env, env, kafka_env, KAFKA_TASK};
 use fleetload::model::report::{parse_hlog, parse_timeseries, Summary, TIMESERIES_HEADER};
 use fleetload_testkit::kinesis::{DoubleConfig, KinesisDouble};
 
@@ -22,21 +25,6 @@ fn python() -> String {
     std::env::var("FLEETLOAD_TEST_PYTHON").expect(
         "FLEETLOAD_TEST_PYTHON is not set: run the tests through ci/test.sh, which installs boto3",
     )
-}
-
-/// AWS settings pointing every SDK call at `endpoint`, with dummy credentials and no metadata
-/// lookups (nothing may leave loopback).
-fn aws_env(endpoint: &str) -> Vec<(String, String)> {
-    [
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
 }
 
 fn worker_command(env: &[(String, String)]) -> Command {
@@ -71,13 +59,6 @@ fn run_worker(env: &[(String, String)], limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn read_local_report(
@@ -527,24 +508,6 @@ fn kcat_consume(servers: &str, topic: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn kafka_env(
-    servers: &str,
-    run: &str,
-    report: &Path,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let mut e = env(&[
-        ("FLEETLOAD_TARGET", "kafka"),
-        ("FLEETLOAD_TOPIC", "events"),
-        ("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS", servers),
-        ("FLEETLOAD_RUN_ID", run),
-        ("FLEETLOAD_TASK_ID", "kafka-1"),
-        ("FLEETLOAD_REPORT_URL", report.to_str().unwrap()),
-    ]);
-    e.extend(env(extra));
-    e
-}
-
 #[test]
 fn kafka_against_the_mock_cluster_every_acknowledged_message_is_in_the_topic() {
     let mock = rdkafka::mocking::MockCluster::new(3).unwrap();
@@ -570,7 +533,7 @@ fn kafka_against_the_mock_cluster_every_acknowledged_message_is_in_the_topic() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, rows) = read_local_report(dir.path(), "kafka-run", "kafka-1");
+    let (s, rows) = read_local_report(dir.path(), "kafka-run", KAFKA_TASK);
     assert_consistent(&s, &rows);
     assert_eq!(s.counts.attempted, 3000);
     assert_eq!(s.counts.acknowledged, 3000, "{:?}", s.counts);
@@ -647,7 +610,7 @@ fn kafka_injected_errors_are_counted_by_name_and_the_report_is_written() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, rows) = read_local_report(dir.path(), "kafka-err", "kafka-1");
+    let (s, rows) = read_local_report(dir.path(), "kafka-err", KAFKA_TASK);
     assert_consistent(&s, &rows);
     let failed = s
         .counts
@@ -700,7 +663,7 @@ fn kafka_broker_down_mid_run_fails_by_name_and_the_report_is_written() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, rows) = read_local_report(dir.path(), "kafka-down", "kafka-1");
+    let (s, rows) = read_local_report(dir.path(), "kafka-down", KAFKA_TASK);
     assert_consistent(&s, &rows);
     assert_eq!(s.counts.attempted, 2500);
     assert!(

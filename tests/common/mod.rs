@@ -28,16 +28,59 @@ pub fn moto_url() -> String {
     }
 }
 
+/// Fake credentials and a region for the standard AWS chain; never the instance metadata
+/// endpoint.
+const TEST_AWS: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
 /// The environment a child process needs to reach the moto server through the standard AWS
 /// chain (endpoint, fake credentials, region; never the instance metadata endpoint).
 pub fn aws_env() -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", moto_url()),
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-    ]
+    let mut e = vec![("AWS_ENDPOINT_URL", moto_url())];
+    e.extend(TEST_AWS.iter().map(|(k, v)| (*k, v.to_string())));
+    e
+}
+
+/// The same for another loopback endpoint (a test double, a black hole).
+pub fn aws_env_at(endpoint: &str) -> Vec<(String, String)> {
+    let mut e = env(&[("AWS_ENDPOINT_URL", endpoint)]);
+    e.extend(env(&TEST_AWS));
+    e
+}
+
+/// Owned `(name, value)` pairs for a child's environment.
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Task id of the Kafka worker the Kafka tests start.
+pub const KAFKA_TASK: &str = "kafka-1";
+
+/// A Kafka worker's environment: topic `events` on `servers`, run `run`, task [`KAFKA_TASK`],
+/// reports under `report`, and `extra`.
+pub fn kafka_env(
+    servers: &str,
+    run: &str,
+    report: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut e = env(&[
+        ("FLEETLOAD_TARGET", "kafka"),
+        ("FLEETLOAD_TOPIC", "events"),
+        ("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS", servers),
+        ("FLEETLOAD_RUN_ID", run),
+        ("FLEETLOAD_TASK_ID", KAFKA_TASK),
+        ("FLEETLOAD_REPORT_URL", report.to_str().unwrap()),
+    ]);
+    e.extend(env(extra));
+    e
 }
 
 /// An SDK configuration for in-process use against the moto server, built explicitly rather

@@ -14,6 +14,7 @@ use crate::launcher::fleet::ecs::EcsConfig;
 use crate::model::input::PREFIX;
 use crate::model::report_url::ReportUrl;
 use crate::model::scenario::{generate_run_id, Scenario};
+use crate::worker::sink::Target;
 
 /// Local tasks start this long after launch unless `--start-delay` says otherwise.
 pub const LOCAL_START_DELAY: Duration = Duration::from_secs(3);
@@ -54,6 +55,7 @@ impl WorkerEnv {
         probe.push(("FLEETLOAD_TASK_ID".into(), "probe".into()));
         probe.push(("FLEETLOAD_START_AT".into(), Utc::now().to_rfc3339()));
         Scenario::from_env(probe)
+            .and_then(|s| Target::check(&s).map(|()| s))
             .map_err(|e| anyhow::anyhow!("the workers' scenario is not valid: {e}"))
     }
 }

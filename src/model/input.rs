@@ -113,6 +113,21 @@ pub fn is_secret_name(name: &str) -> bool {
         || upper.contains("OAUTHBEARER_CONFIG")
 }
 
+/// `text` with every occurrence of each of `secrets` replaced by [`REDACTED`]: for messages that
+/// quote what a library said (librdkafka echoes the values it rejects), which no name-based
+/// redaction can reach. Longer secrets go first, so one that contains another is hidden whole.
+pub fn redact_values(text: &str, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in sorted {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
 /// Parses a duration such as `30s`, `5m`, `1h30m` or `500ms` (at least 1 s).
 pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ScenarioError> {
     let accepted = "a duration such as 30s, 5m, 1h or 1m30s (at least 1s)";

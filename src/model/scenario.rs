@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::model::input::{
-    is_secret_name, parse_duration, parse_int, parse_rate, ScenarioError, KAFKA_PREFIX,
-    KNOWN_VARIABLES, PREFIX, REDACTED,
+    is_secret_name, parse_duration, parse_int, parse_rate, redact_values, ScenarioError,
+    KAFKA_PREFIX, KNOWN_VARIABLES, PREFIX, REDACTED,
 };
 use crate::model::payload::PayloadSpec;
 use crate::model::profile::{LoadProfile, Stage};
@@ -184,6 +184,9 @@ pub struct Scenario {
     pub start_at: Option<DateTime<Utc>>,
     /// Every `FLEETLOAD_*` variable as given, secrets redacted: what the report shows.
     pub shown: BTreeMap<String, String>,
+    /// The values of the secret variables, so that text from elsewhere (a library's error
+    /// message, an outcome reason) can be cleaned of them with [`Scenario::redact`].
+    pub secrets: Vec<String>,
 }
 
 impl Scenario {
@@ -197,12 +200,14 @@ impl Scenario {
         let mut ours: Vec<(String, String)> = Vec::new();
         let mut kafka = BTreeMap::new();
         let mut shown = BTreeMap::new();
+        let mut secrets = Vec::new();
         for (k, v) in vars {
             let (k, v): (String, String) = (k.into(), v.into());
             if !k.starts_with(PREFIX) {
                 continue;
             }
             let display = if is_secret_name(&k) {
+                secrets.push(v.clone());
                 REDACTED.to_string()
             } else {
                 v.clone()
@@ -233,6 +238,7 @@ impl Scenario {
         })?;
         let mut scenario = Scenario::try_from_raw(raw, kafka)?;
         scenario.shown = shown;
+        scenario.secrets = secrets;
         Ok(scenario)
     }
 
@@ -495,7 +501,13 @@ impl Scenario {
             task_id,
             start_at,
             shown: BTreeMap::new(),
+            secrets: Vec::new(),
         })
+    }
+
+    /// `text` with every secret value of the scenario replaced by [`REDACTED`].
+    pub fn redact(&self, text: &str) -> String {
+        redact_values(text, &self.secrets)
     }
 
     /// The Kafka properties with secrets redacted, for logs.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::model::scenario::Scenario;
 use crate::worker::exit::{WorkerExit, HARD_DEADLINE_EXIT, HARD_DEADLINE_GRACE};
+use crate::worker::sink::Target;
 use crate::worker::task::run;
 
 /// The worker process from start to exit: logging, the scenario from the environment, the
@@ -24,7 +25,7 @@ pub fn process_main() -> std::process::ExitCode {
             v.to_string_lossy().into_owned(),
         )
     });
-    let scenario = match Scenario::from_env(vars) {
+    let scenario = match Scenario::from_env(vars).and_then(|s| Target::check(&s).map(|()| s)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fleetload worker: {e}");

@@ -87,7 +87,7 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
     let mut target = match Target::connect(&scenario, &task_id, recorder.clone()).await {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!("preflight failed: {e}");
+            tracing::error!("preflight failed: {}", scenario.redact(&e.to_string()));
             let summary = ctx.summary(
                 failed(format!("preflight: {e}")),
                 None,

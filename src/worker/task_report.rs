@@ -76,7 +76,13 @@ impl ReportContext<'_> {
             end: actual_start.map(|s| s + chrono::Duration::from_std(duration).unwrap_or_default()),
             late_start_ms: late_ns / 1_000_000,
             duration_s: (secs * 1000.0).round() / 1000.0,
-            outcome,
+            // Reasons quote what libraries and services said, which may echo a secret value.
+            outcome: match outcome {
+                Outcome::Failed { reason } => Outcome::Failed {
+                    reason: self.scenario.redact(&reason),
+                },
+                other => other,
+            },
             achieved_rate: if secs > 0.0 {
                 (counts.acknowledged as f64 / secs * 100.0).round() / 100.0
             } else {

@@ -6,6 +6,7 @@ use super::boundary::{Event, PreflightError, Sink};
 use super::kafka::KafkaSink;
 use super::kinesis::KinesisSink;
 use super::null::NullSink;
+use crate::model::input::ScenarioError;
 use crate::model::measure::SharedRecorder;
 use crate::model::scenario::{Scenario, TargetConfig};
 
@@ -20,6 +21,18 @@ pub enum Target {
 }
 
 impl Target {
+    /// What can be known about the target without reaching it, checked while the scenario is
+    /// validated (exit 2, before anything is written): librdkafka's verdict on the Kafka
+    /// properties. The worker and `launcher run` both call it.
+    pub fn check(scenario: &Scenario) -> Result<(), ScenarioError> {
+        match &scenario.target {
+            TargetConfig::Kafka { properties, .. } => {
+                super::kafka::check_properties(properties, &scenario.secrets)
+            }
+            TargetConfig::Kinesis { .. } | TargetConfig::Null => Ok(()),
+        }
+    }
+
     /// Connects to the scenario's target and checks it is there (stream active, topic
     /// present), before the clock starts. Nothing is produced here.
     pub async fn connect(

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseProducer;
+use rdkafka::types::RDKafkaConfRes;
 
-use crate::model::input::is_secret_name;
+use crate::model::input::{is_secret_name, redact_values, ScenarioError, REDACTED};
 
 /// Settings the worker chooses unless the user set them (`FLEETLOAD_KAFKA_*` always wins).
 const DEFAULTS: &[(&str, &str)] = &[
@@ -36,20 +38,245 @@ pub(crate) fn client_config(properties: &BTreeMap<String, String>, task_id: &str
     config
 }
 
-/// What to say when librdkafka rejects the configuration.
+/// Kafka's own answer to `acks`: librdkafka takes any number from -1 to 1000 (a leftover of old
+/// brokers), which a broker then refuses at the first produce request.
+const ACKS_ACCEPTED: &[&str] = &["all", "-1", "0", "1"];
+
+/// The worker variable that sets librdkafka property `property` (the name as the scenario
+/// shows it: upper-cased, dots as underscores).
+pub(crate) fn variable_name(property: &str) -> String {
+    format!(
+        "FLEETLOAD_KAFKA_{}",
+        property.to_ascii_uppercase().replace('.', "_")
+    )
+}
+
+/// Checks every property the user gave the way librdkafka will take them, without connecting:
+/// each one set on its own (so the refusal names the variable that was typed, not an internal
+/// alias such as `queue.buffering.max.ms` for `linger.ms`), then the whole configuration
+/// turned into a client with no bootstrap servers (which checks the properties against each
+/// other, e.g. a SASL mechanism librdkafka does not support, and opens no connection). Values
+/// quoted back are the user's own, and secrets among them are redacted.
+pub(crate) fn check_properties(
+    properties: &BTreeMap<String, String>,
+    secrets: &[String],
+) -> Result<(), ScenarioError> {
+    let accepted =
+        |p: &str| format!("a value librdkafka accepts for {p} (see librdkafka's CONFIGURATION.md)");
+    for (property, value) in properties {
+        let name = variable_name(property);
+        if matches!(property.as_str(), "acks" | "request.required.acks")
+            && !ACKS_ACCEPTED.contains(&value.trim().to_ascii_lowercase().as_str())
+        {
+            return Err(ScenarioError::invalid(
+                &name,
+                value,
+                "not an acknowledgement level Kafka brokers accept",
+                "all, -1, 0 or 1",
+            ));
+        }
+        let mut one = ClientConfig::new();
+        one.set(property, value);
+        if let Err(e) = one.create_native_config() {
+            return Err(match e {
+                KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..) => {
+                    ScenarioError::invalid(
+                        &name,
+                        value,
+                        format!("{property} is not a librdkafka property"),
+                        "FLEETLOAD_KAFKA_<PROPERTY> for a property of librdkafka's CONFIGURATION.md, upper-cased with dots as underscores",
+                    )
+                }
+                KafkaError::ClientConfig(_, desc, ..) => ScenarioError::invalid(
+                    &name,
+                    value,
+                    redact_values(&own_names(&desc, property, value), secrets),
+                    accepted(property),
+                ),
+                other => ScenarioError::invalid(
+                    &name,
+                    value,
+                    redact_values(&other.to_string(), secrets),
+                    accepted(property),
+                ),
+            });
+        }
+    }
+    let mut all = client_config(properties, "validation");
+    all.remove("bootstrap.servers");
+    all.set_log_level(RDKafkaLogLevel::Emerg);
+    if let Err(e) = all.create::<BaseProducer>() {
+        let text = match e {
+            KafkaError::ClientCreation(text) => text,
+            other => other.to_string(),
+        };
+        return Err(ScenarioError::invalid(
+            "FLEETLOAD_KAFKA_*",
+            &shown_properties(properties),
+            redact_values(text.trim(), secrets),
+            "properties that librdkafka accepts together (see librdkafka's CONFIGURATION.md)",
+        ));
+    }
+    Ok(())
+}
+
+/// The properties given, by variable, secrets' values left out: what a refusal of the
+/// configuration as a whole quotes.
+fn shown_properties(properties: &BTreeMap<String, String>) -> String {
+    properties
+        .iter()
+        .map(|(k, v)| {
+            let name = variable_name(k);
+            if is_secret_name(&name) {
+                format!("{name}={REDACTED}")
+            } else {
+                format!("{name}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// librdkafka's refusal with every quoted property name put back as the user typed it:
+/// librdkafka names the canonical property (`queue.buffering.max.ms` for `linger.ms`,
+/// `compression.codec` for `compression.type`). A quoted value is left as it is.
+fn own_names(desc: &str, property: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut parts = desc.trim().split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    let mut quoted = true;
+    for part in parts {
+        if quoted {
+            out.push('"');
+            out.push_str(if part == value { part } else { property });
+            out.push('"');
+        } else {
+            out.push_str(part);
+        }
+        quoted = !quoted;
+    }
+    out
+}
+
+/// What to say when librdkafka rejects the configuration at preflight (validation has already
+/// tried it, so this is for what only a real client finds): property names only, and the
+/// values of secret properties removed from librdkafka's own text, which echoes them.
 pub(crate) fn config_error(e: &KafkaError, properties: &BTreeMap<String, String>) -> String {
     let shown: Vec<String> = properties
         .keys()
-        .map(|k| {
-            format!(
-                "FLEETLOAD_KAFKA_{}",
-                k.to_ascii_uppercase().replace('.', "_")
-            )
-        })
+        .map(|k| variable_name(k))
         .filter(|k| !is_secret_name(k))
         .collect();
     format!(
-        "librdkafka rejected the producer configuration: {e} (properties given: {})",
+        "librdkafka rejected the producer configuration: {} (properties given: {})",
+        redact_values(&e.to_string(), &secret_values(properties)),
         shown.join(", ")
     )
+}
+
+/// The values of the secret properties among `properties`.
+fn secret_values(properties: &BTreeMap<String, String>) -> Vec<String> {
+    properties
+        .iter()
+        .filter(|(k, _)| is_secret_name(&variable_name(k)))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn refusal(pairs: &[(&str, &str)]) -> String {
+        let p = props(pairs);
+        let secrets = secret_values(&p);
+        check_properties(&p, &secrets).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_properties_pass_without_a_broker() {
+        let p = props(&[
+            ("bootstrap.servers", "127.0.0.1:1"),
+            ("linger.ms", "20"),
+            ("acks", "all"),
+            ("compression.type", "lz4"),
+            ("sasl.password", "hunter2"),
+        ]);
+        check_properties(&p, &[]).unwrap();
+    }
+
+    #[test]
+    fn bad_properties_are_refused_by_the_name_typed() {
+        for (pairs, name, says) in [
+            (
+                &[("linger.ms", "banana")][..],
+                "FLEETLOAD_KAFKA_LINGER_MS=\"banana\"",
+                "\"linger.ms\"",
+            ),
+            (
+                &[("acks", "7")][..],
+                "FLEETLOAD_KAFKA_ACKS=\"7\"",
+                "all, -1, 0 or 1",
+            ),
+            (
+                &[("compression.type", "lz5")][..],
+                "FLEETLOAD_KAFKA_COMPRESSION_TYPE=\"lz5\"",
+                "\"compression.type\"",
+            ),
+            (
+                &[("no.such.thing", "1")][..],
+                "FLEETLOAD_KAFKA_NO_SUCH_THING=\"1\"",
+                "not a librdkafka property",
+            ),
+            (
+                &[
+                    ("security.protocol", "SASL_PLAINTEXT"),
+                    ("sasl.mechanism", "BOGUS"),
+                ][..],
+                "FLEETLOAD_KAFKA_*=",
+                "BOGUS",
+            ),
+        ] {
+            let e = refusal(pairs);
+            assert!(e.starts_with(name) && e.contains(says), "{pairs:?}: {e}");
+            assert!(
+                !e.contains("queue.buffering") && !e.contains("compression.codec"),
+                "{e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn librdkafka_text_never_carries_a_secret() {
+        let e = refusal(&[("sasl.password.x", "hunter2")]);
+        assert!(e.starts_with("FLEETLOAD_KAFKA_SASL_PASSWORD_X="), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = refusal(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "hunter2-mech"),
+            ("sasl.password", "hunter2-mech"),
+        ]);
+        assert!(!e.contains("hunter2"), "{e}");
+        let p = props(&[("sasl.password.x", "hunter2")]);
+        let mut c = ClientConfig::new();
+        c.set("sasl.password.x", "hunter2");
+        let Err(err) = c.create::<BaseProducer>() else {
+            panic!("an unknown property was accepted")
+        };
+        assert!(
+            err.to_string().contains("hunter2"),
+            "librdkafka no longer echoes: {err}"
+        );
+        assert!(!config_error(&err, &p).contains("hunter2"));
+    }
 }

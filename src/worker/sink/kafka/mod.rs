@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
+pub(crate) use self::config::check_properties;
 use self::config::{client_config, config_error};
 use self::delivery::{error_name, pack, DeliveryContext};
 use super::boundary::{Event, PreflightError, Sink};

@@ -134,6 +134,7 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
         },
         errors_timeline,
         saturation: None,
+        by_shard: Default::default(),
         merge: None,
     };
     Files {

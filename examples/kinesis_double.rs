@@ -85,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         stream_name: args.stream_name,
         throttle_share: args.throttle_share,
         internal_failure_share: args.internal_failure_share,
+        throttled_shards: Vec::new(),
         http500_share: args.http500_share,
         seed: args.seed,
         keep_records: false,

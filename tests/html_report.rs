@@ -395,6 +395,7 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
         },
         errors_timeline,
         saturation: None,
+        by_shard: Default::default(),
         merge: None,
     };
     let dir = root.join(task_dir(run_id, spec.id));

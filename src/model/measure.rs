@@ -13,7 +13,7 @@ use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
 use crate::model::profile::LoadProfile;
-use crate::model::report::{new_histogram, Counts, HlogWriter, SecondRow};
+use crate::model::report::{new_histogram, Counts, HlogWriter, SecondRow, ShardCounts};
 
 /// Code of events sent and still unanswered when the task stopped waiting for them.
 pub const UNACKNOWLEDGED: &str = "Unacknowledged";
@@ -54,6 +54,8 @@ pub struct Measurements {
     pub errors_timeline: BTreeMap<String, Vec<(u64, u64)>>,
     /// How production kept up with its schedule.
     pub pace: Pace,
+    /// Kinesis: what each shard answered, by shard id.
+    pub by_shard: BTreeMap<String, ShardCounts>,
 }
 
 /// Records outcomes as they arrive. Cheap to share: see [`SharedRecorder`].
@@ -82,6 +84,8 @@ pub struct Recorder {
     waiting_retry: u64,
     /// How production kept up with its schedule.
     pace: Pace,
+    /// Kinesis: what each shard answered.
+    by_shard: BTreeMap<String, ShardCounts>,
     finished: bool,
 }
 
@@ -116,6 +120,7 @@ impl Recorder {
             profile: None,
             waiting_retry: 0,
             pace: Pace::default(),
+            by_shard: BTreeMap::new(),
             finished: false,
         }
     }
@@ -286,6 +291,32 @@ impl Recorder {
             .or_default() += n;
     }
 
+    /// The outcomes of one answer on shard `shard`: `acknowledged` events, and `failed` and
+    /// `retried` ones by code. Only where the events go: the totals are counted by
+    /// [`Recorder::acknowledged`], [`Recorder::failed`] and [`Recorder::retried`].
+    pub fn on_shard(
+        &mut self,
+        shard: &str,
+        acknowledged: u64,
+        failed: &[(&str, u64)],
+        retried: &[(&str, u64)],
+    ) {
+        if self.finished {
+            return;
+        }
+        let c = match self.by_shard.get_mut(shard) {
+            Some(c) => c,
+            None => self.by_shard.entry(shard.to_string()).or_default(),
+        };
+        c.acknowledged += acknowledged;
+        for &(code, n) in failed {
+            *c.failed_by_code.entry(code.to_string()).or_default() += n;
+        }
+        for &(code, n) in retried {
+            *c.retried_by_code.entry(code.to_string()).or_default() += n;
+        }
+    }
+
     /// Gives the time series a row for every second up to `end_ns` (the end of production), so
     /// seconds in which nothing happened show as zeros rather than missing.
     pub fn cover_until(&mut self, end_ns: u64) {
@@ -363,6 +394,7 @@ impl Recorder {
                 .map(|(k, m)| (k.clone(), m.iter().map(|(s, n)| (*s, *n)).collect()))
                 .collect(),
             pace: self.pace,
+            by_shard: self.by_shard.clone(),
         }
     }
 }

@@ -95,6 +95,7 @@ impl ReportContext<'_> {
             service_time_ms: service,
             histograms,
             errors_timeline: errors,
+            by_shard: m.map(|m| m.by_shard.clone()).unwrap_or_default(),
             saturation: m.map(|m| saturation(&m.pace, profile.is_unpaced())),
             merge: None,
         }

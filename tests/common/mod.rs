@@ -234,6 +234,7 @@ pub fn synthetic_task(
         },
         errors_timeline,
         saturation: None,
+        by_shard: Default::default(),
         merge: None,
     };
     SyntheticTask {

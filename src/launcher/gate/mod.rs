@@ -400,6 +400,7 @@ pub(crate) mod tests {
             histograms: Histograms::default(),
             errors_timeline: Default::default(),
             saturation: None,
+            by_shard: Default::default(),
             merge: Some(MergeInfo {
                 tasks_expected: 2,
                 tasks_reported: 2,

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::model::report::{
-    encode_histogram, Counts, Histograms, MergeInfo, Outcome, Percentiles, Saturation, SecondRow,
-    Summary, TaskProblem, TaskRow, SCHEMA_VERSION,
+    add_by_shard, encode_histogram, Counts, Histograms, MergeInfo, Outcome, Percentiles,
+    Saturation, SecondRow, ShardCounts, Summary, TaskProblem, TaskRow, SCHEMA_VERSION,
 };
 
 use super::decode::{Decoded, SLOT_LATENCY, SLOT_SERVICE};
@@ -51,6 +51,8 @@ pub(super) struct Merger {
     pub(super) targets: BTreeSet<String>,
     pub(super) scenario: Option<BTreeMap<String, String>>,
     pub(super) saturation: Option<Saturation>,
+    /// Per-shard counts summed across tasks (tasks writing to one stream share its shards).
+    pub(super) by_shard: BTreeMap<String, ShardCounts>,
 }
 
 impl Merger {
@@ -73,6 +75,7 @@ impl Merger {
             targets: BTreeSet::new(),
             scenario: None,
             saturation: None,
+            by_shard: BTreeMap::new(),
         }
     }
 
@@ -128,6 +131,7 @@ impl Merger {
             sum.bytes += r.bytes;
         }
         self.counts.add(&s.counts);
+        add_by_shard(&mut self.by_shard, &s.by_shard);
         self.bytes += s.bytes;
         if let Some(t) = &s.saturation {
             // Times summed across tasks; the first second any task fell behind.
@@ -347,6 +351,7 @@ impl Merger {
                 .into_iter()
                 .map(|(code, points)| (code, points.into_iter().collect()))
                 .collect(),
+            by_shard: std::mem::take(&mut self.by_shard),
             saturation: self.saturation.take().map(|mut s| {
                 s.blocked_on_target_s = (s.blocked_on_target_s * 1e3).round() / 1e3;
                 s.behind_schedule_s = (s.behind_schedule_s * 1e3).round() / 1e3;

@@ -295,6 +295,7 @@ mod tests {
             )]
             .into(),
             saturation: None,
+            by_shard: Default::default(),
             merge: None,
         };
         TaskInput {
@@ -360,6 +361,43 @@ mod tests {
         assert_eq!(sat.behind_from_second, Some(0));
         assert_eq!(sat.blocked_on_target_s, 3.0);
         assert_eq!(sat.cause.as_deref(), Some("target"));
+    }
+
+    #[test]
+    fn sums_the_per_shard_counts_of_every_task() {
+        let with_shards = |id: &str, shards: &[(&str, u64, u64)]| {
+            let mut t = task(id, &[1000], 1, Outcome::Completed);
+            let mut s = Summary::from_json(t.summary.as_ref().unwrap()).unwrap();
+            for &(shard, acked, throttled) in shards {
+                let c = s.by_shard.entry(shard.to_string()).or_default();
+                c.acknowledged = acked;
+                if throttled > 0 {
+                    c.retried_by_code
+                        .insert(crate::model::report::THROTTLED_CODE.into(), throttled);
+                    c.failed_by_code.insert("InternalFailure".into(), 1);
+                }
+            }
+            t.summary = Some(s.to_json());
+            t
+        };
+        let a = with_shards("a", &[("shardId-0", 10, 0), ("shardId-1", 5, 7)]);
+        let b = with_shards("b", &[("shardId-1", 3, 2), ("shardId-2", 4, 0)]);
+        let plain = task("c", &[1000], 1, Outcome::Completed);
+        let m = merge_reports("run1", vec![a, b, plain], None, None);
+        let by = &m.summary.by_shard;
+        assert_eq!(by.len(), 3);
+        assert_eq!(by["shardId-0"].acknowledged, 10);
+        assert_eq!(by["shardId-1"].acknowledged, 8);
+        assert_eq!(by["shardId-1"].throttled(), 9);
+        assert_eq!(by["shardId-1"].failed_by_code["InternalFailure"], 2);
+        assert_eq!(by["shardId-2"].throttled(), 0);
+        // Written and read back unchanged; a report without shards writes no `by_shard`.
+        let back = Summary::from_json(&m.summary.to_json()).unwrap();
+        assert_eq!(&back.by_shard, by);
+        let plain = task("d", &[1000], 1, Outcome::Completed);
+        assert!(!String::from_utf8(plain.summary.unwrap())
+            .unwrap()
+            .contains("by_shard"));
     }
 
     #[test]

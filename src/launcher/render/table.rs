@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::render::format::{rate, thousands};
-use crate::model::report::{saturation_words, Outcome, Percentiles, Summary};
+use crate::model::report::{hot_shard, saturation_words, Outcome, Percentiles, Summary};
 
 /// How many task ids one line lists before saying how many more there are.
 const IDS_PER_LIST: usize = 20;
@@ -106,6 +106,18 @@ pub(crate) fn render(
             .map(|(code, n)| format!("{code} {}", thousands(*n)))
             .collect();
         line(w, "  retried by", &by_code.join(", "));
+    }
+    if !summary.by_shard.is_empty() {
+        let n = summary.by_shard.len();
+        let text = match hot_shard(&summary.by_shard) {
+            Some((id, throttled, share)) => format!(
+                "{n} answered; hot {id}: throttled {} ({:.1}% of all throttling)",
+                thousands(throttled),
+                share * 100.0
+            ),
+            None => format!("{n} answered, none throttled"),
+        };
+        line(w, "shards", &text);
     }
     line(
         w,
@@ -275,6 +287,19 @@ mod tests {
             histograms: Histograms::default(),
             errors_timeline: Default::default(),
             saturation: None,
+            by_shard: [
+                ("shardId-000000000000", 0),
+                ("shardId-000000000001", 990),
+                ("shardId-000000000002", 10),
+            ]
+            .into_iter()
+            .map(|(id, failed)| {
+                let mut c = crate::model::report::ShardCounts::default();
+                c.failed_by_code
+                    .insert("ProvisionedThroughputExceededException".into(), failed);
+                (id.to_string(), c)
+            })
+            .collect(),
             merge: Some(MergeInfo {
                 tasks_expected: 4,
                 tasks_reported: 3,
@@ -311,6 +336,7 @@ mod tests {
             "  interrupted  t3 (SIGTERM)",
             "attempted 1,200,000   acknowledged 1,199,000   failed 1,000   retried 5",
             "  failed by    ProvisionedThroughputExceededException 1,000",
+            "shards         3 answered; hot shardId-000000000001: throttled 990 (99.0% of all throttling)",
             "19,983.3/s achieved of 20,000.0/s targeted (99.9%)",
             "latest start 1,500 ms after the planned start",
             "  intended          3.100      7.000    231.400    400.000   1200.000      5.250",

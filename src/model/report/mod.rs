@@ -125,6 +125,75 @@ impl Counts {
     }
 }
 
+/// What Kinesis answered for the records of one shard (`by_shard` in `summary.json`).
+///
+/// Counted from the PutRecords answers record by record: an acknowledged record by the
+/// `ShardId` Kinesis returned, a failed one by the shard its error message names (a throttled
+/// record: `Rate exceeded for shard …`), else by the shard its hash key belongs to in the
+/// stream's shard map. Whole requests that failed (HTTP 5xx, timeouts) belong to no shard, and
+/// neither do events still unanswered at the end, so the shards' sums can be below the task's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardCounts {
+    /// Events acknowledged by this shard.
+    pub acknowledged: u64,
+    /// Final failures on this shard by error code.
+    #[serde(default)]
+    pub failed_by_code: BTreeMap<String, u64>,
+    /// Retries after a failure on this shard, by error code (a throttled shard shows
+    /// `ProvisionedThroughputExceededException` here first).
+    #[serde(default)]
+    pub retried_by_code: BTreeMap<String, u64>,
+}
+
+impl ShardCounts {
+    /// Adds another task's counts for the same shard.
+    pub fn add(&mut self, other: &ShardCounts) {
+        self.acknowledged += other.acknowledged;
+        for (k, v) in &other.failed_by_code {
+            *self.failed_by_code.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.retried_by_code {
+            *self.retried_by_code.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// Events throttled on this shard (`ProvisionedThroughputExceededException`), retried or
+    /// finally failed.
+    pub fn throttled(&self) -> u64 {
+        self.failed_by_code
+            .get(THROTTLED_CODE)
+            .copied()
+            .unwrap_or(0)
+            + self
+                .retried_by_code
+                .get(THROTTLED_CODE)
+                .copied()
+                .unwrap_or(0)
+    }
+}
+
+/// The Kinesis error code of a record refused because its shard was over its limits.
+pub const THROTTLED_CODE: &str = "ProvisionedThroughputExceededException";
+
+/// The shard that took the most throttling, when any was throttled: its id, its throttled
+/// events and its share of all throttled events.
+pub fn hot_shard(by_shard: &BTreeMap<String, ShardCounts>) -> Option<(&str, u64, f64)> {
+    let total: u64 = by_shard.values().map(ShardCounts::throttled).sum();
+    let (id, c) = by_shard.iter().max_by_key(|(_, c)| c.throttled())?;
+    let throttled = c.throttled();
+    (throttled > 0).then(|| (id.as_str(), throttled, throttled as f64 / total as f64))
+}
+
+/// Adds per-shard counts into `into`.
+pub fn add_by_shard(
+    into: &mut BTreeMap<String, ShardCounts>,
+    other: &BTreeMap<String, ShardCounts>,
+) {
+    for (shard, c) in other {
+        into.entry(shard.clone()).or_default().add(c);
+    }
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
@@ -262,6 +331,10 @@ pub struct Summary {
     pub histograms: Histograms,
     /// Error codes over time (retried and final failures): code → `[[second, events], …]`.
     pub errors_timeline: BTreeMap<String, Vec<(u64, u64)>>,
+    /// Kinesis only: what each shard answered, by shard id (see [`ShardCounts`]); summed by
+    /// the merge. Absent for other targets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_shard: BTreeMap<String, ShardCounts>,
     /// Whether production kept up with the schedule, and if not, why (`None` in reports
     /// written before it was measured, and for tasks that never produced).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,7 +23,9 @@
 //! (`InvalidArgumentException`).
 //!
 //! The double does not throttle by shard capacity (1 MiB/s or 1,000 records/s per shard): it
-//! fails exactly the share of records it is configured to fail. `ShardId` is a fast hash
+//! fails exactly the share of records it is configured to fail, on every shard or only on the
+//! shards it is told are hot ([`DoubleConfig::throttled_shards`]), and counts what each shard
+//! accepted and throttled ([`KinesisDouble::by_shard`]). `ShardId` is a fast hash
 //! (FNV-1a) of the partition key modulo the shard count, not the MD5 mapping into the hash key
 //! ranges that `ListShards` reports. Injected HTTP 500s apply to `PutRecords` and `PutRecord`
 //! only, so that a client can always describe the stream.
@@ -86,6 +88,9 @@ pub struct DoubleConfig {
     pub throttle_share: f64,
     /// Share of records answered `InternalFailure` (0–1; with `throttle_share` at most 1).
     pub internal_failure_share: f64,
+    /// The shards (by index, `shardId-00000000000<i>`) whose records `throttle_share` applies
+    /// to: a hot shard. Empty: every shard.
+    pub throttled_shards: Vec<u32>,
     /// Share of whole `PutRecords`/`PutRecord` requests answered HTTP 500 (0–1).
     pub http500_share: f64,
     /// Seed of every injected failure: the same seed and the same sequence of requests give
@@ -111,6 +116,7 @@ impl Default for DoubleConfig {
             stream_name: "fleetload-test".into(),
             throttle_share: 0.0,
             internal_failure_share: 0.0,
+            throttled_shards: Vec::new(),
             http500_share: 0.0,
             seed: 0,
             keep_records: false,
@@ -209,6 +215,16 @@ impl KinesisDouble {
         }
     }
 
+    /// Per shard, by shard id: records accepted and records throttled so far.
+    pub fn by_shard(&self) -> Vec<(String, u64, u64)> {
+        let s = &self.shared;
+        s.shard_ids
+            .iter()
+            .zip(s.accepted_on_shard.iter().zip(&s.throttled_on_shard))
+            .map(|(id, (a, t))| (id.clone(), a.load(Relaxed), t.load(Relaxed)))
+            .collect()
+    }
+
     /// The accepted records (partition key, data) in the order they were accepted; empty
     /// unless [`DoubleConfig::keep_records`].
     pub fn accepted_records(&self) -> Vec<(String, Vec<u8>)> {
@@ -288,6 +304,11 @@ struct Shared {
     /// Index of the next data-plane request, for HTTP 500 draws.
     next_request: AtomicU64,
     counters: Counters,
+    /// Whether `throttle_share` applies to the records of each shard.
+    throttles_shard: Vec<bool>,
+    /// Records accepted and throttled, per shard.
+    accepted_on_shard: Vec<AtomicU64>,
+    throttled_on_shard: Vec<AtomicU64>,
     kept: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
@@ -326,6 +347,15 @@ impl Shared {
             );
         }
         let failure_below = (throttle_below + internal).min(1u64 << 53);
+        if let Some(&i) = cfg.throttled_shards.iter().find(|&&i| i >= cfg.shards) {
+            bail!(
+                "throttled shard {i} is not one of the {} shards",
+                cfg.shards
+            );
+        }
+        let throttles_shard = (0..cfg.shards)
+            .map(|i| cfg.throttled_shards.is_empty() || cfg.throttled_shards.contains(&i))
+            .collect();
         let http500_below = share_threshold("http500_share", cfg.http500_share)?;
 
         let name = cfg.stream_name;
@@ -396,6 +426,9 @@ impl Shared {
             next_record: AtomicU64::new(0),
             next_request: AtomicU64::new(0),
             counters: Counters::default(),
+            throttles_shard,
+            accepted_on_shard: (0..cfg.shards).map(|_| AtomicU64::new(0)).collect(),
+            throttled_on_shard: (0..cfg.shards).map(|_| AtomicU64::new(0)).collect(),
             kept: Mutex::new(Vec::new()),
         })
     }
@@ -412,14 +445,18 @@ impl Shared {
         (h % u64::from(self.shards)) as usize
     }
 
-    /// What happens to the record with this index.
-    fn record_fate(&self, index: u64) -> Fate {
+    /// What happens to the record with this index, bound for shard `shard`.
+    fn record_fate(&self, index: u64, shard: usize) -> Fate {
         if self.failure_below == 0 {
             return Fate::Accepted;
         }
         let draw = splitmix64(self.seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 11;
         if draw < self.throttle_below {
-            Fate::Throttled
+            if self.throttles_shard[shard] {
+                Fate::Throttled
+            } else {
+                Fate::Accepted
+            }
         } else if draw < self.failure_below {
             Fate::Failed
         } else {
@@ -664,9 +701,10 @@ fn put_records(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
         }
         let index = first + i as u64;
         let shard = shared.shard_of(&r.partition_key);
-        match shared.record_fate(index) {
+        match shared.record_fate(index, shard) {
             Fate::Accepted => {
                 accepted += 1;
+                shared.accepted_on_shard[shard].fetch_add(1, Relaxed);
                 bytes += decoded_len(&r.data);
                 out.extend_from_slice(b"{\"SequenceNumber\":\"");
                 out.extend_from_slice(seq.format(SEQUENCE_BASE + u128::from(index)).as_bytes());
@@ -682,6 +720,7 @@ fn put_records(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
             }
             Fate::Throttled => {
                 throttled += 1;
+                shared.throttled_on_shard[shard].fetch_add(1, Relaxed);
                 out.extend_from_slice(shared.throttled_entry[shard].as_bytes());
             }
             Fate::Failed => {
@@ -728,9 +767,10 @@ fn put_record(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
     }
     let index = shared.next_record.fetch_add(1, Relaxed);
     let shard = shared.shard_of(&req.partition_key);
-    match shared.record_fate(index) {
+    match shared.record_fate(index, shard) {
         Fate::Accepted => {
             c.records_accepted.fetch_add(1, Relaxed);
+            shared.accepted_on_shard[shard].fetch_add(1, Relaxed);
             c.bytes_accepted.fetch_add(decoded_len(&req.data), Relaxed);
             if shared.keep_records {
                 let data = base64::engine::general_purpose::STANDARD
@@ -749,6 +789,7 @@ fn put_record(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
         }
         Fate::Throttled => {
             c.throttled.fetch_add(1, Relaxed);
+            shared.throttled_on_shard[shard].fetch_add(1, Relaxed);
             Err(Reply::error(
                 StatusCode::BAD_REQUEST,
                 "ProvisionedThroughputExceededException",
@@ -975,15 +1016,35 @@ mod tests {
             ..Default::default()
         };
         let a = shared(cfg.clone());
-        let fates: Vec<Fate> = (0..100_000).map(|i| a.record_fate(i)).collect();
+        let fates: Vec<Fate> = (0..100_000).map(|i| a.record_fate(i, 0)).collect();
         let throttled = fates.iter().filter(|f| **f == Fate::Throttled).count();
         let failed = fates.iter().filter(|f| **f == Fate::Failed).count();
         assert!((29_000..31_000).contains(&throttled), "{throttled}");
         assert!((9_500..10_500).contains(&failed), "{failed}");
         let b = shared(cfg.clone());
-        assert!((0..100_000).all(|i| b.record_fate(i) == fates[i as usize]));
+        assert!((0..100_000).all(|i| b.record_fate(i, 0) == fates[i as usize]));
         let other_seed = shared(DoubleConfig { seed: 8, ..cfg });
-        assert!((0..1000).any(|i| other_seed.record_fate(i) != fates[i as usize]));
+        assert!((0..1000).any(|i| other_seed.record_fate(i, 0) != fates[i as usize]));
+    }
+
+    #[test]
+    fn a_hot_shard_is_throttled_and_the_others_are_not() {
+        let hot = shared(DoubleConfig {
+            shards: 4,
+            throttle_share: 1.0,
+            throttled_shards: vec![2],
+            ..Default::default()
+        });
+        assert!((0..1000).all(|i| hot.record_fate(i, 2) == Fate::Throttled));
+        for shard in [0, 1, 3] {
+            assert!((0..1000).all(|i| hot.record_fate(i, shard) == Fate::Accepted));
+        }
+        assert!(Shared::new(DoubleConfig {
+            shards: 4,
+            throttled_shards: vec![4],
+            ..Default::default()
+        })
+        .is_err());
     }
 
     #[test]
@@ -993,10 +1054,10 @@ mod tests {
             http500_share: 1.0,
             ..Default::default()
         });
-        assert!((0..10_000).all(|i| all.record_fate(i) == Fate::Throttled));
+        assert!((0..10_000).all(|i| all.record_fate(i, 0) == Fate::Throttled));
         assert!((0..1000).all(|_| all.request_fails()));
         let none = shared(DoubleConfig::default());
-        assert!((0..10_000).all(|i| none.record_fate(i) == Fate::Accepted));
+        assert!((0..10_000).all(|i| none.record_fate(i, 0) == Fate::Accepted));
         assert!((0..1000).all(|_| !none.request_fails()));
     }
 

@@ -5,7 +5,7 @@
 //! anything.
 //!
 //! The parts: this module assembles the page (head, header, sections in order, footer, the
-//! charts' data); `page` writes the sections; `figures` builds the charts of a merged run;
+//! charts' data); `page` writes the sections; `shards` the per-shard table of a Kinesis run; `figures` builds the charts of a merged run;
 //! `chart` draws SVG charts and knows nothing about runs. Every text is escaped by `esc`.
 //!
 //! Every chart carries its data in a machine-checkable form, twice: as `data-*` attributes on
@@ -17,6 +17,7 @@ mod chart;
 mod escape;
 mod figures;
 mod page;
+mod shards;
 mod spectrum;
 
 use std::fmt::Write;
@@ -71,13 +72,21 @@ pub(crate) fn render_with_fleet_problems(
         esc(if s.target.is_empty() { "?" } else { &s.target }),
         esc(&timestamp(Some(s.planned_start))),
         esc(&s.fleetload_version),
-        NAV,
+        if s.by_shard.is_empty() {
+            NAV.to_string()
+        } else {
+            NAV.replace(
+                "<a href=\"#tasks\">",
+                "<a href=\"#shards\">Shards</a><a href=\"#tasks\">",
+            )
+        },
     );
     page::verdict(&mut out, merged, thresholds, fleet_problems);
     page::throughput(&mut out, charts[0].as_ref());
     page::latency(&mut out, charts[1].as_ref());
     page::spectrum(&mut out, s, charts[2].as_ref());
     page::errors(&mut out, s, charts[3].as_ref());
+    shards::shards(&mut out, s);
     page::tasks(&mut out, merged);
     page::scenario(&mut out, s);
     out.push_str("</main>\n");

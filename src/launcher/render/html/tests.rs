@@ -74,6 +74,7 @@ fn summary(rows: &[SecondRow]) -> Summary {
         },
         errors_timeline: [("Throttled</script>".to_string(), vec![(2, 20), (3, 30)])].into(),
         saturation: None,
+        by_shard: Default::default(),
         merge: Some(MergeInfo {
             tasks_expected: 3,
             tasks_reported: 2,
@@ -241,4 +242,51 @@ fn spectrum_quantiles_from_zero_to_five_nines() {
     let q = spectrum_quantiles();
     assert_eq!(q[0], 0.0);
     assert!((q[20] - 0.9).abs() < 1e-12 && (q[100] - 0.99999).abs() < 1e-12);
+}
+
+#[test]
+fn the_shards_section_puts_the_hot_shard_first_and_names_it() {
+    let mut m = merged(3);
+    let html = render(&m, &[]);
+    assert!(!html.contains("id=\"shards\""), "no shards, no section");
+    assert!(!html.contains("#shards"));
+    for (i, (acked, throttled)) in [(900u64, 0u64), (300, 700), (800, 5)]
+        .into_iter()
+        .enumerate()
+    {
+        let c = m
+            .summary
+            .by_shard
+            .entry(format!("shardId-{i:012}"))
+            .or_default();
+        c.acknowledged = acked;
+        if throttled > 0 {
+            c.retried_by_code
+                .insert("ProvisionedThroughputExceededException".into(), throttled);
+        }
+    }
+    let html = render(&m, &[]);
+    assert!(html.contains("<a href=\"#shards\">Shards</a>"));
+    let section = &html[html.find("<section id=\"shards\">").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(
+        section.contains(
+            "Hot shard: <code>shardId-000000000001</code> was throttled 700 times, 99.3%"
+        ),
+        "{section}"
+    );
+    let order: Vec<&str> = section
+        .match_indices("data-shard=\"")
+        .map(|(at, _)| &section[at + 12..at + 32])
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "shardId-000000000001",
+            "shardId-000000000002",
+            "shardId-000000000000"
+        ]
+    );
+    assert_eq!(section.matches("class=\"row-bad\"").count(), 1);
+    assert!(section.contains("data-acknowledged=\"300\" data-throttled=\"700\""));
 }

@@ -26,13 +26,15 @@ use tokio::task::{Id, JoinError, JoinSet};
 mod answer;
 mod client;
 mod request;
+mod shards;
 
-use self::answer::Answer;
+use self::answer::{Answer, RecordAnswer};
 use self::client::PutRecordsClient;
 use self::request::{Batch, RequestBody};
+use self::shards::ShardMap;
 use super::boundary::{Event, PreflightError, Sink};
 use crate::model::backoff::Backoff;
-use crate::model::measure::{SharedRecorder, RETRY_ABANDONED, SEND_PANICKED};
+use crate::model::measure::{Recorder, SharedRecorder, RETRY_ABANDONED, SEND_PANICKED};
 use crate::model::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};
 
 /// Concurrent PutRecords requests when `FLEETLOAD_MAX_IN_FLIGHT` is not given.
@@ -46,6 +48,9 @@ const BACKOFF: Backoff = Backoff::full(Duration::from_millis(50), Duration::from
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that is not established within this long fails the call (`DispatchFailure`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The shard of a record neither Kinesis nor the shard map named (`by_shard` in the summary).
+pub const UNKNOWN_SHARD: &str = "unknown";
 
 /// Per-record error codes worth retrying: the shard was over its limit, or Kinesis failed
 /// internally. Anything else (`AccessDeniedException`, `KMS*`, …) is final.
@@ -76,6 +81,8 @@ struct RecordMeta {
 /// The Kinesis sink: batches, requests in flight, per-record outcomes.
 pub struct KinesisSink {
     client: Arc<PutRecordsClient>,
+    /// The stream's open shards (empty when `ListShards` was not allowed).
+    shards: Arc<ShardMap>,
     batch_size: usize,
     body: RequestBody,
     meta: Vec<RecordMeta>,
@@ -134,8 +141,18 @@ impl KinesisSink {
         let put_client = PutRecordsClient::new(target, provider, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
             .map_err(PreflightError)?;
         let max_in_flight = max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        // The shard map only names the shard of failures that Kinesis did not name: a task
+        // role without kinesis:ListShards still produces.
+        let shards = match shards::list_open_shards(&client, &stream).await {
+            Ok(map) => map,
+            Err(e) => {
+                tracing::warn!("no shard map of Kinesis stream {stream}: {e}; failures Kinesis does not attribute count under shard {UNKNOWN_SHARD:?}");
+                ShardMap::default()
+            }
+        };
         Ok(KinesisSink {
             client: Arc::new(put_client),
+            shards: Arc::new(shards),
             batch_size,
             body: RequestBody::new(&stream, batch_size, 128),
             meta: Vec::with_capacity(batch_size),
@@ -170,10 +187,16 @@ impl KinesisSink {
             m.sent_ns = sent_ns;
         }
         let (client, mut give_up) = (self.client.clone(), self.give_up.subscribe());
+        let shards = self.shards.clone();
         let unanswered = Arc::new(AtomicU64::new(meta.len() as u64));
         let left = unanswered.clone();
         let task = self.tasks.spawn(async move {
-            put_with_retries(&client, batch, meta, &recorder, &mut give_up, &left).await;
+            let call = Call {
+                client: &client,
+                shards: &shards,
+                recorder: &recorder,
+            };
+            put_with_retries(call, batch, meta, &mut give_up, &left).await;
             drop(permit);
         });
         self.unanswered.insert(task.id(), unanswered);
@@ -282,14 +305,64 @@ fn retryable_request(code: &str) -> bool {
     RETRYABLE_REQUEST_CODES.contains(&code) || code.starts_with("HTTP5") || code == "HTTP429"
 }
 
+/// What a send task shares with the sink.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    client: &'a PutRecordsClient,
+    shards: &'a ShardMap,
+    recorder: &'a SharedRecorder,
+}
+
+/// One answer's outcomes by shard, added to the recorder at once.
+#[derive(Default)]
+struct ShardTally<'a> {
+    acknowledged: HashMap<&'a str, u64>,
+    failed: HashMap<(&'a str, &'a str), u64>,
+    retried: HashMap<(&'a str, &'a str), u64>,
+}
+
+impl<'a> ShardTally<'a> {
+    fn record(self, r: &mut Recorder) {
+        for (shard, n) in self.acknowledged {
+            r.on_shard(shard, n, &[], &[]);
+        }
+        for ((shard, code), n) in self.failed {
+            r.on_shard(shard, 0, &[(code, n)], &[]);
+        }
+        for ((shard, code), n) in self.retried {
+            r.on_shard(shard, 0, &[], &[(code, n)]);
+        }
+    }
+}
+
+/// The shard of record `i` of `batch`: as Kinesis named it, else as the shard map says.
+fn shard_of<'a>(
+    answered: Option<&'a str>,
+    shards: &'a ShardMap,
+    batch: &Batch,
+    i: usize,
+) -> &'a str {
+    answered
+        .or_else(|| {
+            shards
+                .shard_of_key(batch.partition_key(i))
+                .map(|s| s.id.as_str())
+        })
+        .unwrap_or(UNKNOWN_SHARD)
+}
+
 async fn put_with_retries(
-    client: &PutRecordsClient,
+    call: Call<'_>,
     mut batch: Batch,
     mut meta: Vec<RecordMeta>,
-    recorder: &SharedRecorder,
     give_up: &mut watch::Receiver<bool>,
     unanswered: &AtomicU64,
 ) {
+    let Call {
+        client,
+        shards,
+        recorder,
+    } = call;
     let mut attempt = 0u32;
     loop {
         let result = client.call(batch.body.clone()).await;
@@ -308,27 +381,40 @@ async fn put_with_retries(
                     detail: e.detail.clone(),
                 }),
             };
+            let mut tally = ShardTally::default();
             let mut r = recorder.lock();
             let now = r.now_ns();
-            match answer {
-                Ok(Answer::AllAcknowledged) => {
+            match &answer {
+                Ok(Answer::AllAcknowledged(on)) => {
                     for m in &meta {
                         r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
+                    }
+                    for shard in on {
+                        *tally.acknowledged.entry(shard).or_default() += 1;
                     }
                 }
                 Ok(Answer::PerRecord(results)) => {
                     let answered = results.len().min(meta.len());
                     for (i, res) in results.iter().take(answered).enumerate() {
                         let m = meta[i];
-                        match res {
-                            None => r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes),
+                        let RecordAnswer { error, shard } = res;
+                        let shard = shard_of(shard.as_deref(), shards, &batch, i);
+                        match error.as_deref() {
+                            None => {
+                                r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
+                                *tally.acknowledged.entry(shard).or_default() += 1;
+                            }
                             Some(code)
-                                if RETRYABLE_RECORD_CODES.contains(&&**code) && !last_attempt =>
+                                if RETRYABLE_RECORD_CODES.contains(&code) && !last_attempt =>
                             {
                                 r.retried(code, now, 1);
+                                *tally.retried.entry((shard, code)).or_default() += 1;
                                 retry.push(i);
                             }
-                            Some(code) => r.failed(code, now, 1),
+                            Some(code) => {
+                                r.failed(code, now, 1);
+                                *tally.failed.entry((shard, code)).or_default() += 1;
+                            }
                         }
                     }
                     // A response with fewer results than records cannot be trusted for the rest.
@@ -345,6 +431,7 @@ async fn put_with_retries(
                     }
                 }
             }
+            tally.record(&mut r);
         }
         if retry.is_empty() {
             unanswered.store(0, Ordering::Relaxed);

@@ -97,6 +97,16 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The partition key of record `i`, as written in the body (JSON-escaped if it needed it).
+    pub fn partition_key(&self, i: usize) -> &[u8] {
+        const KEY: &[u8] = b"\"PartitionKey\":\"";
+        let r = &self.spans[i];
+        let record = &self.body[r.start as usize..r.end as usize];
+        // The data before it is base64, so the key's name cannot occur inside it.
+        let at = memchr::memmem::rfind(record, KEY).map_or(0, |at| at + KEY.len());
+        &record[at..record.len().saturating_sub(2).max(at)]
+    }
+
     /// A batch of the records at `indices` (in that order).
     pub fn subset(&self, indices: &[usize]) -> Batch {
         let src = &self.body[..];
@@ -166,6 +176,8 @@ mod tests {
         assert_eq!(records[0]["PartitionKey"], "k1");
         assert_eq!(records[0]["Data"], "eyJhIjoxfQ==");
         assert_eq!(records[1]["PartitionKey"], "k\"2");
+        assert_eq!(batch.partition_key(0), b"k1");
+        assert_eq!(batch.partition_key(1), b"k\\\"2");
         let data = base64::engine::general_purpose::STANDARD
             .decode(records[1]["Data"].as_str().unwrap())
             .unwrap();

@@ -19,4 +19,6 @@ pub use exit::{
 };
 pub use process::process_main;
 pub use produce::StopSignal;
+/// Amazon MSK IAM tokens as the Kafka sink signs them (for checks against other signers).
+pub use sink::kafka::{sign_msk_iam_token, MskIamToken, MSK_IAM_MECHANISM, MSK_IAM_TOKEN_LIFETIME};
 pub use task::run;

@@ -9,6 +9,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseProducer;
 use rdkafka::types::RDKafkaConfRes;
 
+use super::msk_iam::MECHANISM as MSK_IAM;
 use crate::model::input::{is_secret_name, redact_values, ScenarioError, REDACTED};
 
 /// Settings the worker chooses unless the user set them (`FLEETLOAD_KAFKA_*` always wins).
@@ -32,10 +33,48 @@ pub(crate) fn client_config(properties: &BTreeMap<String, String>, task_id: &str
         config.set(*k, *v);
     }
     config.set("client.id", format!("fleetload-{task_id}"));
+    let msk_iam = uses_msk_iam(properties);
+    if msk_iam && !properties.contains_key("security.protocol") {
+        // MSK's IAM listeners are TLS only (port 9098).
+        config.set("security.protocol", "SASL_SSL");
+    }
+    if uses_tls(properties, msk_iam)
+        && !properties.contains_key("ssl.ca.location")
+        && !properties.contains_key("ssl.ca.pem")
+    {
+        // OpenSSL is linked statically, so its compiled-in CA directory is not the system's:
+        // librdkafka's probe finds the system bundle (/etc/ssl/certs/ca-certificates.crt in
+        // the image), which verifies MSK's and Confluent Cloud's public certificates.
+        config.set("ssl.ca.location", "probe");
+    }
     for (k, v) in properties {
-        config.set(k, v);
+        if msk_iam && is_mechanism_key(k) {
+            config.set(k, "OAUTHBEARER");
+        } else {
+            config.set(k, v);
+        }
     }
     config
+}
+
+fn is_mechanism_key(name: &str) -> bool {
+    name == "sasl.mechanism" || name == "sasl.mechanisms"
+}
+
+/// Whether the properties select Amazon MSK IAM authentication
+/// (`FLEETLOAD_KAFKA_SASL_MECHANISM=AWS_MSK_IAM`).
+pub(crate) fn uses_msk_iam(properties: &BTreeMap<String, String>) -> bool {
+    properties
+        .iter()
+        .any(|(k, v)| is_mechanism_key(k) && v.trim().eq_ignore_ascii_case(MSK_IAM))
+}
+
+/// Whether the connection to the brokers is TLS (`SSL`, `SASL_SSL`).
+fn uses_tls(properties: &BTreeMap<String, String>, msk_iam: bool) -> bool {
+    match properties.get("security.protocol") {
+        Some(p) => p.to_ascii_uppercase().ends_with("SSL"),
+        None => msk_iam,
+    }
 }
 
 /// Kafka's own answer to `acks`: librdkafka takes any number from -1 to 1000 (a leftover of old
@@ -112,7 +151,8 @@ pub(crate) fn check_properties(
         };
         return Err(ScenarioError::invalid(
             "FLEETLOAD_KAFKA_*",
-            &shown_properties(properties),
+            // A non-secret value may equal a secret one (a mechanism named like the password).
+            &redact_values(&shown_properties(properties), secrets),
             redact_values(text.trim(), secrets),
             "properties that librdkafka accepts together (see librdkafka's CONFIGURATION.md)",
         ));

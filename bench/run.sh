@@ -17,6 +17,7 @@
 # BENCH_ROUNDS rounds of "fleetload, then its peer", each run BENCH_SECONDS long:
 #   kinesis  worker, batch 500, unpaced     vs  Locust headless + boto3 put_records (bench/locustfile.py)
 #   kafka    worker, unpaced                vs  confluent-kafka producing as many messages (bench/kafka_peer.py)
+#   kafka-lz4, kafka-zstd  the same pair with compression.type=lz4 / zstd on both sides
 #   null     worker, null target, unpaced
 #   rate     worker to Kafka at 10k, 50k and 100k events/s (per-second and total accuracy, peak RSS)
 #   merge    `cargo bench --bench merge` (1,000 task reports)
@@ -30,7 +31,9 @@
 # also printed.
 #
 # Environment:
-#   BENCH_ROUNDS (3)  BENCH_SECONDS (12)  BENCH_RATE_SECONDS (15)  BENCH_ONLY (all: kinesis,kafka,null,rate,merge)
+#   BENCH_ROUNDS (3)  BENCH_SECONDS (12)  BENCH_RATE_SECONDS (15)
+#   BENCH_ONLY (all: kinesis,kafka,kafka-lz4,kafka-zstd,null,rate,merge)
+#   BENCH_TOOLS       where tansu is installed (default: bench/.tools)
 #   BENCH_SKIP_APT=1  do not install Debian packages
 #   BENCH_KAFKA_PROPS librdkafka settings used by both Kafka producers
 #                     (default: acks=all linger.ms=5 batch.size=1000000 compression.type=none)
@@ -42,11 +45,11 @@ BENCH=$ROOT/bench
 ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECONDS:-12}
 RATE_SECS=${BENCH_RATE_SECONDS:-15}
-ONLY=${BENCH_ONLY:-kinesis,kafka,null,rate,merge}
+ONLY=${BENCH_ONLY:-kinesis,kafka,kafka-lz4,kafka-zstd,null,rate,merge}
 OUT=${BENCH_OUT:-$ROOT/target/bench/$(date +%Y%m%dT%H%M%S)}
 KAFKA_PROPS=${BENCH_KAFKA_PROPS:-acks=all linger.ms=5 batch.size=1000000 compression.type=none}
 VENV=$BENCH/.venv
-TOOLS=$BENCH/.tools
+TOOLS=${BENCH_TOOLS:-$BENCH/.tools}
 TANSU_VERSION=0.6.0
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
@@ -58,6 +61,7 @@ die() {
     exit 1
 }
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+wants_kafka() { wants kafka || wants kafka-lz4 || wants kafka-zstd || wants rate; }
 
 PIDS=()
 cleanup() {
@@ -77,7 +81,7 @@ trap 'exit 130' INT TERM
 
 if [[ ${BENCH_SKIP_APT:-0} != 1 ]]; then
     missing=()
-    for p in time python3 python3-venv make g++ perl zlib1g-dev; do
+    for p in time python3 python3-venv cmake make g++ perl zlib1g-dev; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     # A python3 from elsewhere (pyenv) with a working venv module needs no Debian python.
@@ -102,7 +106,7 @@ fi
 PY=$VENV/bin/python
 
 TANSU=$TOOLS/bin/tansu
-if [[ ! -x $TANSU ]] && { wants kafka || wants rate; }; then
+if [[ ! -x $TANSU ]] && wants_kafka; then
     log "installing tansu $TANSU_VERSION into $TOOLS (compiles for several minutes, once)"
     cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore --root "$TOOLS" >"$OUT/tansu-install.log" 2>&1 ||
         die "cargo install tansu failed; see $OUT/tansu-install.log"
@@ -113,7 +117,8 @@ cargo build --release --quiet --bin worker --example kinesis_double
 # Private copies: a build in the shared target/ during the run must not swap the binaries under
 # it.
 mkdir -p "$OUT/bin"
-cp "$ROOT/target/release/worker" "$ROOT/target/release/examples/kinesis_double" "$OUT/bin/"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+cp "$TARGET_DIR/release/worker" "$TARGET_DIR/release/examples/kinesis_double" "$OUT/bin/"
 WORKER=$OUT/bin/worker
 DOUBLE=$OUT/bin/kinesis_double
 
@@ -185,7 +190,7 @@ if wants kinesis; then
     log "Kinesis double at $KINESIS_URL"
 fi
 
-if wants kafka || wants rate; then
+if wants_kafka; then
     KAFKA_PORT=$(free_port)
     KAFKA=127.0.0.1:$KAFKA_PORT
     "$TANSU" broker --storage-engine memory://tansu/ \
@@ -233,24 +238,42 @@ if wants kinesis; then
     done
 fi
 
-if wants kafka; then
-    for r in $(seq "$ROUNDS"); do
-        log "kafka round $r/$ROUNDS: fleetload"
-        worker_run "kafka-fleetload-$r" kafka 0 "$SECS" "${KAFKA_WORKER_ENV[@]}"
-        read -r cpu rss < <(time_fields "kafka-fleetload-$r")
-        n=$(acknowledged "$(worker_summary "kafka-fleetload-$r")")
-        record what=kafka who=fleetload round="$r" cpu="$cpu" rss_kib="$rss" count="$n"
-
-        log "kafka round $r/$ROUNDS: confluent-kafka, $n messages"
-        measure "kafka-peer-$r" $((SECS + 240)) "$PY" "$BENCH/kafka_peer.py" \
-            --bootstrap "$KAFKA" --topic bench --count "$n" --timeout $((SECS + 180)) \
-            "${KAFKA_PEER_ARGS[@]}" --result "$OUT/kafka-peer-$r.json"
-        read -r _ rss < <(time_fields "kafka-peer-$r")
-        read -r count cpu < <("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["acknowledged"], d["cpu_seconds"])' "$OUT/kafka-peer-$r.json")
-        record what=kafka who=peer round="$r" cpu="$cpu" rss_kib="$rss" count="$count" \
-            cpu_whole_process="$(time_fields "kafka-peer-$r" | cut -d' ' -f1)"
+# kafka_pair WHAT [PROP=VALUE...] : the Kafka pair, both producers with BENCH_KAFKA_PROPS and
+# then PROP=VALUE (which wins).
+kafka_pair() {
+    local what=$1 kv r cpu rss n count
+    shift
+    local worker_env=("${KAFKA_WORKER_ENV[@]}") peer_args=("${KAFKA_PEER_ARGS[@]}")
+    for kv in "$@"; do
+        worker_env+=("FLEETLOAD_KAFKA_$(tr 'a-z.' 'A-Z_' <<<"${kv%%=*}")=${kv#*=}")
+        peer_args+=(--set "$kv")
     done
+    for r in $(seq "$ROUNDS"); do
+        log "$what round $r/$ROUNDS: fleetload"
+        worker_run "$what-fleetload-$r" kafka 0 "$SECS" "${worker_env[@]}"
+        read -r cpu rss < <(time_fields "$what-fleetload-$r")
+        n=$(acknowledged "$(worker_summary "$what-fleetload-$r")")
+        record what="$what" who=fleetload round="$r" cpu="$cpu" rss_kib="$rss" count="$n"
+
+        log "$what round $r/$ROUNDS: confluent-kafka, $n messages"
+        measure "$what-peer-$r" $((SECS + 240)) "$PY" "$BENCH/kafka_peer.py" \
+            --bootstrap "$KAFKA" --topic bench --count "$n" --timeout $((SECS + 180)) \
+            "${peer_args[@]}" --result "$OUT/$what-peer-$r.json"
+        read -r _ rss < <(time_fields "$what-peer-$r")
+        read -r count cpu < <("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["acknowledged"], d["cpu_seconds"])' "$OUT/$what-peer-$r.json")
+        record what="$what" who=peer round="$r" cpu="$cpu" rss_kib="$rss" count="$count" \
+            cpu_whole_process="$(time_fields "$what-peer-$r" | cut -d' ' -f1)"
+    done
+}
+
+if wants kafka; then
+    kafka_pair kafka
 fi
+for codec in lz4 zstd; do
+    if wants "kafka-$codec"; then
+        kafka_pair "kafka-$codec" "compression.type=$codec"
+    fi
+done
 
 if wants null; then
     for r in $(seq "$ROUNDS"); do

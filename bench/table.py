@@ -74,6 +74,20 @@ def main():
             1.0,
             "Python confluent-kafka, same messages",
         ),
+        (
+            "kafka-lz4",
+            "Kafka, `compression.type=lz4`: messages acknowledged per worker CPU-second",
+            None,
+            1.0,
+            "Python confluent-kafka, same messages, lz4",
+        ),
+        (
+            "kafka-zstd",
+            "Kafka, `compression.type=zstd`: messages acknowledged per worker CPU-second",
+            None,
+            1.0,
+            "Python confluent-kafka, same messages, zstd",
+        ),
     ]:
         ours = [r for r in results if r["what"] == what and r["who"] == "fleetload"]
         peer = [r for r in results if r["what"] == what and r["who"] == "peer"]

@@ -63,7 +63,26 @@ impl ConnectionProblem {
                     | RDKafkaErrorCode::UnsupportedSASLMechanism
                     | RDKafkaErrorCode::IllegalSASLState
             )
-        ) || self.reason.contains("incorrect security.protocol")
+        ) || [
+            // A plaintext client on a TLS listener, or a TLS client on a SASL one.
+            "security.protocol",
+            // The other side refused the handshake (no client certificate, protocol version).
+            "SSL alert",
+            "certificate verify failed",
+            "SASL authentication",
+        ]
+        .iter()
+        .any(|words| self.reason.contains(words))
+    }
+}
+
+impl ConnectionProblem {
+    /// Whether the broker closed the connection during the client's first request
+    /// (ApiVersion): what a TLS listener does to a plaintext client (librdkafka names
+    /// security.protocol itself only when the close is orderly, not for a reset).
+    pub(crate) fn closed_at_first_request(&self) -> bool {
+        self.reason.contains("state APIVERSION_QUERY")
+            && (self.reason.contains("Disconnected") || self.reason.contains("connection reset"))
     }
 }
 
@@ -84,6 +103,16 @@ impl DeliveryContext {
             recorder,
             tokens,
             problem: Mutex::new(None),
+        }
+    }
+
+    /// Keeps `problem`, unless it would replace a decisive one with one that is not.
+    fn note_problem(&self, problem: ConnectionProblem) {
+        if let Ok(mut slot) = self.problem.lock() {
+            let keep = slot.as_ref().is_some_and(|p| p.is_decisive()) && !problem.is_decisive();
+            if !keep {
+                *slot = Some(problem);
+            }
         }
     }
 
@@ -117,6 +146,15 @@ impl ClientContext for DeliveryContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL" {
+            // A broker connection failed. librdkafka logs some decisive causes (a plaintext
+            // client disconnected by a TLS listener) only here, at info level, and never as an
+            // error event.
+            self.note_problem(ConnectionProblem {
+                code: None,
+                reason: message.to_string(),
+            });
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -133,16 +171,10 @@ impl ClientContext for DeliveryContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
-        let problem = ConnectionProblem {
+        self.note_problem(ConnectionProblem {
             code: error.rdkafka_error_code(),
             reason: reason.to_string(),
-        };
-        if let Ok(mut slot) = self.problem.lock() {
-            let keep = slot.as_ref().is_some_and(|p| p.is_decisive()) && !problem.is_decisive();
-            if !keep {
-                *slot = Some(problem);
-            }
-        }
+        });
     }
 }
 
@@ -177,6 +209,58 @@ mod tests {
         let (i, s) = unpack(pack(1_000, 100_000_000_000));
         assert_eq!(i, 1_000);
         assert_eq!(s, 1_000 + ((1 << 24) - 1) * 1000);
+    }
+
+    fn problem(code: Option<RDKafkaErrorCode>, reason: &str) -> ConnectionProblem {
+        ConnectionProblem {
+            code,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// What librdkafka said in each case (taken from runs against stunnel) and whether the
+    /// preflight stops at it.
+    #[test]
+    fn tls_and_authentication_failures_are_decisive_and_unreachable_brokers_are_not() {
+        for (p, decisive, first_request) in [
+            (problem(Some(RDKafkaErrorCode::SSL), "ssl://localhost:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified"), true, false),
+            (problem(Some(RDKafkaErrorCode::BrokerTransportFailure), "ssl://localhost:9093/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required: SSL alert number 116 (after 4ms in state APIVERSION_QUERY)"), true, false),
+            (problem(Some(RDKafkaErrorCode::Authentication), "sasl_ssl://localhost:9093/bootstrap: SASL authentication error: Authentication failed"), true, false),
+            (problem(None, "localhost:9093/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request) (after 2ms in state APIVERSION_QUERY)"), true, true),
+            (problem(None, "localhost:9093/bootstrap: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY)"), false, true),
+            (problem(Some(RDKafkaErrorCode::BrokerTransportFailure), "localhost:9095/bootstrap: Connect to ipv4#127.0.0.1:9095 failed: Connection refused (after 0ms in state CONNECT)"), false, false),
+            (problem(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down"), false, false),
+        ] {
+            assert_eq!(p.is_decisive(), decisive, "{}", p.reason);
+            assert_eq!(p.closed_at_first_request(), first_request, "{}", p.reason);
+        }
+    }
+
+    #[test]
+    fn a_decisive_problem_is_not_replaced_by_the_generic_one_after_it() {
+        let context = DeliveryContext::new(
+            SharedRecorder::new(crate::model::measure::Recorder::new(
+                std::time::Instant::now(),
+                0,
+            )),
+            None,
+        );
+        context.note_problem(problem(
+            Some(RDKafkaErrorCode::BrokerTransportFailure),
+            "Connection refused",
+        ));
+        context.note_problem(problem(
+            Some(RDKafkaErrorCode::SSL),
+            "certificate verify failed",
+        ));
+        context.note_problem(problem(
+            Some(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        ));
+        assert_eq!(
+            context.problem().unwrap().reason,
+            "certificate verify failed"
+        );
     }
 
     #[test]

@@ -64,9 +64,12 @@ impl KafkaSink {
         let producer: ThreadedProducer<DeliveryContext> = config
             .create_with_context(DeliveryContext::new(recorder.clone(), tokens))
             .map_err(|e| PreflightError(config_error(&e, properties)))?;
+        let tls = config
+            .get("security.protocol")
+            .is_some_and(|p| p.to_ascii_uppercase().ends_with("SSL"));
         let topic_owned = topic.to_string();
         let probe = producer.clone();
-        tokio::task::spawn_blocking(move || check_topic(&probe, &topic_owned, &servers))
+        tokio::task::spawn_blocking(move || check_topic(&probe, &topic_owned, &servers, tls))
             .await
             .map_err(|e| PreflightError(format!("Kafka preflight did not finish: {e}")))??;
         Ok(KafkaSink {
@@ -103,6 +106,7 @@ fn check_topic(
     producer: &ThreadedProducer<DeliveryContext>,
     topic: &str,
     servers: &str,
+    tls: bool,
 ) -> Result<(), PreflightError> {
     let started = Instant::now();
     let metadata = loop {
@@ -114,6 +118,15 @@ fn check_topic(
                 if let Some(p) = problem.as_ref().filter(|p| p.is_decisive()) {
                     return Err(PreflightError(format!(
                         "Kafka brokers {servers} refused the connection: {}",
+                        p.reason
+                    )));
+                }
+                if let Some(p) = problem
+                    .as_ref()
+                    .filter(|p| !tls && p.closed_at_first_request())
+                {
+                    return Err(PreflightError(format!(
+                        "Kafka brokers {servers} refused the connection: they closed it at the first request, as a TLS listener does to a plaintext client (set FLEETLOAD_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL for a TLS listener): {}",
                         p.reason
                     )));
                 }

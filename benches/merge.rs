@@ -136,6 +136,7 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
         saturation: None,
         by_shard: Default::default(),
         merge: None,
+        end_to_end: Default::default(),
     };
     Files {
         summary,

@@ -397,6 +397,7 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
         saturation: None,
         by_shard: Default::default(),
         merge: None,
+        end_to_end: Default::default(),
     };
     let dir = root.join(task_dir(run_id, spec.id));
     std::fs::create_dir_all(&dir).unwrap();

@@ -27,6 +27,12 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "FLEETLOAD_RUN_ID",
     "FLEETLOAD_TASK_ID",
     "FLEETLOAD_START_AT",
+    "FLEETLOAD_ROLE",
+    "FLEETLOAD_TRACE",
+    "FLEETLOAD_TRACE_FIELD",
+    "FLEETLOAD_TRACE_POINTER",
+    "FLEETLOAD_SETTLE",
+    "FLEETLOAD_CONSUMER",
 ];
 
 /// A scenario the user cannot run as given. Every variant names the variable and what is accepted.

@@ -56,6 +56,8 @@ pub struct Measurements {
     pub pace: Pace,
     /// Kinesis: what each shard answered, by shard id.
     pub by_shard: BTreeMap<String, ShardCounts>,
+    /// Sequence numbers of the events known to have failed (see [`Recorder::failed_seqs`]).
+    pub not_acknowledged: roaring::RoaringTreemap,
 }
 
 /// Records outcomes as they arrive. Cheap to share: see [`SharedRecorder`].
@@ -86,6 +88,12 @@ pub struct Recorder {
     pace: Pace,
     /// Kinesis: what each shard answered.
     by_shard: BTreeMap<String, ShardCounts>,
+    /// Sequence numbers of failed events, as far as the sinks could name them: with the
+    /// attempted range `0..attempted` this tells a consumer's `lost` from `unacknowledged_seen`.
+    not_acknowledged: roaring::RoaringTreemap,
+    /// Finds the trace in a failed event's payload (sinks that hand the payload back with a
+    /// failure, as librdkafka's delivery report does); `None` when events carry no trace.
+    trace_finder: Option<crate::model::trace::TraceFinder>,
     finished: bool,
 }
 
@@ -121,6 +129,8 @@ impl Recorder {
             waiting_retry: 0,
             pace: Pace::default(),
             by_shard: BTreeMap::new(),
+            not_acknowledged: roaring::RoaringTreemap::new(),
+            trace_finder: None,
             finished: false,
         }
     }
@@ -271,6 +281,31 @@ impl Recorder {
             .or_default() += n;
     }
 
+    /// Names failed events by their sequence numbers (called with [`Recorder::failed`] where
+    /// the sink knows which events they were). Ignored once finished, like the counts.
+    pub fn failed_seqs(&mut self, seqs: impl IntoIterator<Item = u64>) {
+        if !self.finished {
+            self.not_acknowledged.extend(seqs);
+        }
+    }
+
+    /// Lets [`Recorder::failed_payload`] find the traces of failed events.
+    pub fn trace_failures(&mut self, finder: crate::model::trace::TraceFinder) {
+        self.trace_finder = Some(finder);
+    }
+
+    /// Names one failed event by the trace in its payload, when events carry one.
+    pub fn failed_payload(&mut self, payload: &[u8]) {
+        if let Some(seq) = self
+            .trace_finder
+            .as_ref()
+            .and_then(|f| f.find(payload))
+            .map(|t| t.seq)
+        {
+            self.failed_seqs([seq]);
+        }
+    }
+
     /// `n` events will be retried after `code` at `at_ns`.
     pub fn retried(&mut self, code: &str, at_ns: u64, n: u64) {
         if self.finished || n == 0 {
@@ -395,6 +430,7 @@ impl Recorder {
                 .collect(),
             pace: self.pace,
             by_shard: self.by_shard.clone(),
+            not_acknowledged: std::mem::take(&mut self.not_acknowledged),
         }
     }
 }

@@ -13,10 +13,15 @@
 //! - [`report`]: `summary.json`, `timeseries.csv`, `histograms.hlog`: schema, one writer and one
 //!   reader each;
 //! - [`report_url`]: where reports go (`s3://…`, `file://…`, a path);
+//! - `trace`: end to end: the trace field of produced events (written per event, found again by
+//!   a consumer without parsing the record), the role and the consumer's settings;
+//! - `delivery`: what a consumer task saw (per producer task a bitmap of sequence numbers,
+//!   end-to-end latency) and its reconciliation with the producers' counts (lost, duplicates);
 //! - [`backoff`]: exponential backoff with full or equal jitter, for the Kinesis sink's and the
 //!   ECS start's retries.
 
 pub mod backoff;
+pub(crate) mod delivery;
 pub(crate) mod input;
 pub(crate) mod measure;
 pub(crate) mod payload;
@@ -24,3 +29,4 @@ pub mod profile;
 pub mod report;
 pub mod report_url;
 pub(crate) mod scenario;
+pub(crate) mod trace;

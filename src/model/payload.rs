@@ -47,6 +47,14 @@ impl PayloadSpec {
         Ok(PayloadSpec::Template(template))
     }
 
+    /// Whether every event is a JSON object (so a trace field can be added to it).
+    pub fn renders_object(&self) -> bool {
+        let mut generator = Generator::new(self, 10, 1, 1);
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        generator.next_event(1_700_000_000_000, &mut key, &mut value);
+        serde_json::from_slice::<serde_json::Value>(&value).is_ok_and(|v| v.is_object())
+    }
+
     /// An upper bound on the size of one event in bytes.
     pub fn max_len(&self) -> usize {
         match self {

@@ -18,6 +18,7 @@ use crate::model::input::{
 use crate::model::payload::PayloadSpec;
 use crate::model::profile::{LoadProfile, Stage};
 use crate::model::report_url::ReportUrl;
+use crate::model::trace::{EndToEnd, Role};
 
 /// Kinesis PutRecords accepts at most 500 records per call.
 pub const KINESIS_MAX_BATCH_RECORDS: usize = 500;
@@ -63,6 +64,18 @@ pub struct RawScenario {
     pub task_id: Option<String>,
     /// RFC 3339 start instant.
     pub start_at: Option<String>,
+    /// `produce` or `consume`.
+    pub role: Option<String>,
+    /// `on` adds a trace field to every produced event.
+    pub trace: Option<String>,
+    /// The trace field's name.
+    pub trace_field: Option<String>,
+    /// Consumer: the trace's place in a record, as a JSON pointer.
+    pub trace_pointer: Option<String>,
+    /// Consumer: how long to read after the producers' planned end.
+    pub settle: Option<String>,
+    /// Consumer: `INDEX/COUNT`, this task's place among the run's consumers.
+    pub consumer: Option<String>,
 }
 
 /// Where the messages go.
@@ -187,6 +200,9 @@ pub struct Scenario {
     /// The values of the secret variables, so that text from elsewhere (a library's error
     /// message, an outcome reason) can be cleaned of them with [`Scenario::redact`].
     pub secrets: Vec<String>,
+    /// Role, trace and the consumer's settings (`FLEETLOAD_ROLE`, `FLEETLOAD_TRACE*`,
+    /// `FLEETLOAD_SETTLE`).
+    pub end_to_end: EndToEnd,
 }
 
 impl Scenario {
@@ -487,6 +503,31 @@ impl Scenario {
             }
         }
 
+        let end_to_end = EndToEnd::parse(
+            present(&raw.role).as_deref(),
+            present(&raw.trace).as_deref(),
+            present(&raw.trace_field).as_deref(),
+            present(&raw.trace_pointer).as_deref(),
+            present(&raw.settle).as_deref(),
+            present(&raw.consumer).as_deref(),
+        )?;
+        if end_to_end.role == Role::Consume && matches!(target, TargetConfig::Null) {
+            return Err(ScenarioError::invalid(
+                "FLEETLOAD_TARGET",
+                "null",
+                "a consumer task reads the output of the system under test",
+                "kinesis (with FLEETLOAD_STREAM) or kafka (with FLEETLOAD_TOPIC) for FLEETLOAD_ROLE=consume",
+            ));
+        }
+        if end_to_end.trace && !payload.renders_object() {
+            return Err(ScenarioError::invalid(
+                "FLEETLOAD_PAYLOAD",
+                "(template)",
+                "with FLEETLOAD_TRACE=on every event gets a trace field, so the template must render a JSON object",
+                "a template whose events are JSON objects {...}",
+            ));
+        }
+
         Ok(Scenario {
             target,
             profile,
@@ -502,6 +543,7 @@ impl Scenario {
             start_at,
             shown: BTreeMap::new(),
             secrets: Vec::new(),
+            end_to_end,
         })
     }
 

@@ -5,6 +5,7 @@
 //! in-flight acknowledgements → write the report. Every path out writes a report: a failed
 //! preflight and an interrupted run too.
 
+mod consume;
 mod exit;
 mod process;
 mod produce;

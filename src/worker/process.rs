@@ -60,7 +60,13 @@ fn start_hard_deadline(scenario: &Scenario) {
         .start_at
         .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
         .unwrap_or_default();
-    let deadline = wait_for_start + scenario.profile.total_duration() + HARD_DEADLINE_GRACE;
+    // A consumer reads for the settle time after the producers' planned end.
+    let settle = match scenario.end_to_end.role {
+        crate::model::trace::Role::Consume => scenario.end_to_end.settle,
+        crate::model::trace::Role::Produce => Duration::ZERO,
+    };
+    let deadline =
+        wait_for_start + scenario.profile.total_duration() + settle + HARD_DEADLINE_GRACE;
     std::thread::spawn(move || {
         std::thread::sleep(deadline);
         eprintln!(

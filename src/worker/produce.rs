@@ -11,6 +11,7 @@ use crate::model::measure::SharedRecorder;
 use crate::model::payload::Generator;
 use crate::model::profile::Schedule;
 use crate::model::report::{Outcome, BEHIND_AFTER_MS};
+use crate::model::trace::TraceWriter;
 use crate::worker::sink::{Event, Sink};
 
 /// A stop request: the name of the signal that asked for it.
@@ -71,16 +72,24 @@ async fn hand_over<S: Sink>(
 /// signal arrives. Open loop: event `n` is due at its scheduled instant whatever happened to
 /// event `n - 1`; if sending falls behind, later events carry their original intended times.
 /// Production ends at the planned end (or the stop signal) whatever the target is doing: events
-/// due until then that were never handed over are counted unsent.
+/// due until then that were never handed over are counted unsent. With a `trace` writer every
+/// event carries its trace (task, sequence number, intended time as epoch µs from
+/// `epoch_origin_us`, the wall clock at `origin`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn produce<S: Sink>(
     target: &mut S,
     mut schedule: Schedule,
     generator: &mut Generator,
     recorder: &SharedRecorder,
     origin: Instant,
-    epoch_origin_ms: u64,
+    epoch_origin_us: u64,
+    mut trace: Option<&mut TraceWriter>,
     stop: &mut StopSignal,
 ) -> Outcome {
+    let epoch_origin_ms = epoch_origin_us / 1000;
+    // Sequence numbers of events handed over; an event generated but not handed over (the end
+    // came first) gives its number to nothing, since production stops there.
+    let mut seq = 0u64;
     let end = origin + schedule.duration();
     let (mut key, mut value) = (Vec::with_capacity(64), Vec::with_capacity(256));
     let mut blocked_ns = 0u64;
@@ -108,9 +117,13 @@ pub(crate) async fn produce<S: Sink>(
             let mut ended = false;
             while burst < BURST {
                 generator.next_event(timestamp_ms, &mut key, &mut value);
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.append(&mut value, epoch_origin_us + now_ns / 1000);
+                }
                 let event = Event {
                     intended_ns: now_ns,
                     sent_ns: now_ns,
+                    seq,
                     key: &key,
                     value: &value,
                 };
@@ -118,10 +131,12 @@ pub(crate) async fn produce<S: Sink>(
                     Handed::Taken => {
                         schedule.take_unpaced();
                         burst += 1;
+                        seq += 1;
                     }
                     Handed::TakenAfterWait => {
                         schedule.take_unpaced();
                         burst += 1;
+                        seq += 1;
                         break;
                     }
                     Handed::Ended => {
@@ -164,9 +179,13 @@ pub(crate) async fn produce<S: Sink>(
                 break;
             }
             generator.next_event(timestamp_ms, &mut key, &mut value);
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.append(&mut value, epoch_origin_us + intended_ns / 1000);
+            }
             let event = Event {
                 intended_ns,
                 sent_ns: now_ns,
+                seq,
                 key: &key,
                 value: &value,
             };
@@ -175,11 +194,13 @@ pub(crate) async fn produce<S: Sink>(
                 Handed::Taken => {
                     schedule.next_due();
                     burst += 1;
+                    seq += 1;
                 }
                 Handed::TakenAfterWait => {
                     // Time passed while waiting: the clock and the stop signal come first.
                     schedule.next_due();
                     burst += 1;
+                    seq += 1;
                     waited = true;
                     break;
                 }

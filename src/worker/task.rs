@@ -15,6 +15,7 @@ use crate::model::payload::{key_namespace, Generator};
 use crate::model::profile::Schedule;
 use crate::model::report::Outcome;
 use crate::model::scenario::Scenario;
+use crate::model::trace::{EndToEnd, Role, TraceFinder, TraceWriter};
 use crate::worker::exit::{TaskResult, WorkerExit, DRAIN_TIMEOUT, PROGRESS_EVERY};
 use crate::worker::produce::{produce, signalled, wait_for_stop, StopSignal};
 use crate::worker::sink::{Sink, Target};
@@ -82,6 +83,12 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         );
     }
 
+    // A consumer task reads the system under test's output instead of producing.
+    if scenario.end_to_end.role == Role::Consume {
+        return crate::worker::consume::run(&scenario, &task_id, &store, &dir, planned_start, stop)
+            .await;
+    }
+
     // Preflight 2: the target.
     let recorder = SharedRecorder::new(Recorder::new(Instant::now(), 0));
     let mut target = match Target::connect(&scenario, &task_id, recorder.clone()).await {
@@ -142,14 +149,25 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         scenario.seed,
         key_namespace,
     );
-    let epoch_origin_ms = actual_start.timestamp_millis() as u64;
+    let epoch_origin_us = actual_start.timestamp_micros() as u64;
+    let e2e = &scenario.end_to_end;
+    let mut trace = e2e.trace.then(|| TraceWriter::new(&e2e.field, &task_id));
+    if trace.is_some() {
+        // A failed Kafka delivery hands the payload back: its trace names the event.
+        recorder.lock().trace_failures(TraceFinder::new(&EndToEnd {
+            pointer: vec![e2e.field.clone()],
+            pointer_text: format!("/{}", e2e.field),
+            ..e2e.clone()
+        }));
+    }
     let outcome = produce(
         &mut target,
         Schedule::new(scenario.profile.clone()),
         &mut generator,
         &recorder,
         origin,
-        epoch_origin_ms,
+        epoch_origin_us,
+        trace.as_mut(),
         &mut stop,
     )
     .await;

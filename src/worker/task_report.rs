@@ -6,12 +6,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::info;
 
+use crate::model::delivery::encode_set;
 use crate::model::measure::{Measurements, Pace};
 use crate::model::report::{
     encode_histogram, saturation_words, timeseries_csv, Counts, Histograms, Outcome, Percentiles,
     Saturation, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
+use crate::model::report::{EndToEndReport, TraceReport};
 use crate::model::scenario::Scenario;
+use crate::model::trace::TraceWriter;
 use crate::worker::exit::{TaskResult, WorkerExit};
 use crate::worker::store::ReportStore;
 
@@ -98,6 +101,29 @@ impl ReportContext<'_> {
             by_shard: m.map(|m| m.by_shard.clone()).unwrap_or_default(),
             saturation: m.map(|m| saturation(&m.pace, profile.is_unpaced())),
             merge: None,
+            end_to_end: self.producer_end_to_end(m),
+        }
+    }
+
+    /// A producer's role and, when its events carry a trace, which of them failed.
+    fn producer_end_to_end(&self, m: Option<&Measurements>) -> EndToEndReport {
+        let e2e = &self.scenario.end_to_end;
+        EndToEndReport {
+            role: Some(e2e.role.as_str().to_string()),
+            trace: e2e.trace.then(|| {
+                let empty = roaring::RoaringTreemap::new();
+                let failed = m.map_or(&empty, |m| &m.not_acknowledged);
+                TraceReport {
+                    field: e2e.field.clone(),
+                    task: TraceWriter::new(&e2e.field, self.task_id)
+                        .task()
+                        .to_string(),
+                    attempted: m.map_or(0, |m| m.counts.attempted),
+                    not_acknowledged: encode_set(failed),
+                    not_acknowledged_named: failed.len(),
+                }
+            }),
+            e2e: None,
         }
     }
 }

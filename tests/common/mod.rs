@@ -236,6 +236,7 @@ pub fn synthetic_task(
         saturation: None,
         by_shard: Default::default(),
         merge: None,
+        end_to_end: Default::default(),
     };
     SyntheticTask {
         summary,

@@ -16,7 +16,9 @@ use crate::model::report::Summary;
 /// What the user may write, for error messages.
 pub const ACCEPTED: &str = "METRIC OP VALUE, where METRIC is one of p50, p90, p99, p99.9, max, \
 mean (latency from the intended send time), service_p50 … service_mean (service time), \
-error_rate, rate (acknowledged events/s), acknowledged, failed, attempted, retried; OP is one of \
+error_rate, rate (acknowledged events/s), acknowledged, failed, attempted, retried, and end to end \
+e2e_p50 … e2e_mean (latency through the system under test), lost, duplicates (counts, or shares \
+with %: of acknowledged events, of records seen); OP is one of \
 <, <=, >, >=, ==; VALUE is a latency such as 250ms, 1s, 500us (a bare number is ms), an error \
 rate such as 0.1% or 0.001, a rate such as 9500/s or 9.5k/s, or a count such as 1000 or 1.5M";
 
@@ -42,6 +44,18 @@ pub enum Metric {
     Attempted,
     /// Retries.
     Retried,
+    /// End-to-end latency (from the intended send time to a consumer's read), in milliseconds.
+    E2eLatency(LatencyStat),
+    /// Acknowledged events no consumer saw; with `share`, as a fraction of acknowledged ones.
+    Lost {
+        /// Compared as a fraction (`lost<0.1%`) rather than a count.
+        share: bool,
+    },
+    /// Copies beyond the first; with `share`, as a fraction of the records seen.
+    Duplicates {
+        /// Compared as a fraction (`duplicates<0.1%`) rather than a count.
+        share: bool,
+    },
 }
 
 /// A latency statistic.
@@ -85,6 +99,11 @@ impl Metric {
             "failed" => Metric::Failed,
             "attempted" => Metric::Attempted,
             "retried" => Metric::Retried,
+            "lost" => Metric::Lost { share: false },
+            "duplicates" => Metric::Duplicates { share: false },
+            other if other.starts_with("e2e_") => {
+                Metric::E2eLatency(LatencyStat::parse(&other["e2e_".len()..])?)
+            }
             other => match other.strip_prefix("service_") {
                 Some(stat) => Metric::Latency {
                     service: true,
@@ -126,14 +145,54 @@ impl Metric {
             Metric::Failed => s.counts.failed as f64,
             Metric::Attempted => s.counts.attempted as f64,
             Metric::Retried => s.counts.retried as f64,
+            Metric::E2eLatency(stat) => {
+                let p = &s.end_to_end.e2e.as_ref()?.latency_ms;
+                if p.count == 0 {
+                    return None;
+                }
+                match stat {
+                    LatencyStat::P50 => p.p50,
+                    LatencyStat::P90 => p.p90,
+                    LatencyStat::P99 => p.p99,
+                    LatencyStat::P99_9 => p.p99_9,
+                    LatencyStat::Max => p.max,
+                    LatencyStat::Mean => p.mean,
+                }
+            }
+            Metric::Lost { share } => {
+                // Unknown when a consumer did not report: never held by default.
+                let lost = s.end_to_end.e2e.as_ref()?.lost? as f64;
+                if *share {
+                    let acknowledged = s.counts.acknowledged as f64;
+                    if acknowledged == 0.0 {
+                        return None;
+                    }
+                    lost / acknowledged
+                } else {
+                    lost
+                }
+            }
+            Metric::Duplicates { share } => {
+                let e = s.end_to_end.e2e.as_ref()?;
+                if *share {
+                    if e.seen == 0 {
+                        return None;
+                    }
+                    e.duplicates as f64 / e.seen as f64
+                } else {
+                    e.duplicates as f64
+                }
+            }
         })
     }
 
     /// A value of this metric with its unit: `231.4ms`, `0.052%`, `9612.5/s`, `1200`.
     pub fn format(&self, v: f64) -> String {
         match self {
-            Metric::Latency { .. } => format!("{}ms", trim(v, 3)),
-            Metric::ErrorRate => format!("{}%", trim(v * 100.0, 4)),
+            Metric::Latency { .. } | Metric::E2eLatency(_) => format!("{}ms", trim(v, 3)),
+            Metric::ErrorRate
+            | Metric::Lost { share: true }
+            | Metric::Duplicates { share: true } => format!("{}%", trim(v * 100.0, 4)),
             Metric::Rate => format!("{}/s", trim(v, 1)),
             _ => format!("{}", v.round() as u64),
         }
@@ -223,6 +282,16 @@ impl Threshold {
         if value.starts_with(['<', '>', '=']) {
             return Err(bad(format!("unknown operator in {rest:?}")));
         }
+        // `lost<0.1%` compares a share, `lost==0` a count.
+        let metric = match metric {
+            Metric::Lost { .. } => Metric::Lost {
+                share: value.ends_with('%'),
+            },
+            Metric::Duplicates { .. } => Metric::Duplicates {
+                share: value.ends_with('%'),
+            },
+            m => m,
+        };
         let value = parse_value(metric, value).map_err(bad)?;
         Ok(Threshold {
             expression: expression.trim().to_string(),
@@ -287,7 +356,7 @@ fn scaled(text: &str) -> Result<f64, String> {
 
 fn parse_value(metric: Metric, text: &str) -> Result<f64, String> {
     match metric {
-        Metric::Latency { .. } => {
+        Metric::Latency { .. } | Metric::E2eLatency(_) => {
             let lower = text.to_ascii_lowercase();
             let split = lower
                 .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+')))
@@ -307,25 +376,27 @@ fn parse_value(metric: Metric, text: &str) -> Result<f64, String> {
             };
             Ok(number(digits)? * factor)
         }
-        Metric::ErrorRate => match text.strip_suffix('%') {
-            Some(percent) => {
-                let v = number(percent)?;
-                if v > 100.0 {
-                    return Err(format!("an error rate of {text} is above 100%"));
+        Metric::ErrorRate | Metric::Lost { share: true } | Metric::Duplicates { share: true } => {
+            match text.strip_suffix('%') {
+                Some(percent) => {
+                    let v = number(percent)?;
+                    if v > 100.0 {
+                        return Err(format!("an error rate of {text} is above 100%"));
+                    }
+                    Ok(v / 100.0)
                 }
-                Ok(v / 100.0)
-            }
-            None => {
-                let v = number(text)?;
-                if v > 1.0 {
-                    return Err(format!(
-                        "an error rate without % is a fraction from 0 to 1; {text} is above 1 \
+                None => {
+                    let v = number(text)?;
+                    if v > 1.0 {
+                        return Err(format!(
+                            "an error rate without % is a fraction from 0 to 1; {text} is above 1 \
                          (write {text}% for a percentage)"
-                    ));
+                        ));
+                    }
+                    Ok(v)
                 }
-                Ok(v)
             }
-        },
+        }
         Metric::Rate => {
             let per = text
                 .strip_suffix("/s")
@@ -333,7 +404,12 @@ fn parse_value(metric: Metric, text: &str) -> Result<f64, String> {
                 .unwrap_or(text);
             scaled(per)
         }
-        Metric::Acknowledged | Metric::Failed | Metric::Attempted | Metric::Retried => scaled(text),
+        Metric::Acknowledged
+        | Metric::Failed
+        | Metric::Attempted
+        | Metric::Retried
+        | Metric::Lost { share: false }
+        | Metric::Duplicates { share: false } => scaled(text),
     }
 }
 
@@ -407,6 +483,7 @@ pub(crate) mod tests {
                 coverage: 1.0,
                 ..MergeInfo::default()
             }),
+            end_to_end: Default::default(),
         }
     }
 
@@ -510,5 +587,43 @@ pub(crate) mod tests {
                 .evaluate(&empty)
                 .held
         );
+    }
+
+    #[test]
+    fn end_to_end_thresholds_gate_latency_loss_and_duplicates() {
+        use crate::model::report::E2e;
+        let mut s = summary();
+        let r = |s: &Summary, e: &str| Threshold::parse(e).unwrap().evaluate(s);
+        // No consumer: nothing measured, nothing held.
+        assert!(!r(&s, "lost==0").held);
+        assert!(!r(&s, "e2e_p99<2s").held);
+        s.end_to_end.e2e = Some(E2e {
+            seen: 10_000,
+            unique: Some(9_990),
+            lost: Some(5),
+            duplicates: 10,
+            latency_ms: Percentiles {
+                count: 10_000,
+                p50: 80.0,
+                p99: 900.0,
+                max: 1500.0,
+                ..Percentiles::default()
+            },
+            ..E2e::default()
+        });
+        assert!(r(&s, "e2e_p99<2s").held);
+        assert!(!r(&s, "e2e_p50<50ms").held);
+        assert_eq!(r(&s, "e2e_max<1s").measured_text, "1500ms");
+        assert!(!r(&s, "lost==0").held);
+        assert!(r(&s, "lost<=5").held);
+        // Shares: 5 of 9,995 acknowledged; 10 of 10,000 seen.
+        assert!(r(&s, "lost<0.1%").held);
+        assert_eq!(r(&s, "duplicates<0.1%").measured_text, "0.1%");
+        assert!(!r(&s, "duplicates<0.1%").held);
+        assert!(r(&s, "duplicates<=0.1%").held);
+        // A consumer that did not report leaves lost unknown: the gate breaks.
+        s.end_to_end.e2e.as_mut().unwrap().lost = None;
+        assert!(!r(&s, "lost<1%").held);
+        assert!(Threshold::parse("e2e_p42<1s").is_err());
     }
 }

@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::model::report::{
-    add_by_shard, encode_histogram, Counts, Histograms, MergeInfo, Outcome, Percentiles,
-    Saturation, SecondRow, ShardCounts, Summary, TaskProblem, TaskRow, SCHEMA_VERSION,
+    add_by_shard, encode_histogram, Counts, EndToEndReport, Histograms, MergeInfo, Outcome,
+    Percentiles, Saturation, SecondRow, ShardCounts, Summary, TaskProblem, TaskRow, SCHEMA_VERSION,
 };
 
 use super::decode::{Decoded, SLOT_LATENCY, SLOT_SERVICE};
+use super::e2e::merge_e2e;
 use super::hdr::{Accumulator, Batch, Encoder};
 use super::merged::{Merged, MergedSecond, MERGED_TASK_ID, REASON_IDS};
 
@@ -116,6 +117,15 @@ impl Merger {
             }
         };
         let s = &report.summary;
+        if s.end_to_end.is_consumer() {
+            // A consumer's report is end to end only (`e2e::merge_e2e`): it produced nothing,
+            // so it adds no counts, rows, times or scenario to the producers'.
+            self.tasks.push(TaskState {
+                task_id: task.task_id,
+                report: Ok(report.summary),
+            });
+            return;
+        }
         for r in &report.rows {
             let i = r.second as usize;
             if self.rows.len() <= i {
@@ -368,6 +378,11 @@ impl Merger {
                 tasks_not_completed,
                 tasks: task_rows,
             }),
+            end_to_end: EndToEndReport {
+                role: None,
+                trace: None,
+                e2e: merge_e2e(self.tasks.iter().filter_map(|t| t.report.as_ref().ok())),
+            },
         };
         Merged {
             summary,

@@ -12,6 +12,7 @@
 //! [`write_merged`] writes the result next to them.
 
 mod decode;
+mod e2e;
 mod fold;
 mod hdr;
 mod merged;
@@ -22,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use futures::StreamExt;
 
-use crate::model::report::{timeseries_csv, HlogWriter, HLOG_FILE, SUMMARY_FILE, TIMESERIES_FILE};
+use crate::model::report::{
+    timeseries_csv, HlogWriter, E2E_HLOG_FILE, HLOG_FILE, SUMMARY_FILE, TIMESERIES_FILE,
+};
 use crate::worker::store::{merged_dir, task_dir, tasks_dir, ReportStore};
 
 use self::decode::{decode_task, Decoded};
@@ -206,6 +209,28 @@ pub async fn write_merged(
     store
         .put(&format!("{dir}/{HLOG_FILE}"), hlog, "text/plain")
         .await?;
+    if let Some(e2e) = merged
+        .summary
+        .end_to_end
+        .e2e
+        .as_ref()
+        .filter(|e| !e.per_second.is_empty())
+    {
+        // The per-second end-to-end histograms as their own interval log.
+        let mut log = HlogWriter::new(merged.summary.planned_start);
+        for (second, text) in &e2e.per_second {
+            if let Ok(h) = crate::model::report::decode_histogram(text) {
+                log.push(*second, &h);
+            }
+        }
+        store
+            .put(
+                &format!("{dir}/{E2E_HLOG_FILE}"),
+                log.finish(),
+                "text/plain",
+            )
+            .await?;
+    }
     Ok(())
 }
 
@@ -297,6 +322,7 @@ mod tests {
             saturation: None,
             by_shard: Default::default(),
             merge: None,
+            end_to_end: Default::default(),
         };
         TaskInput {
             task_id: id.into(),

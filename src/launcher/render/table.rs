@@ -325,6 +325,7 @@ mod tests {
                     row("t3", "interrupted"),
                 ],
             }),
+            end_to_end: Default::default(),
         };
         let results = evaluate(&parse_all(&["p99<250ms", "rate>=20k/s"]).unwrap(), &s);
         let text = render(&s, &results, "/tmp/runs/run-42/merged/summary.json");

@@ -36,6 +36,9 @@ pub const SUMMARY_FILE: &str = "summary.json";
 pub const TIMESERIES_FILE: &str = "timeseries.csv";
 /// Name of the per-second latency histograms (HdrHistogram interval log).
 pub const HLOG_FILE: &str = "histograms.hlog";
+/// Name of the merged per-second end-to-end latency histograms (an interval log, like
+/// [`HLOG_FILE`]; seconds of the intended send time from the planned start).
+pub const E2E_HLOG_FILE: &str = "e2e.hlog";
 /// The exact header of `timeseries.csv`; new columns are only ever added at the end.
 pub const TIMESERIES_HEADER: &str =
     "second,target_rate,attempted,acknowledged,failed,bytes,p50_ms,p99_ms,max_ms,unsent";
@@ -342,6 +345,132 @@ pub struct Summary {
     /// Set on merged summaries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeInfo>,
+    /// End to end: the task's role, a producer's trace, a consumer's or the run's delivery
+    /// (`role`, `trace` and `e2e` at the top level of the file; absent in reports written
+    /// before them).
+    #[serde(flatten)]
+    pub end_to_end: EndToEndReport,
+}
+
+/// The end-to-end parts of a summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndToEndReport {
+    /// `produce` or `consume` (a report without it is a producer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// A producer's trace: which events carried one and which of them failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceReport>,
+    /// A consumer's measurements, or the run's reconciled delivery (merged summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e: Option<E2e>,
+}
+
+impl EndToEndReport {
+    /// Whether this is a consumer task's report.
+    pub fn is_consumer(&self) -> bool {
+        self.role.as_deref() == Some("consume")
+    }
+}
+
+/// What a producer that traced its events says about them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceReport {
+    /// The trace field's name.
+    pub field: String,
+    /// The task id as written in the traces.
+    pub task: String,
+    /// The traced events are sequence numbers `0..attempted`.
+    pub attempted: u64,
+    /// Sequence numbers of the events that failed, as far as the sink could name them:
+    /// base64 of a zlib-deflated roaring treemap (portable serialization).
+    pub not_acknowledged: String,
+    /// How many failed events are named in `not_acknowledged` (`counts.failed` minus this
+    /// could not be named: unanswered at the end, or lost with a panicked send).
+    pub not_acknowledged_named: u64,
+}
+
+/// End to end: what consumer tasks read of the system under test's output. In a consumer
+/// task's summary `unique`, `lost` and `unacknowledged_seen` are absent (they need the
+/// producers' reports); in the merged summary they reconcile: `unique + lost =
+/// counts.acknowledged` of the producers that traced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct E2e {
+    /// Records read that carried a trace of this run, every copy.
+    pub seen: u64,
+    /// Acknowledged events seen at least once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<u64>,
+    /// Acknowledged events never seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    /// Copies beyond the first of an event.
+    pub duplicates: u64,
+    /// Events seen although their producer counted them failed or unanswered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unacknowledged_seen: Option<u64>,
+    /// Records without a trace of this run.
+    pub foreign: u64,
+    /// Latency from the intended send time to the moment a consumer read the record, ms.
+    pub latency_ms: Percentiles,
+    /// That latency's histogram: base64 of HdrHistogram V2 deflate, µs.
+    pub histogram: String,
+    /// How the producers' and consumers' clocks relate: the error bar of the latency.
+    pub clock: String,
+    /// Consumer task: what it read (stream or topic, shards or partitions, the pointer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Consumer task: per producer task (the id in the traces), the sequence numbers seen, as
+    /// [`TraceReport::not_acknowledged`] is encoded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delivered: BTreeMap<String, String>,
+    /// Consumer task: per second of the intended send time (from the planned start), the
+    /// latency histogram (base64 V2 deflate). The merge writes them as `merged/e2e.hlog`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_second: Vec<(u64, String)>,
+    /// Merged summary: per second of the intended send time, `[second, seen, p50_ms, p99_ms,
+    /// max_ms]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<E2eSecond>,
+    /// Merged summary: which reports the numbers rest on, and what they cannot say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<E2eCoverage>,
+}
+
+/// One second of end-to-end latency in the merged summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct E2eSecond {
+    /// Second of the intended send time, from the planned start.
+    pub second: u64,
+    /// Records read whose events were intended in that second.
+    pub seen: u64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+}
+
+/// Which reports the merged end-to-end numbers rest on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct E2eCoverage {
+    /// Consumer tasks whose report was read.
+    pub consumers_reported: Vec<String>,
+    /// Consumer tasks expected but without a readable, completed report: what they would have
+    /// read is unknown, so `lost` is not a loss of the pipeline until they are accounted for.
+    pub consumers_missing: Vec<String>,
+    /// Producer tasks whose events carried a trace.
+    pub producers_traced: u64,
+    /// Producer tasks that reported without a trace (their events cannot be matched).
+    pub producers_untraced: Vec<String>,
+    /// Distinct events seen from producer tasks with no report: neither unique nor lost.
+    pub from_unknown_producers: u64,
+    /// Failed events their producers could not name: `lost` and `unacknowledged_seen` may
+    /// each be off by at most this.
+    pub unidentified_failures: u64,
+    /// The same, in sentences, for the table and the page.
+    pub notes: Vec<String>,
 }
 
 /// What held production back, when it fell behind its schedule.

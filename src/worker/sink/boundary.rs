@@ -10,6 +10,9 @@ pub struct Event<'a> {
     pub intended_ns: u64,
     /// When it was generated and handed over, ns from the origin.
     pub sent_ns: u64,
+    /// Its sequence number in the task, from 0 in the order events are handed over (the one
+    /// in its trace, when it carries one): a sink that fails an event names it by this.
+    pub seq: u64,
     /// Partition key.
     pub key: &'a [u8],
     /// Body.

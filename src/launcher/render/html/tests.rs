@@ -107,6 +107,7 @@ fn summary(rows: &[SecondRow]) -> Summary {
                 },
             ],
         }),
+        end_to_end: Default::default(),
     }
 }
 

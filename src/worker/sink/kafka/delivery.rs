@@ -190,7 +190,10 @@ impl ProducerContext for DeliveryContext {
                 let bytes = msg.payload_len() + msg.key().map_or(0, <[u8]>::len);
                 r.acknowledged(intended_ns, sent_ns, now, bytes as u64);
             }
-            Err((e, _)) => r.failed(&error_name(e), now, 1),
+            Err((e, msg)) => {
+                r.failed(&error_name(e), now, 1);
+                r.failed_payload(msg.payload().unwrap_or_default());
+            }
         }
     }
 }

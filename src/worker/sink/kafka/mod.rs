@@ -194,6 +194,7 @@ impl Sink for KafkaSink {
                     let mut r = self.recorder.lock();
                     let now = r.now_ns();
                     r.failed(&error_name(&e), now, 1);
+                    r.failed_seqs([event.seq]);
                     return;
                 }
             }

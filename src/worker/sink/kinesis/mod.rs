@@ -75,6 +75,8 @@ pub const RETRYABLE_REQUEST_CODES: &[&str] = &[
 struct RecordMeta {
     intended_ns: u64,
     sent_ns: u64,
+    /// The event's sequence number, to name it when it fails.
+    seq: u64,
     bytes: u64,
 }
 
@@ -255,6 +257,7 @@ impl Sink for KinesisSink {
         self.meta.push(RecordMeta {
             intended_ns: event.intended_ns,
             sent_ns: event.sent_ns,
+            seq: event.seq,
             bytes: size as u64,
         });
         self.batch_bytes += size;
@@ -414,11 +417,13 @@ async fn put_with_retries(
                             Some(code) => {
                                 r.failed(code, now, 1);
                                 *tally.failed.entry((shard, code)).or_default() += 1;
+                                r.failed_seqs([m.seq]);
                             }
                         }
                     }
                     // A response with fewer results than records cannot be trusted for the rest.
                     r.failed("MissingRecordResult", now, (meta.len() - answered) as u64);
+                    r.failed_seqs(meta[answered..].iter().map(|m| m.seq));
                 }
                 Err(e) => {
                     let n = meta.len() as u64;
@@ -428,6 +433,7 @@ async fn put_with_retries(
                     } else {
                         tracing::debug!(code = %e.code, detail = %e.detail, "PutRecords failed");
                         r.failed(&e.code, now, n);
+                        r.failed_seqs(meta.iter().map(|m| m.seq));
                     }
                 }
             }
@@ -455,6 +461,7 @@ async fn put_with_retries(
         if gave_up || *give_up.borrow() {
             let now = r.now_ns();
             r.failed(RETRY_ABANDONED, now, waiting);
+            r.failed_seqs(meta.iter().map(|m| m.seq));
             unanswered.store(0, Ordering::Relaxed);
             return;
         }

@@ -1,0 +1,187 @@
+//! A consumer task (`FLEETLOAD_ROLE=consume`): reads the output of the system under test from
+//! the run's start until the producers' planned end plus `FLEETLOAD_SETTLE`, finds each record's
+//! trace, and stores what it saw (per producer task the sequence numbers seen, end-to-end
+//! latency) as its report, beside the producers' reports.
+//!
+//! [`kafka`] reads a topic in a consumer group of the run; [`kinesis`] reads every shard of a
+//! stream from the start instant, following resharding, the shards shared among the run's
+//! consumer tasks. Either ends at the deadline or a stop signal; the report is written on every
+//! path out.
+
+mod kafka;
+mod kinesis;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::model::delivery::{encode_set, ConsumerMeasurements, ConsumerRecorder};
+use crate::model::report::{encode_histogram, E2e, EndToEndReport, Outcome, Percentiles, Summary};
+use crate::model::scenario::{Scenario, TargetConfig};
+use crate::model::trace::TraceFinder;
+use crate::worker::exit::{TaskResult, WorkerExit};
+use crate::worker::produce::StopSignal;
+use crate::worker::store::ReportStore;
+use crate::worker::task_report::{failed, store_report, ReportContext};
+
+/// The clock note of every end-to-end report.
+pub(crate) const CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the consumer's read, on two wall clocks: the same clock when producers and consumers share a host (the local backend); on ECS each task's clock, kept by NTP (Amazon Time Sync), within about a millisecond";
+
+/// Epoch microseconds now (the consumer's read time).
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// What a reader hands back: the measurements, what it read, how it ended.
+pub(crate) struct Read {
+    pub(crate) recorder: ConsumerRecorder,
+    pub(crate) source: String,
+    pub(crate) outcome: Outcome,
+}
+
+/// Runs a consumer task and stores its report.
+pub(crate) async fn run(
+    scenario: &Scenario,
+    task_id: &str,
+    store: &ReportStore,
+    dir: &str,
+    planned_start: DateTime<Utc>,
+    stop: StopSignal,
+) -> TaskResult {
+    let e2e = &scenario.end_to_end;
+    let ctx = ReportContext {
+        scenario,
+        task_id,
+        planned_start,
+    };
+    let deadline = planned_start
+        + chrono::Duration::from_std(scenario.profile.total_duration() + e2e.settle)
+            .unwrap_or_default();
+    let recorder = ConsumerRecorder::new(
+        TraceFinder::new(e2e),
+        planned_start.timestamp_micros().max(0) as u64,
+    );
+    info!(
+        run_id = %scenario.run_id,
+        task_id,
+        until = %deadline.to_rfc3339(),
+        pointer = %e2e.pointer_text,
+        "consumer {}/{}: reading from {}",
+        e2e.consumer_index,
+        e2e.consumers,
+        planned_start.to_rfc3339()
+    );
+    let actual_start = Utc::now();
+    let read = match &scenario.target {
+        TargetConfig::Kafka { topic, properties } => {
+            kafka::read(
+                topic,
+                properties,
+                &scenario.run_id,
+                task_id,
+                planned_start,
+                deadline,
+                recorder,
+                stop,
+            )
+            .await
+        }
+        TargetConfig::Kinesis { stream } => {
+            kinesis::read(stream, e2e, planned_start, deadline, recorder, stop).await
+        }
+        TargetConfig::Null => Err("a consumer needs kinesis or kafka to read from".to_string()),
+    };
+    let read = match read {
+        Ok(read) => read,
+        Err(reason) => {
+            tracing::error!("preflight failed: {reason}");
+            let mut summary = ctx.summary(
+                failed(format!("preflight: {reason}")),
+                None,
+                0,
+                Duration::ZERO,
+                None,
+            );
+            summary.end_to_end = EndToEndReport {
+                role: Some("consume".into()),
+                ..Default::default()
+            };
+            return store_report(store, dir, summary, None, WorkerExit::PreflightFailed).await;
+        }
+    };
+    let duration = (Utc::now() - actual_start).to_std().unwrap_or_default();
+    let outcome = read.outcome.clone();
+    let measured = read.recorder.finish();
+    let summary = consumer_summary(
+        ctx.summary(outcome.clone(), Some(actual_start), 0, duration, None),
+        &read.source,
+        measured,
+    );
+    if let Some(e) = &summary.end_to_end.e2e {
+        info!(
+            seen = e.seen,
+            duplicates = e.duplicates,
+            foreign = e.foreign,
+            p50_ms = e.latency_ms.p50,
+            p99_ms = e.latency_ms.p99,
+            max_ms = e.latency_ms.max,
+            "consumer summary"
+        );
+    }
+    let exit = match &outcome {
+        Outcome::Completed => WorkerExit::Completed,
+        Outcome::Interrupted { signal } => {
+            warn!("stopped by {signal} before the deadline");
+            WorkerExit::Interrupted(if signal == "SIGINT" {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            })
+        }
+        Outcome::Failed { .. } => WorkerExit::Failed,
+    };
+    store_report(store, dir, summary, None, exit).await
+}
+
+/// A consumer's summary: the task's fields with no produced counts, and its `e2e` object.
+fn consumer_summary(mut summary: Summary, source: &str, m: ConsumerMeasurements) -> Summary {
+    summary.target_rate = None;
+    summary.saturation = None;
+    summary.end_to_end = EndToEndReport {
+        role: Some("consume".into()),
+        trace: None,
+        e2e: Some(E2e {
+            seen: m.seen,
+            unique: None,
+            lost: None,
+            duplicates: m.duplicates,
+            unacknowledged_seen: None,
+            foreign: m.foreign,
+            latency_ms: Percentiles::of(&m.latency),
+            histogram: encode_histogram(&m.latency),
+            clock: CLOCK_NOTE.into(),
+            source: Some(source.to_string()),
+            delivered: m
+                .delivered
+                .iter()
+                .map(|(task, set)| (task.clone(), encode_set(set)))
+                .collect(),
+            per_second: m
+                .per_second
+                .iter()
+                .map(|(s, h)| (*s, encode_histogram(h)))
+                .collect(),
+            timeline: Vec::new(),
+            coverage: None,
+        }),
+    };
+    summary
+}
+
+/// Resolves when a stop signal arrives (or never); the name of the signal.
+pub(crate) async fn stopped(mut stop: StopSignal) -> &'static str {
+    crate::worker::produce::wait_for_stop(&mut stop).await
+}

@@ -354,4 +354,49 @@ mod tests {
         let r = reconcile(8, &more, &producers);
         assert_eq!((r.unique, r.lost, r.from_unknown_producers), (4, 4, 2));
     }
+
+    proptest::proptest! {
+        /// Events spread over consumers, some read twice (by one consumer or by two), some
+        /// never: the OR of the consumers' encoded sets reconciles to exactly the brute-force
+        /// count, whatever the split.
+        #[test]
+        fn the_or_merge_of_consumer_sets_is_exact(
+            reads in proptest::collection::vec((0u64..300, 0usize..3), 0..600),
+            failed in proptest::collection::btree_set(0u64..300, 0..20),
+        ) {
+            let start_us = 1_700_000_000_000_000;
+            let mut consumers: Vec<ConsumerRecorder> = (0..3)
+                .map(|_| ConsumerRecorder::new(TraceFinder::new(&EndToEnd::default()), start_us))
+                .collect();
+            for (seq, c) in &reads {
+                let record = format!("{{\"fleetload_trace\":\"p:{seq}:{start_us}\"}}");
+                consumers[*c].record(record.as_bytes(), start_us + 5);
+            }
+            let mut seen = 0;
+            let mut delivered: BTreeMap<String, RoaringTreemap> = BTreeMap::new();
+            for c in consumers {
+                let m = c.finish();
+                seen += m.seen;
+                for (task, set) in &m.delivered {
+                    *delivered.entry(task.clone()).or_default() |= decode_set(&encode_set(set)).unwrap();
+                }
+            }
+            let producers = BTreeMap::from([(
+                "p".to_string(),
+                ProducerDelivery {
+                    attempted: 300,
+                    acknowledged: 300 - failed.len() as u64,
+                    not_acknowledged: failed.iter().copied().collect(),
+                },
+            )]);
+            let r = reconcile(seen, &delivered, &producers);
+            let distinct: std::collections::BTreeSet<u64> = reads.iter().map(|(s, _)| *s).collect();
+            proptest::prop_assert_eq!(r.seen, reads.len() as u64);
+            proptest::prop_assert_eq!(r.duplicates, (reads.len() - distinct.len()) as u64);
+            let unack_seen = distinct.intersection(&failed).count() as u64;
+            proptest::prop_assert_eq!(r.unacknowledged_seen, unack_seen);
+            proptest::prop_assert_eq!(r.unique, distinct.len() as u64 - unack_seen);
+            proptest::prop_assert_eq!(r.unique + r.lost, 300 - failed.len() as u64);
+        }
+    }
 }

@@ -33,6 +33,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "FLEETLOAD_TRACE_POINTER",
     "FLEETLOAD_SETTLE",
     "FLEETLOAD_CONSUMER",
+    "FLEETLOAD_KEY_DISTRIBUTION",
 ];
 
 /// A scenario the user cannot run as given. Every variant names the variable and what is accepted.

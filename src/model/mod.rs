@@ -7,6 +7,8 @@
 //!   conversion that is the only place input is rejected);
 //! - [`profile`]: rates and stages ([`profile::LoadProfile`]) and the open-loop schedule of
 //!   intended send times ([`profile::Schedule`]);
+//! - `keys`: how each event's key is drawn (`FLEETLOAD_KEY_DISTRIBUTION`: uniform, zipf, hot,
+//!   sequential);
 //! - `payload`: the sensor reading and user templates, compiled once, written per event;
 //! - `measure`: the recorder of a task's outcomes (counts by code, latency from the intended
 //!   time, per-second rows and histograms);
@@ -23,6 +25,7 @@
 pub mod backoff;
 pub(crate) mod delivery;
 pub(crate) mod input;
+pub(crate) mod keys;
 pub(crate) mod measure;
 pub(crate) mod payload;
 pub mod profile;

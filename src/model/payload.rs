@@ -11,6 +11,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
 use crate::model::input::ScenarioError;
+use crate::model::keys::{KeyChooser, KeyDistribution};
 
 const NAME: &str = "FLEETLOAD_PAYLOAD";
 const ACCEPTED: &str = "sensor, an inline JSON template (placeholders {{uuid}} {{key}} {{seq}} {{timestamp}} \
@@ -269,6 +270,8 @@ pub struct Generator {
     spec: PayloadSpec,
     rng: SmallRng,
     keys: u64,
+    /// How each event's key is drawn.
+    chooser: KeyChooser,
     key_namespace: u64,
     seq: u64,
     /// Every key, back to back, when there are at most [`KEY_CACHE_MAX`]: formatting a key
@@ -299,12 +302,19 @@ impl Generator {
             spec: spec.clone(),
             rng: SmallRng::seed_from_u64(seed),
             keys,
+            chooser: KeyChooser::new(&KeyDistribution::Uniform, keys),
             key_namespace,
             seq: 0,
             key_text,
             key_ends,
             timestamp: (u64::MAX, [0; 20], 0),
         }
+    }
+
+    /// Draws keys by `distribution` instead of uniformly (`FLEETLOAD_KEY_DISTRIBUTION`).
+    pub fn with_key_distribution(mut self, distribution: &KeyDistribution) -> Self {
+        self.chooser = KeyChooser::new(distribution, self.keys);
+        self
     }
 
     /// The digits of `timestamp_ms`, formatted once per distinct value.
@@ -334,8 +344,7 @@ impl Generator {
     pub fn next_event(&mut self, timestamp_ms: u64, key: &mut Vec<u8>, value: &mut Vec<u8>) {
         key.clear();
         value.clear();
-        // One 64-bit draw picks the key (multiply-shift: uniform to within keys / 2^64).
-        let k = ((u128::from(self.rng.next_u64()) * u128::from(self.keys)) >> 64) as u64 + 1;
+        let k = self.chooser.next(&mut self.rng);
         self.write_key(k, key);
         let (ts, ts_len) = self.timestamp_digits(timestamp_ms);
         match &self.spec {
@@ -587,6 +596,32 @@ mod tests {
             events(&PayloadSpec::Sensor, 100, 1000, 5),
             events(&PayloadSpec::Sensor, 100, 1000, 6)
         );
+    }
+
+    #[test]
+    fn a_seed_repeats_the_keys_of_every_distribution() {
+        let keys = |d: &str, seed: u64| -> Vec<Vec<u8>> {
+            let d = KeyDistribution::parse(d).unwrap();
+            let mut g =
+                Generator::new(&PayloadSpec::Sensor, 500, seed, 7).with_key_distribution(&d);
+            let (mut k, mut v) = (Vec::new(), Vec::new());
+            (0..1000)
+                .map(|_| {
+                    g.next_event(0, &mut k, &mut v);
+                    k.clone()
+                })
+                .collect()
+        };
+        for d in ["uniform", "zipf:1.1", "hot:80%:5%", "sequential"] {
+            assert_eq!(keys(d, 3), keys(d, 3), "{d}");
+        }
+        for d in ["uniform", "zipf:1.1", "hot:80%:5%"] {
+            assert_ne!(keys(d, 3), keys(d, 4), "{d}");
+        }
+        // Sequential: every key in turn, the same sensors as the uniform draw names.
+        let seq = keys("sequential", 3);
+        assert_eq!(seq[0], seq[500]);
+        assert_eq!(seq.iter().collect::<HashSet<_>>().len(), 500);
     }
 
     #[test]

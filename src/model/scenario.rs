@@ -15,6 +15,7 @@ use crate::model::input::{
     is_secret_name, parse_duration, parse_int, parse_rate, redact_values, ScenarioError,
     KAFKA_PREFIX, KNOWN_VARIABLES, PREFIX, REDACTED,
 };
+use crate::model::keys::KeyDistribution;
 use crate::model::payload::PayloadSpec;
 use crate::model::profile::{LoadProfile, Stage};
 use crate::model::report_url::ReportUrl;
@@ -56,6 +57,8 @@ pub struct RawScenario {
     pub keys: Option<String>,
     /// Seed for every random choice.
     pub seed: Option<String>,
+    /// `uniform`, `zipf:S`, `hot:P%:Q%` or `sequential`.
+    pub key_distribution: Option<String>,
     /// Where the report goes.
     pub report_url: Option<String>,
     /// The run id.
@@ -187,6 +190,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Whether the seed was given (a run can then be repeated) or drawn.
     pub seed_given: bool,
+    /// How each event's key is drawn over the keys.
+    pub key_distribution: KeyDistribution,
     /// Where the report goes.
     pub report_url: ReportUrl,
     /// The run this task belongs to.
@@ -451,6 +456,10 @@ impl Scenario {
             ),
             None => (rand::random(), false),
         };
+        let key_distribution = match present(&raw.key_distribution) {
+            Some(d) => KeyDistribution::parse(&d)?,
+            None => KeyDistribution::Uniform,
+        };
         let payload = PayloadSpec::parse(present(&raw.payload).as_deref().unwrap_or("sensor"))?;
         if let TargetConfig::Kinesis { .. } = target {
             if payload.max_len() + 64 > KINESIS_MAX_RECORD_BYTES {
@@ -537,6 +546,7 @@ impl Scenario {
             keys,
             seed,
             seed_given,
+            key_distribution,
             report_url,
             run_id,
             task_id,
@@ -894,6 +904,21 @@ mod tests {
         assert_eq!(
             (s.seed, s.seed_given, s.keys, s.max_in_flight, s.batch_size),
             (42, true, 7, Some(3), 100)
+        );
+    }
+
+    #[test]
+    fn key_distribution() {
+        let s = null(&[]).unwrap();
+        assert_eq!(s.key_distribution, KeyDistribution::Uniform);
+        let s = null(&[("FLEETLOAD_KEY_DISTRIBUTION", "zipf:1.2")]).unwrap();
+        assert_eq!(s.key_distribution, KeyDistribution::Zipf { s: 1.2 });
+        let e = null(&[("FLEETLOAD_KEY_DISTRIBUTION", "hot:90")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("FLEETLOAD_KEY_DISTRIBUTION=\"hot:90\""),
+            "{e}"
         );
     }
 

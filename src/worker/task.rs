@@ -148,7 +148,8 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         scenario.keys,
         scenario.seed,
         key_namespace,
-    );
+    )
+    .with_key_distribution(&scenario.key_distribution);
     let epoch_origin_us = actual_start.timestamp_micros() as u64;
     let e2e = &scenario.end_to_end;
     let mut trace = e2e.trace.then(|| TraceWriter::new(&e2e.field, &task_id));

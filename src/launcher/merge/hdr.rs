@@ -355,11 +355,62 @@ fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
 
 /// Sums histograms of the report layout in a dense range of counters, growing the range as
 /// needed; histograms of another layout are added to an ordinary histogram on the side.
+///
+/// The counters are `u32` until one would overflow (a bucket holding four billion values in
+/// one second), and `u64` from then on: a run's per-second sums are alive until the last task
+/// is added, so their size is what the merge's memory grows with per second of run.
 #[derive(Debug, Clone, Default)]
 pub struct Accumulator {
     base: usize,
-    counts: Vec<u64>,
+    counts: Counters,
     other: Option<Histogram<u64>>,
+}
+
+/// The dense counters of an [`Accumulator`], from its `base` index.
+#[derive(Debug, Clone)]
+enum Counters {
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters::Narrow(Vec::new())
+    }
+}
+
+impl Counters {
+    /// The counters as `u64`, borrowed when they already are.
+    fn wide(&self) -> std::borrow::Cow<'_, [u64]> {
+        match self {
+            Counters::Narrow(v) => v.iter().map(|&c| u64::from(c)).collect(),
+            Counters::Wide(v) => std::borrow::Cow::Borrowed(v),
+        }
+    }
+
+    fn widen(&mut self) {
+        if let Counters::Narrow(v) = self {
+            *self = Counters::Wide(v.iter().map(|&c| u64::from(c)).collect());
+        }
+    }
+}
+
+/// Grows `v`, whose first counter has index `base`, to cover `first..=last`.
+fn cover<T: Copy + Default>(v: &mut Vec<T>, base: &mut usize, first: usize, last: usize) {
+    if v.is_empty() {
+        *base = first;
+        v.resize(last - first + 1, T::default());
+        return;
+    }
+    if first < *base {
+        let mut grown = vec![T::default(); *base - first];
+        grown.extend_from_slice(v);
+        *v = grown;
+        *base = first;
+    }
+    if last >= *base + v.len() {
+        v.resize(last - *base + 1, T::default());
+    }
 }
 
 impl Accumulator {
@@ -381,28 +432,33 @@ impl Accumulator {
             }
             return;
         }
-        self.reserve(first as usize, last as usize);
-        let counts = &mut self.counts[first as usize - self.base..];
-        for &(i, c) in entries {
-            let slot = &mut counts[(i - first) as usize];
-            *slot = slot.saturating_add(u64::from(c));
+        let (first, last) = (first as usize, last as usize);
+        let mut rest = entries;
+        if let Counters::Narrow(v) = &mut self.counts {
+            cover(v, &mut self.base, first, last);
+            let counts = &mut v[first - self.base..];
+            let mut added = 0;
+            for &(i, c) in entries {
+                let slot = &mut counts[i as usize - first];
+                match slot.checked_add(c) {
+                    Some(sum) => *slot = sum,
+                    None => break,
+                }
+                added += 1;
+            }
+            rest = &entries[added..];
+            if rest.is_empty() {
+                return;
+            }
+            self.counts.widen();
         }
-    }
-
-    fn reserve(&mut self, first: usize, last: usize) {
-        if self.counts.is_empty() {
-            self.base = first;
-            self.counts = vec![0; last - first + 1];
-            return;
-        }
-        if first < self.base {
-            let mut grown = vec![0; self.base - first];
-            grown.extend_from_slice(&self.counts);
-            self.counts = grown;
-            self.base = first;
-        }
-        if last >= self.base + self.counts.len() {
-            self.counts.resize(last - self.base + 1, 0);
+        if let Counters::Wide(v) = &mut self.counts {
+            cover(v, &mut self.base, first, last);
+            let counts = &mut v[first - self.base..];
+            for &(i, c) in rest {
+                let slot = &mut counts[i as usize - first];
+                *slot = slot.saturating_add(u64::from(c));
+            }
         }
     }
 
@@ -411,7 +467,8 @@ impl Accumulator {
     /// the thousands of per-second histograms of a long run small in memory.
     pub fn to_histogram(&self, full_range: bool) -> Histogram<u64> {
         let layout = Layout::report();
-        let top_index = self.counts.iter().rposition(|&c| c > 0);
+        let counts = self.counts.wide();
+        let top_index = counts.iter().rposition(|&c| c > 0);
         // Recording a value needs `high` at or above it; the counters then cover its bucket.
         let mut high = top_index
             .and_then(|i| layout.value_at(self.base + i))
@@ -427,7 +484,7 @@ impl Accumulator {
         }
         let mut h =
             Histogram::new_with_bounds(1, high, HISTOGRAM_SIGFIG).expect("valid histogram bounds");
-        for (i, &c) in self.counts.iter().enumerate() {
+        for (i, &c) in counts.iter().enumerate() {
             if c > 0 {
                 let v = layout
                     .value_at(self.base + i)
@@ -494,7 +551,8 @@ impl Encoder {
             });
         }
         let layout = Layout::report();
-        let counts = &acc.counts;
+        let counts = acc.counts.wide();
+        let counts = &counts[..];
         let top = counts.iter().rposition(|&c| c > 0)?;
         let total: u64 = counts.iter().sum();
         let stats = SecondStats {
@@ -705,6 +763,40 @@ mod tests {
         let mut acc = Accumulator::default();
         add_all(&mut acc, &batch);
         assert_eq!(acc.to_histogram(true), h);
+    }
+
+    #[test]
+    fn sums_beyond_u32_widen_the_counters_exactly() {
+        // Each histogram fits u32 counters; their sum in one bucket does not.
+        let mut a = new_histogram();
+        a.record_n(1234, 3_000_000_000).unwrap();
+        a.record_n(5, 7).unwrap();
+        let mut b = new_histogram();
+        b.record_n(1234, 3_000_000_000).unwrap();
+        b.record_n(99_000, 11).unwrap();
+        let mut batch = Batch::default();
+        let mut d = Decoder::default();
+        d.decode_base64(&encode_histogram(&a), 0, &mut batch)
+            .unwrap();
+        let mut acc = Accumulator::default();
+        add_all(&mut acc, &batch);
+        assert!(matches!(acc.counts, Counters::Narrow(_)));
+        batch.clear();
+        d.decode_base64(&encode_histogram(&b), 0, &mut batch)
+            .unwrap();
+        add_all(&mut acc, &batch);
+        let mut sum = a.clone();
+        sum.add(&b).unwrap();
+        assert_eq!(acc.to_histogram(true), sum);
+        assert_eq!(acc.to_histogram(true).count_at(1234), 6_000_000_000);
+        assert!(matches!(acc.counts, Counters::Wide(_)));
+        let mut ours = Vec::new();
+        Encoder::default().encode(&acc, &mut ours).unwrap();
+        let mut theirs = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&sum, &mut theirs)
+            .unwrap();
+        assert_eq!(ours, theirs);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 #   bash bench/merge.sh main       # any commit
 #
 # Both builds run this checkout's benches/merge.rs (it only calls the merge's public API, which
-# BASE has too), so the only difference is the merge itself. Each round runs BASE, then this
+# BASE has too), so the only difference is the merge itself. Fields the report types gained
+# after BASE (`unsent`, `saturation`) are left out of BASE's copy, and the reports are generated
+# by BASE's build, in the format both read (a merge reads reports of earlier versions; an
+# earlier merge refuses the later time-series header). Each round runs BASE, then this
 # checkout; a run reports the CPU-seconds (user + sys, all threads) of merge_run + write_merged
 # and the merge's own peak RSS (the high-water mark is reset after the set-up). GNU time's
 # whole-process peak is kept in the logs.
@@ -15,6 +18,9 @@
 # Environment:
 #   MERGE_ROUNDS (3)  rounds of "BASE, then this checkout"
 #   MERGE_OUT         where the binaries, reports and logs go (default target/bench/merge-<time>)
+#   MERGE_BASE_TARGET_DIR  cargo's target directory for BASE's build (default: this checkout's;
+#                     a release profile that differs from this checkout's rebuilds every
+#                     dependency there, and a separate directory keeps both builds)
 #
 # The base worktree is kept in target/bench/base-<commit> and reused by the next run, so its
 # build is incremental (`git worktree remove` it when done).
@@ -28,6 +34,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${MERGE_OUT:-$TARGET_DIR/bench/merge-$(date +%Y%m%dT%H%M%S)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+BASE_TARGET_DIR=${MERGE_BASE_TARGET_DIR:-$TARGET_DIR}
 export CARGO_TARGET_DIR=$TARGET_DIR
 
 log() { printf '[merge %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -43,10 +50,11 @@ WORKTREE=$TARGET_DIR/bench/base-${base_commit:0:12}
 ours_commit=$(git -C "$ROOT" rev-parse --short HEAD)
 dirty=$(git -C "$ROOT" status --porcelain -- src benches Cargo.toml Cargo.lock | head -1)
 
-# Builds the merge benchmark in DIR and copies its executable to DEST.
+# Builds the merge benchmark in DIR (cargo target directory TARGET) and copies its executable
+# to DEST.
 build_bench() {
-    local dir=$1 dest=$2 exe
-    exe=$(cd "$dir" && cargo bench --bench merge --no-run 2>&1 |
+    local dir=$1 target=$2 dest=$3 exe
+    exe=$(cd "$dir" && CARGO_TARGET_DIR=$target cargo bench --bench merge --no-run 2>&1 |
         sed -n 's/.*Executable.*(\(.*\)).*/\1/p' | tail -1)
     [[ -n $exe ]] || die "could not build the merge benchmark in $dir"
     [[ $exe == /* ]] || exe=$dir/$exe
@@ -59,15 +67,20 @@ if [[ ! -d $WORKTREE ]]; then
 fi
 git -C "$WORKTREE" checkout --force --quiet "$base_commit"
 cp "$ROOT/benches/merge.rs" "$WORKTREE/benches/merge.rs"
+for field in unsent saturation; do
+    if ! grep -rqs "pub $field:" "$WORKTREE/src/model/report/"; then
+        sed -i -E "/^\s*$field: (0|None),\$/d" "$WORKTREE/benches/merge.rs"
+    fi
+done
 log "building the benchmark against $BASE (release; slow the first time)"
-build_bench "$WORKTREE" "$OUT/merge-base"
+build_bench "$WORKTREE" "$BASE_TARGET_DIR" "$OUT/merge-base"
 log "building the benchmark against this checkout ($ours_commit${dirty:+, with uncommitted changes})"
-build_bench "$ROOT" "$OUT/merge-ours"
+build_bench "$ROOT" "$TARGET_DIR" "$OUT/merge-ours"
 
 reports=$OUT/reports
 mkdir -p "$reports"
 log "generating the reports once (1,000 tasks × 300 s) in $reports"
-FLEETLOAD_BENCH_DIR=$reports "$OUT/merge-ours" --bench >"$OUT/generate.out" 2>"$OUT/generate.err" ||
+FLEETLOAD_BENCH_DIR=$reports "$OUT/merge-base" --bench >"$OUT/generate.out" 2>"$OUT/generate.err" ||
     die "generating the reports failed; see $OUT/generate.err"
 
 : >"$OUT/results.txt"

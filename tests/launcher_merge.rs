@@ -327,9 +327,14 @@ async fn no_reports_at_all_exit_3_and_write_nothing() {
     let out = launcher(&["merge", &location]).output().unwrap();
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(3), "{shown}");
-    assert!(shown.contains("no task reported"), "{shown}");
     assert!(
-        shown.contains("not written: no task report under"),
+        shown.contains("no-such-run does not exist, so no task of run no-such-run reported there"),
+        "{shown}"
+    );
+    assert!(out.stdout.is_empty(), "{shown}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().count(),
+        1,
         "{shown}"
     );
     assert!(!dir.path().join("no-such-run").exists());

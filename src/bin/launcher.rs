@@ -21,8 +21,23 @@ fn main() -> ExitCode {
     {
         return fleetload::worker::process_main();
     }
-    // clap exits with 2 on a usage error (0 for --help and --version).
-    let cli = Cli::parse();
+    // clap exits with 2 on a usage error (0 for --help and --version). Its message quotes
+    // what was typed, so secret values given with -e are taken out of it first.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let args: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let text = launcher::cli::redact_args(&e.render().to_string(), &args);
+            if e.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

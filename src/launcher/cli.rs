@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::launcher::fleet::ecs::CapacityProvider;
+use crate::model::input::{is_secret_name, redact_values};
 
 /// `launcher`: starts a fleet of fleetload workers, merges their reports exactly and gates a CI
 /// pipeline on thresholds.
@@ -65,13 +66,56 @@ fn parse_capacity_provider(text: &str) -> Result<CapacityProvider, String> {
     CapacityProvider::parse_entry(text).map_err(|e| e.to_string())
 }
 
+/// `--tasks N`: a whole number from 1 (the local backend's own limit is checked with the plan,
+/// once the backend is known). Negative numbers reach here, so they get the range too.
+fn parse_tasks(text: &str) -> Result<u32, String> {
+    whole_number(text, u32::MAX as u64).map(|n| n as u32)
+}
+
+/// `--expected-tasks N`: a whole number from 1 (a run of 0 tasks has nothing to merge).
+fn parse_expected_tasks(text: &str) -> Result<u64, String> {
+    whole_number(text, u64::MAX)
+}
+
+fn whole_number(text: &str, max: u64) -> Result<u64, String> {
+    let accepted = format!("accepted: a whole number from 1 to {max}");
+    match text.trim().parse::<i128>() {
+        Ok(n) if (1..=max as i128).contains(&n) => Ok(n as u64),
+        Ok(_) => Err(format!("out of range; {accepted}")),
+        Err(_) => Err(format!("not a whole number; {accepted}")),
+    }
+}
+
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!(
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
+        // What was typed may be a secret's value without its name: not quoted back.
+        Some(_) => Err("no KEY before the = (e.g. -e FLEETLOAD_PAYLOAD=sensor)".to_string()),
+        None => Err(format!(
             "{text:?} is not KEY=VALUE (e.g. -e FLEETLOAD_PAYLOAD=sensor)"
         )),
     }
+}
+
+/// `text` (a usage error, which quotes what was typed) without the values of secret variables
+/// on the command line `args`: `-e NAME=VALUE` (or `--env=NAME=VALUE`) with a secret NAME, and
+/// the word after a secret NAME given without `=` (a space typed for the `=`, which clap then
+/// reports as an unexpected argument).
+pub fn redact_args(text: &str, args: &[String]) -> String {
+    let mut secrets = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        let arg = arg.strip_prefix("--env=").unwrap_or(arg);
+        match arg.split_once('=') {
+            Some((name, value)) if is_secret_name(name) => secrets.push(value.to_string()),
+            None if is_secret_name(arg) && !arg.starts_with('-') => {
+                if let Some(next) = args.get(i + 1) {
+                    secrets.push(next.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    redact_values(text, &secrets)
 }
 
 /// ECS options of `run` and `stop`: either `--stack` (read from the project's CloudFormation
@@ -148,7 +192,7 @@ impl EcsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Number of tasks (workers) to start.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_tasks, allow_negative_numbers = true)]
     pub tasks: u32,
     /// Where the tasks run; default: ecs when an ECS option is given, else local.
     #[arg(long, value_enum)]
@@ -160,13 +204,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
     /// How long each task produces (30s, 5m, 1h): FLEETLOAD_DURATION.
-    #[arg(long, value_name = "D")]
+    #[arg(long, allow_hyphen_values = true, value_name = "D")]
     pub duration: Option<String>,
     /// Events per second per task (0 = as fast as the target accepts): FLEETLOAD_RATE.
-    #[arg(long, value_name = "R")]
+    #[arg(long, allow_hyphen_values = true, value_name = "R")]
     pub rate: Option<String>,
     /// A load profile instead of --rate/--duration, e.g. 100@30s,ramp:1000@1m: FLEETLOAD_STAGES.
-    #[arg(long, value_name = "S", conflicts_with_all = ["duration", "rate"])]
+    #[arg(long, allow_hyphen_values = true, value_name = "S", conflicts_with_all = ["duration", "rate"])]
     pub stages: Option<String>,
     /// kinesis, kafka or null: FLEETLOAD_TARGET; locally, none starts an embedded broker.
     #[arg(long, value_name = "T")]
@@ -187,7 +231,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub gate: GateArgs,
     /// How long after launching the tasks they all start producing (FLEETLOAD_START_AT).
-    #[arg(long, value_name = "D")]
+    #[arg(long, allow_hyphen_values = true, value_name = "D")]
     pub start_delay: Option<String>,
     /// ECS options.
     #[command(flatten)]
@@ -215,7 +259,7 @@ pub struct MergeArgs {
     #[arg(value_name = "REPORT_URL/RUN_ID")]
     pub location: String,
     /// How many tasks the run had; fewer reports make the fleet failed (exit 3).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_expected_tasks, allow_negative_numbers = true)]
     pub expected_tasks: Option<u64>,
     /// Thresholds, JUnit file and report opening.
     #[command(flatten)]

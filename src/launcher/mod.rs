@@ -22,7 +22,7 @@ mod verdict;
 use anyhow::Context;
 
 use crate::launcher::cli::{Cli, Command, MergeArgs};
-use crate::launcher::exit::ExitStatus;
+use crate::launcher::exit::{ExitStatus, FleetFailed};
 use crate::launcher::merge::merge_run;
 use crate::launcher::verdict::{verdict, Gate};
 use crate::model::report_url::ReportUrl;
@@ -39,7 +39,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 
 async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
     let thresholds = crate::launcher::gate::parse_all(&args.gate.thresholds)?;
+    if let Some(path) = &args.gate.junit {
+        crate::launcher::gate::check_junit_path(path)?;
+    }
     let (url, run_id) = parse_run_location(&args.location)?;
+    if let ReportUrl::Local(dir) = &url {
+        // No directory means no task of the run wrote a report there (the fleet failed, or
+        // the path is mistyped): said as such, rather than as an all-zero table.
+        let run_dir = dir.join(&run_id);
+        if !run_dir.is_dir() {
+            return Err(FleetFailed(format!(
+                "{:?}: {} does not exist, so no task of run {run_id} reported there; check the \
+                 path (<REPORT_URL>/<RUN_ID>, such as ./fleetload-runs/RUN_ID)",
+                args.location,
+                run_dir.display()
+            ))
+            .into());
+        }
+    }
     let store = ReportStore::open(&url).await?;
     let merged = merge_run(&store, &run_id, None, args.expected_tasks).await?;
     let gate = Gate {

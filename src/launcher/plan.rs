@@ -22,17 +22,26 @@ pub const LOCAL_START_DELAY: Duration = Duration::from_secs(3);
 pub const ECS_START_DELAY: Duration = Duration::from_secs(120);
 /// The longest `--start-delay`: the worker refuses a FLEETLOAD_START_AT further away than this.
 pub const MAX_START_DELAY: Duration = Duration::from_secs(24 * 3600);
+/// The most worker processes the local backend starts on one machine: each is a process with
+/// its own runtime and librdkafka threads, and past a few hundred the machine refuses new
+/// processes mid-start. Larger fleets are what the ECS backend is for.
+pub const MAX_LOCAL_TASKS: u32 = 256;
 /// Report location of a local run that names none (the worker's own default).
 pub const DEFAULT_REPORT_URL: &str = "./fleetload-runs";
 
-/// The workers' environment: `FLEETLOAD_*` pairs, each name once.
+/// The workers' environment: `FLEETLOAD_*` pairs, each name once, and where each came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WorkerEnv(Vec<(String, String)>);
+pub struct WorkerEnv {
+    pairs: Vec<(String, String)>,
+    /// For a pair that came from a flag or an env file, that input as the user knows it
+    /// (`--duration`, `--env-file run.env line 3`): refusals name it.
+    origins: Vec<(String, String)>,
+}
 
 impl WorkerEnv {
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
+        self.pairs
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -40,23 +49,45 @@ impl WorkerEnv {
 
     /// Sets `key` (replacing an earlier value).
     pub fn set(&mut self, key: &str, value: &str) {
-        self.0.retain(|(k, _)| k != key);
-        self.0.push((key.to_string(), value.to_string()));
+        self.pairs.retain(|(k, _)| k != key);
+        self.origins.retain(|(k, _)| k != key);
+        self.pairs.push((key.to_string(), value.to_string()));
+    }
+
+    /// Sets `key` from the input `origin` (a flag, a line of an env file).
+    fn set_from(&mut self, key: &str, value: &str, origin: String) {
+        self.set(key, value);
+        self.origins.push((key.to_string(), origin));
+    }
+
+    /// Where `key` came from, when that was not `-e`.
+    fn origin(&self, key: &str) -> Option<&str> {
+        self.origins
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, o)| o.as_str())
     }
 
     /// The pairs, in the order they were set.
     pub fn pairs(&self) -> &[(String, String)] {
-        &self.0
+        &self.pairs
     }
 
-    /// Validates the environment with the worker's own rules, as one task would see it.
+    /// Validates the environment with the worker's own rules, as one task would see it (the
+    /// Kafka properties too, by librdkafka, without connecting).
     pub fn validate(&self) -> anyhow::Result<Scenario> {
-        let mut probe = self.0.clone();
+        let mut probe = self.pairs.clone();
         probe.push(("FLEETLOAD_TASK_ID".into(), "probe".into()));
         probe.push(("FLEETLOAD_START_AT".into(), Utc::now().to_rfc3339()));
         Scenario::from_env(probe)
             .and_then(|s| Target::check(&s).map(|()| s))
-            .map_err(|e| anyhow::anyhow!("the workers' scenario is not valid: {e}"))
+            .map_err(|e| {
+                let from = self
+                    .origin(e.variable())
+                    .map(|o| format!(" (from {o})"))
+                    .unwrap_or_default();
+                anyhow::anyhow!("the workers' scenario is not valid{from}: {e}")
+            })
     }
 }
 
@@ -107,12 +138,21 @@ impl TryFrom<&RunArgs> for RunPlan {
         if backend == Backend::Local && ecs_given {
             anyhow::bail!("ECS options (--stack, --cluster, --subnets, …) were given with --backend local: drop them or use --backend ecs");
         }
+        if backend == Backend::Local && args.tasks > MAX_LOCAL_TASKS {
+            anyhow::bail!(
+                "--tasks {}: the local backend runs at most {MAX_LOCAL_TASKS} worker processes on \
+                 one machine; accepted: 1 to {MAX_LOCAL_TASKS} locally, or --backend ecs for more",
+                args.tasks
+            );
+        }
         let mut env = worker_env(args)?;
         let run_id = env
             .get("FLEETLOAD_RUN_ID")
             .map(str::to_string)
             .unwrap_or_else(generate_run_id);
-        env.set("FLEETLOAD_RUN_ID", &run_id);
+        if env.get("FLEETLOAD_RUN_ID").is_none() {
+            env.set("FLEETLOAD_RUN_ID", &run_id);
+        }
         let start_delay = match &args.start_delay {
             Some(d) => parse_start_delay(d)?,
             None if backend == Backend::Ecs => ECS_START_DELAY,
@@ -158,42 +198,103 @@ fn parse_start_delay(text: &str) -> anyhow::Result<Duration> {
 fn worker_env(args: &RunArgs) -> anyhow::Result<WorkerEnv> {
     let mut env = WorkerEnv::default();
     if let Some(path) = &args.env_file {
-        let iter = dotenvy::from_path_iter(path)
-            .with_context(|| format!("--env-file {}: cannot read it", path.display()))?;
-        for item in iter {
-            let (k, v) = item.with_context(|| {
-                format!("--env-file {}: a line is not KEY=VALUE", path.display())
-            })?;
-            env.set(&k, &v);
+        for (k, v, line) in read_env_file(path)? {
+            env.set_from(&k, &v, format!("--env-file {} line {line}", path.display()));
         }
     }
     for (k, v) in &args.env {
         env.set(k, v);
     }
     let flags = [
-        ("FLEETLOAD_DURATION", &args.duration),
-        ("FLEETLOAD_RATE", &args.rate),
-        ("FLEETLOAD_STAGES", &args.stages),
-        ("FLEETLOAD_TARGET", &args.target),
-        ("FLEETLOAD_STREAM", &args.stream),
-        ("FLEETLOAD_TOPIC", &args.topic),
-        ("FLEETLOAD_REPORT_URL", &args.report_url),
-        ("FLEETLOAD_RUN_ID", &args.run_id),
+        ("--duration", "FLEETLOAD_DURATION", &args.duration),
+        ("--rate", "FLEETLOAD_RATE", &args.rate),
+        ("--stages", "FLEETLOAD_STAGES", &args.stages),
+        ("--target", "FLEETLOAD_TARGET", &args.target),
+        ("--stream", "FLEETLOAD_STREAM", &args.stream),
+        ("--topic", "FLEETLOAD_TOPIC", &args.topic),
+        ("--report-url", "FLEETLOAD_REPORT_URL", &args.report_url),
+        ("--run-id", "FLEETLOAD_RUN_ID", &args.run_id),
     ];
-    for (k, v) in flags {
+    for (flag, k, v) in flags {
         if let Some(v) = v {
-            env.set(k, v);
+            env.set_from(k, v, flag.to_string());
         }
     }
-    for (k, _) in env.pairs() {
+    for (k, v) in env.pairs() {
+        let from = env.origin(k).unwrap_or("-e");
         if !k.starts_with(PREFIX) {
-            anyhow::bail!("-e/--env-file {k}: only FLEETLOAD_* variables are passed to the workers (AWS settings come from the launcher's own environment locally, and from the task role on ECS)");
+            anyhow::bail!("{from} {k}: only FLEETLOAD_* variables are passed to the workers (AWS settings come from the launcher's own environment locally, and from the task role on ECS)");
         }
         if k == "FLEETLOAD_TASK_ID" || k == "FLEETLOAD_START_AT" {
-            anyhow::bail!("{k} is set by the launcher for each task; remove it (use --start-delay to choose the start)");
+            anyhow::bail!("{from} {k}: set by the launcher for each task; remove it (use --start-delay to choose the start)");
+        }
+        // A CI pipeline's unset variable expands to "": refused by the name the user typed
+        // before anything else looks at it (an empty run id would scatter the reports).
+        if v.trim().is_empty() {
+            let shown = if from.starts_with("--") && !from.starts_with("--env-file") {
+                format!("{from} {v:?}")
+            } else {
+                format!("{from} {k}={v:?}")
+            };
+            anyhow::bail!("{shown}: empty (an unset variable expands to an empty string); accepted: a value, or leave it out for its default");
         }
     }
     Ok(env)
+}
+
+/// The `KEY=VALUE` pairs of an env file, each with its line number. Parsed by `dotenvy` (quotes,
+/// `export`, comments); a refusal names the file, the line and the key, never the line's text,
+/// which may hold a secret.
+fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String, usize)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(
+            "--env-file {}: cannot read it ({e}); accepted: a readable UTF-8 file of KEY=VALUE lines",
+            path.display()
+        )
+    })?;
+    let line_of = |needle: &str| {
+        text.find(needle)
+            .map(|at| text[..at].matches('\n').count() + 1)
+    };
+    let line_of_key = |key: &str| {
+        text.lines()
+            .position(|l| {
+                let l = l.trim_start();
+                let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
+                l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|i| i + 1)
+    };
+    let mut pairs = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok((k, v)) => {
+                let line = line_of_key(&k).unwrap_or(0);
+                pairs.push((k, v, line));
+            }
+            Err(dotenvy::Error::LineParse(bad, column)) => {
+                let first = bad.lines().next().unwrap_or("");
+                let line = line_of(first).unwrap_or(0);
+                let key = first
+                    .trim_start()
+                    .trim_start_matches("export ")
+                    .split(|c: char| c == '=' || c.is_whitespace())
+                    .next()
+                    .filter(|k| !k.is_empty())
+                    .map(|k| format!(" ({k})"))
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "--env-file {} line {line}{key}: not KEY=VALUE (column {}); accepted: \
+                     KEY=VALUE lines, # comments, blank lines, values quoted with ' or \"",
+                    path.display(),
+                    column + 1
+                );
+            }
+            Err(e) => anyhow::bail!("--env-file {}: {e}", path.display()),
+        }
+    }
+    Ok(pairs)
 }
 
 /// A local report location made absolute: the workers run in other processes, maybe in another

@@ -43,6 +43,9 @@ const STOP_CONFIRM_TIMEOUT: Duration = Duration::from_secs(180);
 pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     // Thresholds are checked before any task starts: a typo must not cost a fleet.
     let thresholds = gate::parse_all(&args.gate.thresholds)?;
+    if let Some(path) = &args.gate.junit {
+        gate::check_junit_path(path)?;
+    }
     let plan = RunPlan::try_from(args)?;
     let outcome = match &plan.backend {
         BackendPlan::Local => run_local(&plan).await?,
@@ -264,7 +267,8 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
                 let stopped = stop_everything(&fleet, run_id, &known, reason, &display).await;
                 text = format!("{text}; then: {}", stopped_text(run_id, &stopped));
             }
-            return Err(e.context(FleetFailed(text)));
+            // `text` already holds the whole chain of `e`: wrapping `e` again would say it twice.
+            return Err(FleetFailed(text).into());
         }
     };
     let arns = report.tasks.clone();

@@ -84,6 +84,15 @@ pub enum ScenarioError {
 }
 
 impl ScenarioError {
+    /// The variable the refusal is about (the first one, for a conflict).
+    pub fn variable(&self) -> &str {
+        match self {
+            ScenarioError::Unknown { name, .. } | ScenarioError::Invalid { name, .. } => name,
+            ScenarioError::Missing { name, .. } => name,
+            ScenarioError::Conflict { first, .. } => first,
+        }
+    }
+
     pub(crate) fn invalid(
         name: &str,
         value: &str,

@@ -191,6 +191,10 @@ impl Template {
                 if min > max {
                     return Err(bad("MIN is above MAX"));
                 }
+                // A uniform draw needs MAX - MIN as a finite number; past that it cannot draw.
+                if !(max - min).is_finite() {
+                    return Err(bad("MAX - MIN is beyond the largest float"));
+                }
                 Ok(Part::Float { min, max, decimals })
             }
             "choice" => {
@@ -209,7 +213,10 @@ impl Template {
                     if text.is_empty() {
                         return Err(bad("an empty choice"));
                     }
-                    total += weight;
+                    // Past u64 the cumulative weights would wrap and some choices never be drawn.
+                    total = total.checked_add(weight).ok_or_else(|| {
+                        bad("the weights add up to more than 18446744073709551615")
+                    })?;
                     options.push((text.as_bytes().to_vec(), total));
                 }
                 if total == 0 {
@@ -658,6 +665,11 @@ mod tests {
             ("{\"a\":\"{{uuid}\"}", "not closed"),
             ("{\"a\":\"{{pad:10}}{{pad:5}}\"}", "at most one"),
             ("{\"a\":\"{{choice:}}\"}", "empty choice"),
+            (
+                "{\"a\":\"{{choice:a=18446744073709551615,b=1}}\"}",
+                "weights add up to more than",
+            ),
+            ("{\"a\":{{float:-1e308:1e308}}}", "beyond the largest float"),
             ("@/nonexistent/template.json", "cannot read"),
         ] {
             let e = PayloadSpec::parse(bad).unwrap_err().to_string();

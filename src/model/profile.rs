@@ -39,6 +39,7 @@ impl LoadProfile {
         let accepted =
             "comma-separated rate@duration steps, e.g. 100@30s,ramp:1000@1m,1000@2m (rates > 0)";
         let mut stages = Vec::new();
+        let mut total = Duration::ZERO;
         for step in value.split(',').map(str::trim) {
             let (ramp, step_body) = match step.strip_prefix("ramp:") {
                 Some(rest) => (true, rest),
@@ -65,6 +66,15 @@ impl LoadProfile {
                     NAME,
                     value,
                     format!("step {step:?} has a bad duration"),
+                    accepted,
+                )
+            })?;
+            // The steps' sum must not wrap (the run's length is bounded after, on the sum).
+            total = total.checked_add(duration).ok_or_else(|| {
+                ScenarioError::invalid(
+                    NAME,
+                    value,
+                    "the steps add up to more time than can be counted",
                     accepted,
                 )
             })?;

@@ -31,6 +31,11 @@ pub const KINESIS_MAX_RECORD_BYTES: usize = 1024 * 1024;
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1024;
 /// Longest run a single scenario may ask for; a typo such as `60h` should not bill for days.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// How far in the past `FLEETLOAD_START_AT` may be. A task that starts late counts its seconds
+/// from the planned start (so the rows of every task line up), one row per second it missed:
+/// tasks start minutes late at worst, and an instant much older is a stale value or a typo
+/// (`1970-01-01T00:00:00Z` would be 1.8 billion rows).
+pub const MAX_START_LATENESS: Duration = Duration::from_secs(3600);
 
 /// What the user typed, one optional string per variable (stage one of two).
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +227,7 @@ impl Scenario {
         let mut kafka = BTreeMap::new();
         let mut shown = BTreeMap::new();
         let mut secrets = Vec::new();
+        let mut kafka_names: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in vars {
             let (k, v): (String, String) = (k.into(), v.into());
             if !k.starts_with(PREFIX) {
@@ -233,6 +239,16 @@ impl Scenario {
             } else {
                 v.clone()
             };
+            // A CI pipeline's unset variable expands to "": taking that for "unset" would run a
+            // default the user never chose.
+            if v.trim().is_empty() {
+                return Err(ScenarioError::invalid(
+                    &k,
+                    &v,
+                    "empty",
+                    format!("a value, or no {k} at all (then its default applies)"),
+                ));
+            }
             shown.insert(k.clone(), display);
             if let Some(prop) = k.strip_prefix(KAFKA_PREFIX) {
                 if prop.is_empty() || !prop.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -243,7 +259,16 @@ impl Scenario {
                         "FLEETLOAD_KAFKA_<PROPERTY> with the property upper-cased and dots as underscores",
                     ));
                 }
-                kafka.insert(prop.to_ascii_lowercase().replace('_', "."), v);
+                let property = prop.to_ascii_lowercase().replace('_', ".");
+                if let Some(other) = kafka_names.insert(property.clone(), k.clone()) {
+                    return Err(ScenarioError::invalid(
+                        &k,
+                        &v,
+                        format!("{other} also sets librdkafka property {property}"),
+                        "each librdkafka property set by one variable",
+                    ));
+                }
+                kafka.insert(property, v);
             } else if KNOWN_VARIABLES.contains(&k.as_str()) {
                 ours.push((k, v));
             } else {
@@ -399,14 +424,20 @@ impl Scenario {
             }
         };
         if profile.total_duration() > MAX_DURATION {
+            let (name, typed) = match present(&raw.stages) {
+                Some(stages) => ("FLEETLOAD_STAGES", stages),
+                None => (
+                    "FLEETLOAD_DURATION",
+                    present(&raw.duration).unwrap_or_default(),
+                ),
+            };
             return Err(ScenarioError::invalid(
-                if present(&raw.stages).is_some() {
-                    "FLEETLOAD_STAGES"
-                } else {
-                    "FLEETLOAD_DURATION"
-                },
-                &humantime::format_duration(profile.total_duration()).to_string(),
-                "the run is longer than 24h",
+                name,
+                &typed,
+                format!(
+                    "the run would last {}, longer than 24h",
+                    humantime::format_duration(profile.total_duration())
+                ),
                 "a total duration from 1s to 24h",
             ));
         }
@@ -486,31 +517,10 @@ impl Scenario {
         let task_id = present(&raw.task_id)
             .map(|id| validate_id("FLEETLOAD_TASK_ID", &id))
             .transpose()?;
-        let start_at = present(&raw.start_at)
-            .map(|s| {
-                DateTime::parse_from_rfc3339(&s)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|e| {
-                        ScenarioError::invalid(
-                            "FLEETLOAD_START_AT",
-                            &s,
-                            e.to_string(),
-                            "an RFC 3339 instant such as 2026-11-22T10:00:00Z",
-                        )
-                    })
-            })
-            .transpose()?;
-        if let Some(t) = start_at {
-            // A start instant a day away is a typo, not a plan: the task would idle (and bill).
-            if t > Utc::now() + chrono::Duration::hours(24) {
-                return Err(ScenarioError::invalid(
-                    "FLEETLOAD_START_AT",
-                    &t.to_rfc3339(),
-                    "more than 24h in the future",
-                    "an RFC 3339 instant within the next 24h (or in the past: the task then starts at once)",
-                ));
-            }
-        }
+        let start_at = match present(&raw.start_at) {
+            Some(s) => Some(parse_start_at(&s, Utc::now())?),
+            None => None,
+        };
 
         let end_to_end = EndToEnd::parse(
             present(&raw.role).as_deref(),
@@ -581,6 +591,28 @@ impl Scenario {
             _ => BTreeMap::new(),
         }
     }
+}
+
+/// `FLEETLOAD_START_AT` as typed, judged at `now`: an RFC 3339 instant at most 24h ahead (further
+/// is a typo, and the task would idle and bill) and at most [`MAX_START_LATENESS`] behind.
+fn parse_start_at(typed: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ScenarioError> {
+    let accepted = "an RFC 3339 instant such as 2026-11-22T10:00:00Z, from 1h ago to 24h ahead \
+                    (a past one starts the task at once)";
+    let refuse = |why: String| ScenarioError::invalid("FLEETLOAD_START_AT", typed, why, accepted);
+    let t = DateTime::parse_from_rfc3339(typed)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| refuse(e.to_string()))?;
+    if t > now + chrono::Duration::hours(24) {
+        return Err(refuse("more than 24h in the future".into()));
+    }
+    let lateness = chrono::Duration::from_std(MAX_START_LATENESS).unwrap_or_default();
+    if t < now - lateness {
+        return Err(refuse(format!(
+            "more than {} in the past (a late task counts its seconds from this instant)",
+            humantime::format_duration(MAX_START_LATENESS)
+        )));
+    }
+    Ok(t)
 }
 
 /// A run id made of the UTC time and a random suffix: sortable and unique enough.
@@ -972,18 +1004,157 @@ mod tests {
                 "{name}: {e}"
             );
         }
+        let soon = (Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
         let s = null(&[
             ("FLEETLOAD_RUN_ID", "run-1"),
             ("FLEETLOAD_TASK_ID", "t1"),
-            ("FLEETLOAD_START_AT", "2026-01-02T03:04:05+01:00"),
+            ("FLEETLOAD_START_AT", &soon),
         ])
         .unwrap();
         assert_eq!(s.run_id, "run-1");
         assert_eq!(s.task_id.as_deref(), Some("t1"));
+        let now: DateTime<Utc> = "2026-01-02T02:30:00Z".parse().unwrap();
         assert_eq!(
-            s.start_at.unwrap().to_rfc3339(),
+            parse_start_at("2026-01-02T03:04:05+01:00", now)
+                .unwrap()
+                .to_rfc3339(),
             "2026-01-02T02:04:05+00:00"
         );
+        for (typed, why) in [
+            ("1970-01-01T00:00:00Z", "more than 1h in the past"),
+            ("2026-01-02T01:29:59Z", "more than 1h in the past"),
+            ("2026-01-03T02:30:01Z", "more than 24h in the future"),
+        ] {
+            let e = parse_start_at(typed, now).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("FLEETLOAD_START_AT={typed:?}")) && e.contains(why),
+                "{e}"
+            );
+        }
+        parse_start_at("2026-01-02T01:30:00Z", now).unwrap();
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        const PLANTED: &str = "planted-s3cret-fuzz";
+
+        /// A value a user might type, or garbage: numbers with units, instants, templates,
+        /// separators, blanks and arbitrary text.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[0-9]{0,25}(ms|s|m|h|d|k|M|/s|%)?",
+                "-?[0-9]{1,6}(\\.[0-9]{0,3})?(e[0-9]{1,3})?",
+                "(ramp:)?[0-9]{0,8}@[0-9]{0,12}[smh]?(,(ramp:)?[0-9]{0,4}@[0-9]{0,6}[smh]?){0,4}",
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2})",
+                "\\{\"a\":\"?\\{\\{(uuid|key|seq|int:-?[0-9]{1,20}:-?[0-9]{1,20}|float:-?[0-9e.]{1,8}:-?[0-9e.]{1,8}|choice:[a-z]{1,3}=[0-9]{1,20},[a-z]=[0-9]{1,20}|pad:[0-9]{1,9}|nope)\\}\\}\"?\\}",
+                "(s3|file|gs)://[A-Za-z0-9./-]{0,20}",
+                "[ \t]{0,3}",
+                ".{0,40}",
+            ]
+        }
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => prop::sample::select(KNOWN_VARIABLES).prop_map(str::to_string),
+                1 => "FLEETLOAD_KAFKA_[A-Za-z_.-]{0,24}",
+                1 => "FLEETLOAD_[A-Z_]{0,16}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 3000, max_shrink_time: 10_000, ..ProptestConfig::default() })]
+
+            /// Whatever is typed, the parser answers (never panics), a refusal is one line that
+            /// starts with the variable it is about, and the planted secret appears in
+            /// neither the refusal nor what an accepted scenario shows.
+            #[test]
+            fn the_scenario_parser_refuses_by_name_and_never_leaks(
+                target in prop::sample::select(&["null", "kinesis", "kafka", "KAFKA", ""][..]),
+                vars in prop::collection::vec((name(), value()), 0..8),
+            ) {
+                let mut env: Vec<(String, String)> = vec![
+                    ("FLEETLOAD_TARGET".into(), target.to_string()),
+                    ("FLEETLOAD_KAFKA_SASL_PASSWORD".into(), PLANTED.into()),
+                ];
+                if target.eq_ignore_ascii_case("kafka") {
+                    env.push(("FLEETLOAD_TOPIC".into(), "t".into()));
+                    env.push(("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS".into(), "127.0.0.1:9".into()));
+                }
+                for (k, v) in vars {
+                    env.retain(|(n, _)| *n != k);
+                    env.push((k, v));
+                }
+                match Scenario::from_env(env) {
+                    Ok(s) => {
+                        let shown = format!("{:?} {:?}", s.shown, s.redacted_kafka());
+                        prop_assert!(!shown.contains(PLANTED), "{}", shown);
+                        prop_assert!(s.profile.total_duration() <= MAX_DURATION);
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        prop_assert!(!text.contains(PLANTED), "{}", text);
+                        let named = e.variable().to_string();
+                        prop_assert!(
+                            text.starts_with(&named) || text.starts_with("unknown variable"),
+                            "{}", text
+                        );
+                        prop_assert!(named.starts_with("FLEETLOAD_"), "{}", text);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_means_unset_and_is_refused_by_name() {
+        for name in KNOWN_VARIABLES
+            .iter()
+            .copied()
+            .chain(["FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS"])
+        {
+            for blank in ["", "  ", "\t"] {
+                let e = null(&[(name, blank)]).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(&format!("{name}={blank:?} is not valid: empty")),
+                    "{name}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn one_kafka_property_from_two_spellings_is_refused() {
+        let e = parse(&[
+            ("FLEETLOAD_TARGET", "kafka"),
+            ("FLEETLOAD_TOPIC", "t"),
+            ("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS", "h:1"),
+            ("FLEETLOAD_KAFKA_LINGER_MS", "5"),
+            ("FLEETLOAD_KAFKA_linger_ms", "50"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("FLEETLOAD_KAFKA_linger_ms=")
+                && e.contains("FLEETLOAD_KAFKA_LINGER_MS also sets librdkafka property linger.ms"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn too_long_runs_are_quoted_as_typed() {
+        let e = null(&[("FLEETLOAD_DURATION", "25h")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("FLEETLOAD_DURATION=\"25h\""), "{e}");
+        let e = null(&[("FLEETLOAD_STAGES", "1@20h,1@5h")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("FLEETLOAD_STAGES=\"1@20h,1@5h\""), "{e}");
+        let huge = "1@18446744073709551615s,1@18446744073709551615s";
+        let e = null(&[("FLEETLOAD_STAGES", huge)]).unwrap_err().to_string();
+        assert!(e.starts_with("FLEETLOAD_STAGES="), "{e}");
     }
 
     #[test]

@@ -24,6 +24,38 @@ pub fn xml_escape(text: &str) -> String {
     out
 }
 
+/// Checks, before any task starts, that the JUnit file can be written where `--junit` says: the
+/// path is not a directory, and its nearest existing ancestor is a directory (the missing ones
+/// are created at the end). A run must not be spent to find out that `afile/x.xml` lies under
+/// a regular file.
+pub fn check_junit_path(path: &std::path::Path) -> anyhow::Result<()> {
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "--junit {:?}: {why}; accepted: a file path whose parent is (or can be created as) a \
+             directory",
+            path.display().to_string()
+        )
+    };
+    if path.as_os_str().is_empty() {
+        return Err(refuse("empty".into()));
+    }
+    if path.is_dir() {
+        return Err(refuse("is a directory".into()));
+    }
+    for ancestor in path.ancestors().skip(1) {
+        if ancestor.as_os_str().is_empty() {
+            break;
+        }
+        if let Ok(meta) = std::fs::metadata(ancestor) {
+            if !meta.is_dir() {
+                return Err(refuse(format!("{} is not a directory", ancestor.display())));
+            }
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Name of the JUnit test case that checks every task reported and completed.
 pub const COVERAGE_CASE: &str = "fleet coverage";
 

@@ -8,6 +8,8 @@
 
 pub(crate) mod junit;
 
+pub(crate) use junit::check_junit_path;
+
 use std::fmt;
 
 use crate::launcher::render::format::trim;
@@ -19,7 +21,7 @@ mean (latency from the intended send time), service_p50 … service_mean (servic
 error_rate, rate (acknowledged events/s), acknowledged, failed, attempted, retried, and end to end \
 e2e_p50 … e2e_mean (latency through the system under test), lost, duplicates (counts, or shares \
 with %: of acknowledged events, of records seen); OP is one of \
-<, <=, >, >=, ==; VALUE is a latency such as 250ms, 1s, 500us (a bare number is ms), an error \
+<, <=, >, >=, ==; VALUE is a latency such as 250ms, 1s, 500us or 1h (a bare number is ms), an error \
 rate such as 0.1% or 0.001, a rate such as 9500/s or 9.5k/s, or a count such as 1000 or 1.5M";
 
 /// A metric of the merged summary.
@@ -368,9 +370,10 @@ fn parse_value(metric: Metric, text: &str) -> Result<f64, String> {
                 "us" | "µs" => 0.001,
                 "ns" => 0.000_001,
                 "m" | "min" => 60_000.0,
+                "h" => 3_600_000.0,
                 _ => {
                     return Err(format!(
-                        "unknown latency unit {unit:?} (use us, ms, s or m)"
+                        "unknown latency unit {unit:?} (use us, ms, s, m or h)"
                     ))
                 }
             };

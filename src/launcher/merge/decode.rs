@@ -74,6 +74,21 @@ pub(super) fn decode_report(
         "{SUMMARY_FILE} belongs to run {:?}, not {run_id:?}",
         summary.run_id
     );
+    let c = &summary.counts;
+    // The contract's identities, in checked arithmetic: a report whose counts do not add up
+    // (or whose sums would wrap) is not a measurement. A planned count of 0 is a report from
+    // before the count existed.
+    anyhow::ensure!(
+        c.acknowledged.checked_add(c.failed) == Some(c.attempted)
+            && (c.planned == 0 || c.attempted.checked_add(c.unsent) == Some(c.planned)),
+        "{SUMMARY_FILE} counts do not add up: attempted {} should be acknowledged {} + failed {}, \
+         and planned {} should be attempted + unsent {}",
+        c.attempted,
+        c.acknowledged,
+        c.failed,
+        c.planned,
+        c.unsent
+    );
     let measured_nothing = summary.counts.attempted == 0 && summary.counts.acknowledged == 0;
     for (text, slot, what) in [
         (&summary.histograms.latency, SLOT_LATENCY, "latency"),

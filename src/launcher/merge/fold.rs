@@ -126,6 +126,26 @@ impl Merger {
             });
             return;
         }
+        // Counts and bytes are summed in checked arithmetic: a report claiming more than the
+        // merged sums can hold is named as unreadable (the fleet failed, exit 3), never wrapped.
+        let (Some(counts), Some(bytes)) = (
+            self.counts.checked_sum(&s.counts),
+            self.bytes.checked_add(s.bytes),
+        ) else {
+            self.tasks.push(TaskState {
+                task_id: task.task_id,
+                report: Err(format!(
+                    "unreadable report: its counts or bytes (attempted {}, bytes {}) added to \
+                     the other tasks' pass the largest count, {}",
+                    s.counts.attempted,
+                    s.bytes,
+                    u64::MAX
+                )),
+            });
+            return;
+        };
+        self.counts = counts;
+        self.bytes = bytes;
         for r in &report.rows {
             let i = r.second as usize;
             if self.rows.len() <= i {
@@ -134,15 +154,15 @@ impl Merger {
             let sum = &mut self.rows[i];
             sum.present = true;
             sum.target_rate += r.target_rate;
-            sum.attempted += r.attempted;
-            sum.unsent += r.unsent;
-            sum.acknowledged += r.acknowledged;
-            sum.failed += r.failed;
-            sum.bytes += r.bytes;
+            // Rows are bounded by the summary's checked totals in a sound report; a corrupt row
+            // saturates rather than wrapping.
+            sum.attempted = sum.attempted.saturating_add(r.attempted);
+            sum.unsent = sum.unsent.saturating_add(r.unsent);
+            sum.acknowledged = sum.acknowledged.saturating_add(r.acknowledged);
+            sum.failed = sum.failed.saturating_add(r.failed);
+            sum.bytes = sum.bytes.saturating_add(r.bytes);
         }
-        self.counts.add(&s.counts);
         add_by_shard(&mut self.by_shard, &s.by_shard);
-        self.bytes += s.bytes;
         if let Some(t) = &s.saturation {
             // Times summed across tasks; the first second any task fell behind.
             let m = self.saturation.get_or_insert_with(Saturation::default);
@@ -156,7 +176,8 @@ impl Merger {
         for (code, points) in &s.errors_timeline {
             let merged = self.errors.entry(code.clone()).or_default();
             for &(second, events) in points {
-                *merged.entry(second).or_default() += events;
+                let slot = merged.entry(second).or_default();
+                *slot = slot.saturating_add(events);
             }
         }
         self.planned_start = min_time(self.planned_start, Some(s.planned_start));

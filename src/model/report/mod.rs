@@ -102,6 +102,29 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// These counts plus `other`'s, or `None` when a sum would pass `u64::MAX` (a report that
+    /// claims more events than can be counted is refused, never wrapped).
+    pub fn checked_sum(&self, other: &Counts) -> Option<Counts> {
+        let add_map = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
+            let mut out = a.clone();
+            for (k, v) in b {
+                let slot = out.entry(k.clone()).or_default();
+                *slot = slot.checked_add(*v)?;
+            }
+            Some(out)
+        };
+        Some(Counts {
+            planned: self.planned.checked_add(other.planned)?,
+            unsent: self.unsent.checked_add(other.unsent)?,
+            attempted: self.attempted.checked_add(other.attempted)?,
+            acknowledged: self.acknowledged.checked_add(other.acknowledged)?,
+            failed: self.failed.checked_add(other.failed)?,
+            retried: self.retried.checked_add(other.retried)?,
+            failed_by_code: add_map(&self.failed_by_code, &other.failed_by_code)?,
+            retried_by_code: add_map(&self.retried_by_code, &other.retried_by_code)?,
+        })
+    }
+
     /// Adds another task's counts.
     pub fn add(&mut self, other: &Counts) {
         self.planned += other.planned;

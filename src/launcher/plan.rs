@@ -14,7 +14,7 @@ use crate::launcher::fleet::ecs::EcsConfig;
 use crate::model::input::PREFIX;
 use crate::model::report_url::ReportUrl;
 use crate::model::scenario::{generate_run_id, Scenario};
-use crate::worker::sink::Target;
+use crate::worker::sink::{Files, Target};
 
 /// Local tasks start this long after launch unless `--start-delay` says otherwise.
 pub const LOCAL_START_DELAY: Duration = Duration::from_secs(3);
@@ -75,12 +75,14 @@ impl WorkerEnv {
 
     /// Validates the environment with the worker's own rules, as one task would see it (the
     /// Kafka properties too, by librdkafka, without connecting).
-    pub fn validate(&self) -> anyhow::Result<Scenario> {
+    /// `files` says whether the files the Kafka properties name exist on this machine (local
+    /// tasks) or only inside the task (ECS).
+    pub fn validate(&self, files: Files) -> anyhow::Result<Scenario> {
         let mut probe = self.pairs.clone();
         probe.push(("FLEETLOAD_TASK_ID".into(), "probe".into()));
         probe.push(("FLEETLOAD_START_AT".into(), Utc::now().to_rfc3339()));
         Scenario::from_env(probe)
-            .and_then(|s| Target::check(&s).map(|()| s))
+            .and_then(|s| Target::check(&s, files).map(|()| s))
             .map_err(|e| {
                 let from = self
                     .origin(e.variable())

@@ -21,6 +21,7 @@ use crate::launcher::progress::{print_plan, Display};
 use crate::launcher::signals::StopRequest;
 use crate::launcher::verdict::{verdict, Gate};
 use crate::model::report_url::ReportUrl;
+use crate::worker::sink::Files;
 use crate::worker::store::ReportStore;
 use crate::worker::DRAIN_TIMEOUT;
 
@@ -110,7 +111,7 @@ async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
     let url = ReportUrl::parse(&url).map_err(|e| anyhow::anyhow!("--report-url: {e}"))?;
     let url = absolute_report_url(url)?;
     env.set("FLEETLOAD_REPORT_URL", &url.to_string());
-    let scenario = env.validate()?;
+    let scenario = env.validate(Files::Here)?;
     let start_at = fix_start(&mut env, plan.start_delay)?;
 
     let log_dir = match &url {
@@ -193,7 +194,7 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
     if !matches!(url, ReportUrl::S3 { .. }) {
         anyhow::bail!("--report-url {url}: ECS tasks cannot write to this machine's disk; accepted: s3://bucket/prefix");
     }
-    let scenario = env.validate()?;
+    let scenario = env.validate(Files::InTheTask)?;
     ecs::validate_run_id(run_id)?;
     let start_at = fix_start(&mut env, plan.start_delay)?;
     let fleet = EcsFleet::new(client, cfg);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::model::scenario::Scenario;
 use crate::worker::exit::{WorkerExit, HARD_DEADLINE_EXIT, HARD_DEADLINE_GRACE};
-use crate::worker::sink::Target;
+use crate::worker::sink::{Files, Target};
 use crate::worker::task::run;
 
 /// The worker process from start to exit: logging, the scenario from the environment, the
@@ -25,13 +25,14 @@ pub fn process_main() -> std::process::ExitCode {
             v.to_string_lossy().into_owned(),
         )
     });
-    let scenario = match Scenario::from_env(vars).and_then(|s| Target::check(&s).map(|()| s)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("fleetload worker: {e}");
-            return ExitCode::from(WorkerExit::BadConfig.code());
-        }
-    };
+    let scenario =
+        match Scenario::from_env(vars).and_then(|s| Target::check(&s, Files::Here).map(|()| s)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("fleetload worker: {e}");
+                return ExitCode::from(WorkerExit::BadConfig.code());
+            }
+        };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -12,4 +12,5 @@ mod null;
 mod target;
 
 pub use boundary::{Event, Sink};
+pub use kafka::Files;
 pub use target::Target;

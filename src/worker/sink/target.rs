@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::boundary::{Event, PreflightError, Sink};
-use super::kafka::KafkaSink;
+use super::kafka::{Files, KafkaSink};
 use super::kinesis::KinesisSink;
 use super::null::NullSink;
 use crate::model::input::ScenarioError;
@@ -23,11 +23,12 @@ pub enum Target {
 impl Target {
     /// What can be known about the target without reaching it, checked while the scenario is
     /// validated (exit 2, before anything is written): librdkafka's verdict on the Kafka
-    /// properties. The worker and `launcher run` both call it.
-    pub fn check(scenario: &Scenario) -> Result<(), ScenarioError> {
+    /// properties. The worker and `launcher run` both call it; `files` says whether the files
+    /// the properties name are on this machine.
+    pub fn check(scenario: &Scenario, files: Files) -> Result<(), ScenarioError> {
         match &scenario.target {
             TargetConfig::Kafka { properties, .. } => {
-                super::kafka::check_properties(properties, &scenario.secrets)
+                super::kafka::check_properties(properties, &scenario.secrets, files)
             }
             TargetConfig::Kinesis { .. } | TargetConfig::Null => Ok(()),
         }

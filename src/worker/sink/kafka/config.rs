@@ -99,6 +99,7 @@ pub(crate) fn variable_name(property: &str) -> String {
 pub(crate) fn check_properties(
     properties: &BTreeMap<String, String>,
     secrets: &[String],
+    files: Files,
 ) -> Result<(), ScenarioError> {
     let accepted =
         |p: &str| format!("a value librdkafka accepts for {p} (see librdkafka's CONFIGURATION.md)");
@@ -143,6 +144,13 @@ pub(crate) fn check_properties(
     }
     let mut all = client_config(properties, "validation");
     all.remove("bootstrap.servers");
+    if files == Files::InTheTask {
+        // The files are read when the client is created; they need only exist where the
+        // task runs (inside its container on ECS), not on the launcher's machine.
+        for property in FILE_PROPERTIES {
+            all.remove(property);
+        }
+    }
     all.set_log_level(RDKafkaLogLevel::Emerg);
     if let Err(e) = all.create::<BaseProducer>() {
         let text = match e {
@@ -159,6 +167,26 @@ pub(crate) fn check_properties(
     }
     Ok(())
 }
+
+/// Where the files that properties name (CA, certificate, key, keystore) are read: here, or
+/// only where the task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    /// On this machine: the worker itself, and `launcher run`'s local tasks.
+    Here,
+    /// Inside the task (ECS): the launcher checks everything but the files.
+    InTheTask,
+}
+
+/// librdkafka's properties whose value is a file that the client reads when it is created.
+const FILE_PROPERTIES: [&str; 6] = [
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.keystore.location",
+    "ssl.crl.location",
+    "sasl.kerberos.keytab",
+];
 
 /// The properties given, by variable, secrets' values left out: what a refusal of the
 /// configuration as a whole quotes.
@@ -239,7 +267,23 @@ mod tests {
     fn refusal(pairs: &[(&str, &str)]) -> String {
         let p = props(pairs);
         let secrets = secret_values(&p);
-        check_properties(&p, &secrets).unwrap_err().to_string()
+        check_properties(&p, &secrets, Files::Here)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_ca_file_missing_here_is_refused_for_local_tasks_and_left_to_the_task_on_ecs() {
+        let p = props(&[
+            ("bootstrap.servers", "b-1.example:9094"),
+            ("security.protocol", "ssl"),
+            ("ssl.ca.location", "/nonexistent/fleetload/ca.pem"),
+        ]);
+        let here = check_properties(&p, &[], Files::Here)
+            .unwrap_err()
+            .to_string();
+        assert!(here.contains("ssl.ca.location"), "{here}");
+        check_properties(&p, &[], Files::InTheTask).unwrap();
     }
 
     #[test]
@@ -251,7 +295,7 @@ mod tests {
             ("compression.type", "lz4"),
             ("sasl.password", "hunter2"),
         ]);
-        check_properties(&p, &[]).unwrap();
+        check_properties(&p, &[], Files::Here).unwrap();
     }
 
     #[test]

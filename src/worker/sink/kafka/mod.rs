@@ -24,6 +24,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 pub(crate) use self::config::check_properties;
+pub use self::config::Files;
 use self::config::{client_config, config_error, uses_msk_iam};
 use self::delivery::{error_name, pack, DeliveryContext};
 use self::msk_iam::{region_of_bootstrap, MskIamTokens};

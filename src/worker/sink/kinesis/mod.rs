@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -83,8 +83,9 @@ struct RecordMeta {
 /// The Kinesis sink: batches, requests in flight, per-record outcomes.
 pub struct KinesisSink {
     client: Arc<PutRecordsClient>,
-    /// The stream's open shards (empty when `ListShards` was not allowed).
-    shards: Arc<ShardMap>,
+    /// The stream's open shards, once `ListShards` has answered (read in the background, so
+    /// that a slow or refused `ListShards` never delays production; empty when not allowed).
+    shards: Arc<OnceLock<ShardMap>>,
     batch_size: usize,
     body: RequestBody,
     meta: Vec<RecordMeta>,
@@ -144,17 +145,25 @@ impl KinesisSink {
             .map_err(PreflightError)?;
         let max_in_flight = max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
         // The shard map only names the shard of failures that Kinesis did not name: a task
-        // role without kinesis:ListShards still produces.
-        let shards = match shards::list_open_shards(&client, &stream).await {
-            Ok(map) => map,
-            Err(e) => {
-                tracing::warn!("no shard map of Kinesis stream {stream}: {e}; failures Kinesis does not attribute count under shard {UNKNOWN_SHARD:?}");
-                ShardMap::default()
-            }
-        };
+        // role without kinesis:ListShards still produces, and production does not wait for it.
+        let shards = Arc::new(OnceLock::new());
+        {
+            let shards = Arc::clone(&shards);
+            let stream = stream.clone();
+            tokio::spawn(async move {
+                match shards::list_open_shards(&client, &stream).await {
+                    Ok(map) => {
+                        let _ = shards.set(map);
+                    }
+                    Err(e) => {
+                        tracing::warn!("no shard map of Kinesis stream {stream}: {e}; failures Kinesis does not attribute count under shard {UNKNOWN_SHARD:?}");
+                    }
+                }
+            });
+        }
         Ok(KinesisSink {
             client: Arc::new(put_client),
-            shards: Arc::new(shards),
+            shards,
             batch_size,
             body: RequestBody::new(&stream, batch_size, 128),
             meta: Vec::with_capacity(batch_size),
@@ -312,7 +321,7 @@ fn retryable_request(code: &str) -> bool {
 #[derive(Clone, Copy)]
 struct Call<'a> {
     client: &'a PutRecordsClient,
-    shards: &'a ShardMap,
+    shards: &'a OnceLock<ShardMap>,
     recorder: &'a SharedRecorder,
 }
 
@@ -341,13 +350,14 @@ impl<'a> ShardTally<'a> {
 /// The shard of record `i` of `batch`: as Kinesis named it, else as the shard map says.
 fn shard_of<'a>(
     answered: Option<&'a str>,
-    shards: &'a ShardMap,
+    shards: &'a OnceLock<ShardMap>,
     batch: &Batch,
     i: usize,
 ) -> &'a str {
     answered
         .or_else(|| {
             shards
+                .get()?
                 .shard_of_key(batch.partition_key(i))
                 .map(|s| s.id.as_str())
         })

@@ -295,10 +295,10 @@ fi
 # (tests/image.rs: builds the Docker image from a clean clone and runs it, the longest by far)
 # runs after all the others.
 section "cargo test"
-note "\$ cargo test --all-targets -- --skip built_image::; cargo test --test image -- built_image::"
+note "\$ cargo test --all-targets --no-fail-fast -- --skip built_image::; cargo test --test image -- built_image::"
 test_status=0
 test_log=$(mktemp)
-cargo test --all-targets -- --skip built_image:: 2>&1 | tee "$test_log" || test_status=$?
+cargo test --all-targets --no-fail-fast -- --skip built_image:: 2>&1 | tee "$test_log" || test_status=$?
 cargo test --test image -- built_image:: 2>&1 | tee -a "$test_log" || test_status=$?
 if ((test_status != 0)); then
     FAILED+=("cargo test")

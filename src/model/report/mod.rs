@@ -172,14 +172,18 @@ pub struct ShardCounts {
 }
 
 impl ShardCounts {
-    /// Adds another task's counts for the same shard.
+    /// Adds another task's counts for the same shard. In a sound report they are bounded by
+    /// the summary's totals, which the merge adds in checked arithmetic; a corrupt report's
+    /// shard counts saturate rather than wrap.
     pub fn add(&mut self, other: &ShardCounts) {
-        self.acknowledged += other.acknowledged;
+        self.acknowledged = self.acknowledged.saturating_add(other.acknowledged);
         for (k, v) in &other.failed_by_code {
-            *self.failed_by_code.entry(k.clone()).or_default() += v;
+            let slot = self.failed_by_code.entry(k.clone()).or_default();
+            *slot = slot.saturating_add(*v);
         }
         for (k, v) in &other.retried_by_code {
-            *self.retried_by_code.entry(k.clone()).or_default() += v;
+            let slot = self.retried_by_code.entry(k.clone()).or_default();
+            *slot = slot.saturating_add(*v);
         }
     }
 
@@ -190,11 +194,12 @@ impl ShardCounts {
             .get(THROTTLED_CODE)
             .copied()
             .unwrap_or(0)
-            + self
-                .retried_by_code
-                .get(THROTTLED_CODE)
-                .copied()
-                .unwrap_or(0)
+            .saturating_add(
+                self.retried_by_code
+                    .get(THROTTLED_CODE)
+                    .copied()
+                    .unwrap_or(0),
+            )
     }
 }
 
@@ -625,6 +630,25 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_counts_past_u64_saturate_instead_of_wrapping() {
+        let huge = ShardCounts {
+            acknowledged: u64::MAX,
+            failed_by_code: BTreeMap::from([(THROTTLED_CODE.to_string(), u64::MAX)]),
+            retried_by_code: BTreeMap::from([(THROTTLED_CODE.to_string(), 5)]),
+        };
+        let mut into = BTreeMap::from([("shardId-0".to_string(), huge.clone())]);
+        add_by_shard(
+            &mut into,
+            &BTreeMap::from([("shardId-0".to_string(), huge)]),
+        );
+        let merged = &into["shardId-0"];
+        assert_eq!(merged.acknowledged, u64::MAX);
+        assert_eq!(merged.failed_by_code[THROTTLED_CODE], u64::MAX);
+        assert_eq!(merged.retried_by_code[THROTTLED_CODE], 10);
+        assert_eq!(merged.throttled(), u64::MAX);
+    }
 
     fn saturated(cause: &str) -> Summary {
         let mut s: Summary = serde_json::from_value(serde_json::json!({

@@ -5,43 +5,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{env, kafka_env, KAFKA_TASK};
+use common::{env, kafka_env, run_worker, KAFKA_TASK};
 use fleetload::model::report::Summary;
-
-const WORKER: &str = env!("CARGO_BIN_EXE_worker");
-
-fn run_worker(env: &[(String, String)], limit: Duration) -> Output {
-    let mut cmd = Command::new(WORKER);
-    cmd.env_clear();
-    for key in ["PATH", "HOME", "TMPDIR"] {
-        if let Ok(v) = std::env::var(key) {
-            cmd.env(key, v);
-        }
-    }
-    cmd.env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start the worker");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "worker still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Produces 20,000 sensor readings over 1,000 keys with `distribution` into a fresh mock
 /// cluster, and returns how many messages kcat read back per key number (the `_<n>` of

@@ -8,50 +8,17 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use common::{aws_env_at, env, moto_url};
+use common::{aws_env_at, env, moto_url, run_worker};
 use fleetload::model::report::{Summary, THROTTLED_CODE};
 use fleetload_testkit::kinesis::{DoubleConfig, KinesisDouble};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
 fn python() -> String {
     std::env::var("FLEETLOAD_TEST_PYTHON").expect(
         "FLEETLOAD_TEST_PYTHON is not set: run the tests through ci/test.sh, which installs boto3",
     )
-}
-
-fn run_worker(env: &[(String, String)], limit: Duration) -> Output {
-    let mut cmd = Command::new(WORKER);
-    cmd.env_clear();
-    for key in ["PATH", "HOME", "TMPDIR"] {
-        if let Ok(v) = std::env::var(key) {
-            cmd.env(key, v);
-        }
-    }
-    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start the worker");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "worker still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 async fn worker_ok(e: Vec<(String, String)>) -> Output {

@@ -7,14 +7,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{aws_env_at as aws_env, env, kafka_env, KAFKA_TASK};
+use common::{aws_env_at as aws_env, env, kafka_env, run_worker, worker_command, KAFKA_TASK};
 use fleetload::model::report::{parse_hlog, parse_timeseries, Summary, TIMESERIES_HEADER};
 use fleetload_testkit::kinesis::{DoubleConfig, KinesisDouble};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
 fn moto_url() -> String {
     std::env::var("FLEETLOAD_TEST_MOTO_URL")
@@ -25,40 +23,6 @@ fn python() -> String {
     std::env::var("FLEETLOAD_TEST_PYTHON").expect(
         "FLEETLOAD_TEST_PYTHON is not set: run the tests through ci/test.sh, which installs boto3",
     )
-}
-
-fn worker_command(env: &[(String, String)]) -> Command {
-    let mut cmd = Command::new(WORKER);
-    cmd.env_clear();
-    for key in ["PATH", "HOME", "TMPDIR"] {
-        if let Ok(v) = std::env::var(key) {
-            cmd.env(key, v);
-        }
-    }
-    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "info");
-    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd
-}
-
-fn run_worker(env: &[(String, String)], limit: Duration) -> Output {
-    let mut child = worker_command(env).spawn().expect("start the worker");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "worker still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn read_local_report(

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use fleetload::model::report::{
@@ -272,4 +274,41 @@ pub async fn write_task(store: &ReportStore, task: &SyntheticTask) {
         )
         .await
         .unwrap();
+}
+
+/// The worker binary with a clean environment (PATH, HOME, TMPDIR kept), logging at info, and
+/// `env` on top; its output captured.
+pub fn worker_command(env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
+    cmd.env_clear();
+    for key in ["PATH", "HOME", "TMPDIR"] {
+        if let Ok(v) = std::env::var(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info");
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs the worker to its end; kills it and fails the test when it outlives `limit`.
+pub fn run_worker(env: &[(String, String)], limit: Duration) -> Output {
+    let mut child = worker_command(env).spawn().expect("start the worker");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "worker still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -95,9 +95,7 @@ pub struct KinesisSink {
     /// sending a full batch never waits, and waiting for room happens before an event is
     /// taken (where the producing loop can abandon the wait at the planned end or on stop).
     reserved: Option<OwnedSemaphorePermit>,
-    tasks: JoinSet<()>,
-    /// Per send task, how many of its records are still unanswered (for a task that panics).
-    unanswered: HashMap<Id, Arc<AtomicU64>>,
+    tasks: SendTasks,
     recorder: SharedRecorder,
     /// Set when the drain deadline passes: records waiting to be retried give up at once.
     give_up: watch::Sender<bool>,
@@ -170,8 +168,7 @@ impl KinesisSink {
             batch_bytes: 0,
             permits: Arc::new(Semaphore::new(max_in_flight)),
             reserved: None,
-            tasks: JoinSet::new(),
-            unanswered: HashMap::new(),
+            tasks: SendTasks::default(),
             recorder,
             give_up: watch::channel(false).0,
         })
@@ -186,9 +183,7 @@ impl KinesisSink {
             .reserved
             .take()
             .expect("a batch being filled holds an in-flight slot");
-        while let Some(done) = self.tasks.try_join_next_with_id() {
-            self.reap(done);
-        }
+        self.tasks.reap_finished(&self.recorder);
         let batch = self.body.take();
         let mut meta = std::mem::replace(&mut self.meta, Vec::with_capacity(self.batch_size));
         self.batch_bytes = 0;
@@ -199,9 +194,7 @@ impl KinesisSink {
         }
         let (client, mut give_up) = (self.client.clone(), self.give_up.subscribe());
         let shards = self.shards.clone();
-        let unanswered = Arc::new(AtomicU64::new(meta.len() as u64));
-        let left = unanswered.clone();
-        let task = self.tasks.spawn(async move {
+        self.tasks.spawn(meta.len() as u64, move |left| async move {
             let call = Call {
                 client: &client,
                 shards: &shards,
@@ -210,12 +203,33 @@ impl KinesisSink {
             put_with_retries(call, batch, meta, &mut give_up, &left).await;
             drop(permit);
         });
+    }
+}
+
+/// The PutRecords tasks in flight, and how many records each has not had an answer for yet, so
+/// that a task that panics is logged and its records counted, never dropped silently.
+#[derive(Default)]
+struct SendTasks {
+    tasks: JoinSet<()>,
+    /// Per task, its records still unanswered (the task keeps it up to date).
+    unanswered: HashMap<Id, Arc<AtomicU64>>,
+}
+
+impl SendTasks {
+    /// Runs the task `send(unanswered)` for `records` records; the task lowers `unanswered` as
+    /// its records are answered.
+    fn spawn<F, Fut>(&mut self, records: u64, send: F)
+    where
+        F: FnOnce(Arc<AtomicU64>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let unanswered = Arc::new(AtomicU64::new(records));
+        let task = self.tasks.spawn(send(unanswered.clone()));
         self.unanswered.insert(task.id(), unanswered);
     }
 
-    /// A finished send task: a panic is logged and its unanswered records counted
-    /// `SendPanicked`, never dropped silently.
-    fn reap(&mut self, done: Result<(Id, ()), JoinError>) {
+    /// A finished task: a panic is logged and its unanswered records counted `SendPanicked`.
+    fn reap(&mut self, done: Result<(Id, ()), JoinError>, recorder: &SharedRecorder) {
         match done {
             Ok((id, ())) => {
                 self.unanswered.remove(&id);
@@ -227,7 +241,7 @@ impl KinesisSink {
                     .map_or(0, |n| n.load(Ordering::Relaxed));
                 if e.is_panic() {
                     tracing::error!(records = n, "a PutRecords task panicked: {e}");
-                    let mut r = self.recorder.lock();
+                    let mut r = recorder.lock();
                     let now = r.now_ns();
                     r.failed(SEND_PANICKED, now, n);
                 }
@@ -237,10 +251,24 @@ impl KinesisSink {
         }
     }
 
-    async fn join_all(&mut self) {
-        while let Some(done) = self.tasks.join_next_with_id().await {
-            self.reap(done);
+    /// Reaps the tasks that have finished, without waiting.
+    fn reap_finished(&mut self, recorder: &SharedRecorder) {
+        while let Some(done) = self.tasks.try_join_next_with_id() {
+            self.reap(done, recorder);
         }
+    }
+
+    /// Waits for every task.
+    async fn join_all(&mut self, recorder: &SharedRecorder) {
+        while let Some(done) = self.tasks.join_next_with_id().await {
+            self.reap(done, recorder);
+        }
+    }
+
+    /// Cancels every task still running, and reaps them.
+    fn abort_all(&mut self, recorder: &SharedRecorder) {
+        self.tasks.abort_all();
+        self.reap_finished(recorder);
     }
 }
 
@@ -283,15 +311,17 @@ impl Sink for KinesisSink {
         self.dispatch();
         self.reserved = None;
         let wait = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(wait, self.join_all()).await.is_err() {
+        let recorder = &self.recorder;
+        if tokio::time::timeout(wait, self.tasks.join_all(recorder))
+            .await
+            .is_err()
+        {
             // Past the deadline: records waiting to be retried give up (`RetryAbandoned`),
             // requests on the wire get a moment, then they are abandoned (unacknowledged).
             self.give_up.send_replace(true);
-            let _ = tokio::time::timeout(Duration::from_millis(500), self.join_all()).await;
-            self.tasks.abort_all();
-            while let Some(done) = self.tasks.try_join_next_with_id() {
-                self.reap(done);
-            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), self.tasks.join_all(recorder))
+                .await;
+            self.tasks.abort_all(recorder);
         }
     }
 }
@@ -507,5 +537,84 @@ async fn preflight(
             };
             Err(PreflightError(reason))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::measure::Recorder;
+
+    /// What the worker logs, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logged {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logged {
+        type Writer = Logged;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_task_that_panics_is_logged_and_its_unanswered_records_count_send_panicked() {
+        let logged = Logged::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logged.clone())
+            .with_ansi(false)
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+        let recorder = SharedRecorder::new(Recorder::new(Instant::now(), 0));
+        recorder.lock().attempted(0, 10 + 4);
+        let mut tasks = SendTasks::default();
+        // A batch of 10 whose task has 3 records answered, then panics with 7 unanswered.
+        let r = recorder.clone();
+        tasks.spawn(10, move |left| async move {
+            for _ in 0..3 {
+                r.lock().acknowledged(0, 0, 2_000_000, 100);
+            }
+            left.store(7, Ordering::Relaxed);
+            tokio::task::yield_now().await;
+            panic!("a bug while reading an answer");
+        });
+        // A batch of 4 answered whole beside it.
+        let r = recorder.clone();
+        tasks.spawn(4, move |left| async move {
+            for _ in 0..4 {
+                r.lock().acknowledged(0, 0, 3_000_000, 100);
+            }
+            left.store(0, Ordering::Relaxed);
+        });
+        tasks.join_all(&recorder).await;
+
+        let r = recorder.lock();
+        let c = r.counts();
+        assert_eq!(c.acknowledged, 7);
+        assert_eq!(c.failed, 7);
+        assert_eq!(
+            c.failed_by_code,
+            [(SEND_PANICKED.to_string(), 7)].into_iter().collect()
+        );
+        assert_eq!(c.attempted, c.acknowledged + c.failed);
+        assert_eq!(
+            r.outstanding(),
+            0,
+            "nothing is left to count as unacknowledged"
+        );
+        assert!(tasks.unanswered.is_empty());
+        let log = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("ERROR"), "{log}");
+        assert!(log.contains("a PutRecords task panicked"), "{log}");
+        assert!(log.contains("records=7"), "{log}");
     }
 }

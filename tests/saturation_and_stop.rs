@@ -1,8 +1,9 @@
 //! The truth at the edges: a target that cannot keep up, and a stop signal mid-run.
 //!
 //! The worker binary against a slow Kinesis double (one PutRecords at a time), librdkafka's
-//! mock cluster with slowed brokers, and a black-holed endpoint that accepts connections and
-//! never answers PutRecords. Everything on loopback, every run bounded in time.
+//! mock cluster with slowed brokers (and brokers that go silent or down mid-run), and a
+//! black-holed endpoint that accepts connections and never answers PutRecords. Everything on
+//! loopback, every run bounded in time.
 
 mod common;
 
@@ -482,6 +483,77 @@ fn sigterm_mid_burst_unpaced_against_slow_kafka_waits_for_every_acknowledgement(
 #[test]
 fn sigterm_mid_burst_paced_against_slow_kafka_waits_for_every_acknowledgement() {
     sigterm_against_slow_kafka("sig-kafka-paced", "20000");
+}
+
+/// How a Kafka cluster stops answering mid-run.
+#[derive(Debug, Clone, Copy)]
+enum KafkaSilence {
+    /// The broker keeps its connections and answers nothing (every answer an hour late).
+    BlackHole,
+    /// The broker is down: connections closed, new ones refused.
+    Down,
+}
+
+/// SIGTERM while the cluster is silent: after a few seconds of producing (paced, so the run is
+/// not over before the signal), the one broker goes silent, the worker's requests pile up, and
+/// the signal comes. The report must be stored within [`STOP_BUDGET`], with every event
+/// attempted accounted for: what was acknowledged before, and the rest failed or never sent.
+fn sigterm_against_a_silent_kafka_cluster(run: &str, silence: KafkaSilence) {
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic("events", 1, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = kafka_env(
+        &servers,
+        run,
+        dir.path(),
+        &[("FLEETLOAD_RATE", "5000"), ("FLEETLOAD_DURATION", "60s")],
+    );
+    let child = worker(&vars);
+    std::thread::sleep(Duration::from_secs(4));
+    match silence {
+        KafkaSilence::BlackHole => mock
+            .broker_round_trip_time(1, Duration::from_secs(3600))
+            .unwrap(),
+        KafkaSilence::Down => mock.broker_down(1).unwrap(),
+    }
+    let (out, since) = stop_after(child, Duration::from_secs(2));
+    let (s, rows) = read_report(dir.path(), run, KAFKA_TASK);
+    eprintln!(
+        "{run}: stored {:.1}s after SIGTERM; {:?}",
+        since.as_secs_f64(),
+        s.counts
+    );
+    assert_accounts(&s, &rows);
+    assert_eq!(
+        s.outcome,
+        Outcome::Interrupted {
+            signal: "SIGTERM".into()
+        },
+        "{}",
+        stderr(&out)
+    );
+    let c = &s.counts;
+    // The first seconds were acknowledged; what was handed over after the broker fell silent
+    // never was, and is counted as failed, by code, never as acknowledged.
+    assert!(c.acknowledged >= 5_000, "{c:?}");
+    assert!(c.failed > 0, "{c:?}");
+    // Six seconds of a 5,000/s schedule were due by the signal.
+    assert!(c.planned >= 28_000, "{c:?}");
+    assert!(
+        c.failed_by_code.keys().all(|code| !code.is_empty()),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn sigterm_against_a_black_holed_kafka_cluster_stores_the_report_within_20_seconds() {
+    sigterm_against_a_silent_kafka_cluster("kafka-hole", KafkaSilence::BlackHole);
+}
+
+#[test]
+fn sigterm_against_a_dead_kafka_cluster_stores_the_report_within_20_seconds() {
+    sigterm_against_a_silent_kafka_cluster("kafka-down", KafkaSilence::Down);
 }
 
 /// An endpoint that answers the Kinesis control plane (the worker's preflight) and accepts

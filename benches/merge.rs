@@ -9,6 +9,8 @@
 //! runs (`bench/merge.sh` merges the same files with two builds of the merge). Besides the
 //! times, the benchmark prints the merge's peak resident memory: the high-water mark is reset
 //! (`/proc/self/clear_refs`) after the set-up, so it is the merge's own, not the generator's.
+//! `FLEETLOAD_BENCH_TASKS` and `FLEETLOAD_BENCH_SECONDS` change the size of the full run
+//! (`bench/merge-memory.sh` merges 300 s and 3,600 s runs side by side).
 //!
 //! Each task has 300 per-second histograms of ~1,000 events with a realistic shape (a few ms,
 //! a 1 % tail to 500 ms, rare outliers to 3 s), so each per-second encoding holds hundreds of
@@ -147,8 +149,18 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let size = |name: &str, default: u64| -> u64 {
+        std::env::var(name).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
+        })
+    };
     let (tasks, seconds, pool_size) = if full {
-        (1000, SECONDS, POOL)
+        (
+            size("FLEETLOAD_BENCH_TASKS", 1000) as usize,
+            size("FLEETLOAD_BENCH_SECONDS", SECONDS),
+            POOL,
+        )
     } else {
         (20, SMOKE_SECONDS, 2)
     };

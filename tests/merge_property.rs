@@ -66,7 +66,8 @@ proptest! {
         // The encoded merged histogram is the same histogram, bucket for bucket.
         prop_assert_eq!(s.latency_histogram().unwrap(), all.clone());
         // Per second too: each second's merged histogram is that second's raw values.
-        for merged_second in &merged.per_second {
+        for merged_second in merged.per_second.iter() {
+            let merged_second = merged_second.unwrap();
             let (second, h) = (&merged_second.second, merged_second.histogram().unwrap());
             let raw = &per_second_all[*second as usize];
             prop_assert_eq!(h.len(), raw.len());

@@ -8,7 +8,9 @@ mod common;
 use std::process::Command;
 
 use common::{aws_env, moto_bucket, synthetic_task, write_task};
-use fleetload::model::report::{Outcome, Summary};
+use fleetload::launcher::merge::{merge_run, merge_run_with, write_merged, MergeLimits};
+use fleetload::model::report::{Outcome, Summary, HLOG_FILE, SUMMARY_FILE, TIMESERIES_FILE};
+use fleetload::worker::store::{merged_dir, ReportStore};
 use futures::StreamExt;
 
 /// More keys than one ListObjectsV2 page (1,000) holds.
@@ -155,5 +157,84 @@ async fn launcher_merges_from_s3_end_to_end() {
     assert!(
         shown.contains("s3://no-such-bucket-fleetload/x/run/tasks/"),
         "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn ranged_reads_return_the_part_asked_and_nothing_past_the_end() {
+    let (store, _) = moto_bucket("ranges").await;
+    let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    store
+        .put("r/tasks/t/histograms.hlog", bytes.clone(), "text/plain")
+        .await
+        .unwrap();
+    let key = "r/tasks/t/histograms.hlog";
+    let get = |offset: u64, len: usize| {
+        let store = &store;
+        async move { store.get_range(key, offset, len).await.unwrap() }
+    };
+    assert_eq!(get(0, 100).await, Some(bytes[..100].to_vec()));
+    assert_eq!(get(4321, 500).await, Some(bytes[4321..4821].to_vec()));
+    // At the end: fewer bytes than asked, then none.
+    assert_eq!(get(4900, 500).await, Some(bytes[4900..].to_vec()));
+    assert_eq!(get(5000, 10).await, Some(Vec::new()));
+    assert_eq!(get(9000, 10).await, Some(Vec::new()));
+    assert_eq!(
+        store
+            .get_range("r/tasks/none/histograms.hlog", 0, 10)
+            .await
+            .unwrap(),
+        None
+    );
+    // The same from a directory.
+    let dir = tempfile::tempdir().unwrap();
+    let local = ReportStore::Local(dir.path().to_path_buf());
+    local.put(key, bytes.clone(), "text/plain").await.unwrap();
+    for (offset, len) in [(0, 100), (4321, 500), (4900, 500), (5000, 10), (9000, 10)] {
+        assert_eq!(
+            local.get_range(key, offset, len).await.unwrap(),
+            get(offset, len).await,
+            "{offset}+{len}"
+        );
+    }
+    assert_eq!(local.get_range("r/none", 0, 10).await.unwrap(), None);
+}
+
+/// Every file `write_merged` wrote for `run`, by name.
+async fn merged_files(store: &ReportStore, run: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let mut files = Vec::new();
+    for name in [SUMMARY_FILE, TIMESERIES_FILE, HLOG_FILE] {
+        let key = format!("{}/{name}", merged_dir(run));
+        files.push((name, store.get(&key).await.unwrap().expect("written")));
+    }
+    files
+}
+
+#[tokio::test]
+async fn a_merge_from_s3_read_a_window_at_a_time_writes_what_a_local_merge_writes() {
+    let (s3, _) = moto_bucket("windows").await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = ReportStore::Local(dir.path().to_path_buf());
+    let run = "windowed-run";
+    let values: Vec<u64> = (0..900).map(|i| 500 + i * 113).collect();
+    for (id, from) in [("a", 0), ("b", 300), ("c", 600)] {
+        let t = synthetic_task(run, id, &values[from..], 2, 120, Outcome::Completed);
+        write_task(&s3, &t).await;
+        write_task(&local, &t).await;
+    }
+    // A few hundred bytes of each log at a time: dozens of ranged reads a task.
+    let limits = MergeLimits { window_bytes: 900 };
+    let from_s3 = merge_run_with(&s3, run, None, Some(3), limits)
+        .await
+        .unwrap();
+    let from_disk = merge_run(&local, run, None, Some(3)).await.unwrap();
+    assert_eq!(from_s3.summary.outcome, Outcome::Completed);
+    assert_eq!(from_s3.summary.counts.acknowledged, 900 + 600 + 300);
+    assert_eq!(from_s3.per_second.len(), 120);
+    write_merged(&s3, run, &from_s3).await.unwrap();
+    write_merged(&local, run, &from_disk).await.unwrap();
+    assert_eq!(
+        merged_files(&s3, run).await,
+        merged_files(&local, run).await
     );
 }

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
 use crate::model::profile::LoadProfile;
@@ -71,15 +70,12 @@ pub struct Recorder {
     rows: Vec<RowCounts>,
     open_second: u64,
     open: Histogram<u64>,
-    /// Closed seconds, written into the interval log as they close, compressed (V2 deflate):
-    /// a plain histogram is ~180 KB, and a one-hour run has 3,600 seconds. They are never
-    /// inflated again, so the memory a run costs grows with what its seconds held, not with
-    /// the histograms' size.
+    /// Closed seconds, written into the interval log as they close, encoded (V2 deflate, in
+    /// stored blocks, see `HlogWriter::for_task`): a histogram is ~180 KB in memory, and a
+    /// one-hour run has 3,600 seconds. They are never decoded again, so the memory a run costs
+    /// grows with what its seconds held, not with the histograms' size.
     hlog: HlogWriter,
-    /// Reused buffer for one second's encoding.
-    encoded: Vec<u8>,
     errors: BTreeMap<String, BTreeMap<u64, u64>>,
-    serializer: V2DeflateSerializer,
     /// The load profile, for the target rate of each row.
     profile: Option<LoadProfile>,
     /// Events attempted, not yet answered, now sleeping in a retry's backoff.
@@ -121,10 +117,8 @@ impl Recorder {
             rows: Vec::new(),
             open_second: 0,
             open: new_histogram(),
-            hlog: HlogWriter::new(DateTime::<Utc>::UNIX_EPOCH),
-            encoded: Vec::new(),
+            hlog: HlogWriter::for_task(DateTime::<Utc>::UNIX_EPOCH),
             errors: BTreeMap::new(),
-            serializer: V2DeflateSerializer::new(),
             profile: None,
             waiting_retry: 0,
             pace: Pace::default(),
@@ -147,7 +141,7 @@ impl Recorder {
     ) {
         self.origin = origin;
         self.late_ns = late_ns;
-        self.hlog = HlogWriter::new(planned_start);
+        self.hlog = HlogWriter::for_task(planned_start);
         self.profile = Some(profile.clone());
     }
 
@@ -248,11 +242,7 @@ impl Recorder {
         let s = self.open_second;
         let h = &self.open;
         let (p50, p99, max) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
-        self.encoded.clear();
-        self.serializer
-            .serialize(h, &mut self.encoded)
-            .expect("serializing into memory");
-        self.hlog.push_encoded(s, max, &self.encoded);
+        self.hlog.push(s, h);
         let row = self.row(s);
         row.p50_ms = p50 as f64 / 1000.0;
         row.p99_ms = p99 as f64 / 1000.0;
@@ -415,7 +405,10 @@ impl Recorder {
                 unsent: r.unsent,
             })
             .collect();
-        let hlog = std::mem::replace(&mut self.hlog, HlogWriter::new(DateTime::<Utc>::UNIX_EPOCH));
+        let hlog = std::mem::replace(
+            &mut self.hlog,
+            HlogWriter::for_task(DateTime::<Utc>::UNIX_EPOCH),
+        );
         Measurements {
             counts: self.counts.clone(),
             bytes: self.bytes,

@@ -184,6 +184,154 @@ impl ReportStore {
         }
     }
 
+    /// Reads at most `len` bytes of `key` from byte `offset` on: fewer only at the end of the
+    /// object or file (none at or past it); `None` when there is no such object or file. The
+    /// merge reads each task's interval log this way, a window of seconds at a time, so it never
+    /// holds a long run's logs whole.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: usize,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        if len == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        match self {
+            ReportStore::Local(root) => {
+                let path = local_path(root, key)?;
+                // One trip to the blocking pool for the open, seek and read (each through
+                // tokio::fs would be one).
+                tokio::task::spawn_blocking(move || read_local_range(&path, offset, len))
+                    .await
+                    .context("reading a report file panicked")?
+            }
+            ReportStore::S3 { client, bucket, .. } => {
+                let full = self.full_key(key);
+                let last = offset.saturating_add(len as u64 - 1);
+                let response = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&full)
+                    .range(format!("bytes={offset}-{last}"))
+                    .send()
+                    .await;
+                let output = match response {
+                    Ok(output) => output,
+                    Err(err) => {
+                        let status = err.raw_response().map(|r| r.status().as_u16());
+                        if err.as_service_error().is_some_and(|e| e.is_no_such_key())
+                            || status == Some(404)
+                        {
+                            return Ok(None);
+                        }
+                        // 416: the range starts at or past the end of the object.
+                        if status == Some(416) {
+                            return Ok(Some(Vec::new()));
+                        }
+                        return Err(aws_sdk_s3::Error::from(err))
+                            .with_context(|| format!("could not read s3://{bucket}/{full}"));
+                    }
+                };
+                let body = output
+                    .body
+                    .collect()
+                    .await
+                    .with_context(|| format!("could not read s3://{bucket}/{full}"))?;
+                let mut bytes = body.into_bytes().to_vec();
+                // A server that ignores Range answers with the whole object.
+                if bytes.len() > len {
+                    let start = (offset as usize).min(bytes.len());
+                    bytes = bytes[start..(start + len).min(bytes.len())].to_vec();
+                }
+                Ok(Some(bytes))
+            }
+        }
+    }
+
+    /// [`ReportStore::get_range`] of every `(key, offset, len, buffer)`, each appended to its
+    /// buffer, which comes back with the answer (`false` when there is no such object or file),
+    /// in the same order: on S3 `concurrency` at a time, locally all in one trip to the blocking
+    /// pool, read straight into the buffers. The merge reads a thousand tasks' logs a window at a
+    /// time into buffers it keeps: a fresh buffer per read cost more in page faults than the read.
+    pub async fn append_ranges(
+        &self,
+        reads: Vec<(String, u64, usize, Vec<u8>)>,
+        concurrency: usize,
+    ) -> Vec<(Vec<u8>, anyhow::Result<bool>)> {
+        use futures::StreamExt;
+        match self {
+            ReportStore::Local(root) => {
+                let root = root.clone();
+                let keys: Vec<String> = reads.iter().map(|r| r.0.clone()).collect();
+                let answers = tokio::task::spawn_blocking(move || {
+                    reads
+                        .into_iter()
+                        .map(|(key, offset, len, mut buf)| {
+                            let read = local_path(&root, &key)
+                                .and_then(|path| append_local_range(&path, offset, len, &mut buf));
+                            (buf, read)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                match answers {
+                    Ok(answers) => answers,
+                    Err(e) => keys
+                        .iter()
+                        .map(|key| {
+                            let e = anyhow::anyhow!("reading {key} panicked: {e}");
+                            (Vec::new(), Err(e))
+                        })
+                        .collect(),
+                }
+            }
+            ReportStore::S3 { .. } => {
+                futures::stream::iter(reads)
+                    .map(|(key, offset, len, mut buf)| async move {
+                        let read = self
+                            .get_range(&key, offset, len)
+                            .await
+                            .map(|bytes| bytes.map(|b| buf.extend_from_slice(&b)).is_some());
+                        (buf, read)
+                    })
+                    .buffered(concurrency.max(1))
+                    .collect()
+                    .await
+            }
+        }
+    }
+
+    /// Writes the file at `path` to `key`, replacing what was there, without reading it into
+    /// memory: a long run's merged interval log is written this way. Locally it appears whole or
+    /// not at all, as with [`ReportStore::put`].
+    pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> anyhow::Result<()> {
+        match self {
+            ReportStore::Local(root) => {
+                let target = local_path(root, key)?;
+                let result = copy_atomically(path, &target).await;
+                result.with_context(|| format!("could not write {}", target.display()))
+            }
+            ReportStore::S3 { client, bucket, .. } => {
+                let full = self.full_key(key);
+                let body = ByteStream::from_path(path)
+                    .await
+                    .with_context(|| format!("could not read {}", path.display()))?;
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(&full)
+                    .content_type(content_type)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(aws_sdk_s3::Error::from)
+                    .with_context(|| format!("could not write s3://{bucket}/{full}"))?;
+                Ok(())
+            }
+        }
+    }
+
     /// Every key that starts with `prefix`, sorted. On S3 the listing follows continuation
     /// tokens, so a run of a thousand tasks (three thousand objects) is listed whole; locally the
     /// directory tree is walked.
@@ -285,20 +433,73 @@ fn local_path(root: &Path, key: &str) -> anyhow::Result<PathBuf> {
 /// Temporary files are named `.<name>.tmp-<pid>-<n>` and skipped by [`list_local`].
 const TEMP_MARKER: &str = ".tmp-";
 
-async fn write_atomically(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
+/// A temporary name next to `path`, unique in this process.
+fn temp_path(path: &Path) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
-    tokio::fs::create_dir_all(dir).await?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(
+    dir.join(format!(
         ".{name}{TEMP_MARKER}{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    ))
+}
+
+async fn write_atomically(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(dir).await?;
+    let temp = temp_path(path);
     if let Err(e) = tokio::fs::write(&temp, &bytes).await {
+        let _ = tokio::fs::remove_file(&temp).await;
+        return Err(e);
+    }
+    if let Err(e) = tokio::fs::rename(&temp, path).await {
+        let _ = tokio::fs::remove_file(&temp).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// At most `len` bytes of the file at `path` from `offset` on; `None` when there is no file.
+fn read_local_range(path: &Path, offset: u64, len: usize) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::with_capacity(len);
+    let found = append_local_range(path, offset, len, &mut bytes)?;
+    Ok(found.then_some(bytes))
+}
+
+/// Appends at most `len` bytes of the file at `path` from byte `offset` on to `buf` (straight
+/// into its spare capacity); `false` when there is no such file.
+fn append_local_range(
+    path: &Path,
+    offset: u64,
+    len: usize,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<bool> {
+    use std::io::{Read, Seek};
+    let read = |buf: &mut Vec<u8>| {
+        let mut file = std::fs::File::open(path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        buf.reserve(len);
+        file.take(len as u64).read_to_end(buf)?;
+        Ok::<_, std::io::Error>(())
+    };
+    match read(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
+    }
+}
+
+/// Copies `from` to `path` through a temporary file in `path`'s directory, renamed at the end.
+async fn copy_atomically(from: &Path, path: &Path) -> std::io::Result<()> {
+    let temp = temp_path(path);
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    if let Err(e) = tokio::fs::copy(from, &temp).await {
         let _ = tokio::fs::remove_file(&temp).await;
         return Err(e);
     }

@@ -1,14 +1,15 @@
-//! One task's report files parsed and its histograms decoded into a batch; a report that cannot
-//! be read is a reason, never a panic.
+//! One task's summary and time series parsed, and the summary's histograms decoded into a
+//! batch; a report that cannot be read is a reason, never a panic. (Its per-second histograms
+//! are merged a window of seconds at a time, in `seconds`.)
 
 use anyhow::Context;
 
 use crate::model::report::{
-    parse_timeseries, read_hlog, SecondRow, Summary, HLOG_FILE, SUMMARY_FILE, TIMESERIES_FILE,
+    parse_timeseries, SecondRow, Summary, HLOG_FILE, SUMMARY_FILE, TIMESERIES_FILE,
 };
 
 use super::hdr::{Batch, Decoder};
-use super::merged::{TaskInput, MAX_SECOND};
+use super::merged::MAX_SECOND;
 
 /// Slots of a task's [`Batch`] that are not seconds: the whole-run histograms of the summary.
 pub(super) const SLOT_LATENCY: u32 = u32::MAX;
@@ -28,26 +29,36 @@ impl Decoded {
     }
 }
 
-/// A readable report: its summary and rows; its histograms are in the decoding thread's
-/// [`Batch`] (slot [`SLOT_LATENCY`], [`SLOT_SERVICE`], or the second), with those of the other
-/// tasks of its group.
+/// A readable report: its summary and rows; its whole-run histograms are in the decoding
+/// thread's [`Batch`] (slot [`SLOT_LATENCY`] and [`SLOT_SERVICE`]).
 pub(super) struct DecodedReport {
     pub(super) summary: Summary,
     pub(super) rows: Vec<SecondRow>,
+    /// Its `histograms.hlog` is to be merged (it has one).
+    pub(super) per_second: bool,
 }
 
-/// Parses and decodes one task's files. A task that measured nothing may lack its time series
-/// and interval log; any other missing or malformed file makes the whole report unreadable, so
-/// the totals and the time series always cover the same tasks.
+/// A task's files as the first pass of the merge reads them: the summary and the time series
+/// (`None` for a file that is absent), and whether there is an interval log.
+pub(super) struct TaskFiles<'a> {
+    pub(super) task_id: &'a str,
+    pub(super) summary: Option<&'a [u8]>,
+    pub(super) timeseries: Option<&'a [u8]>,
+    pub(super) has_hlog: bool,
+}
+
+/// Parses and decodes one task's summary and time series. A task that measured nothing may
+/// lack its time series and interval log; any other missing or malformed file makes the whole
+/// report unreadable, so the totals and the time series always cover the same tasks.
 pub(super) fn decode_task(
     run_id: &str,
-    input: TaskInput,
+    files: TaskFiles<'_>,
     decoder: &mut Decoder,
     batch: &mut Batch,
 ) -> Decoded {
-    let task_id = input.task_id.clone();
+    let task_id = files.task_id.to_string();
     let mark = batch.mark();
-    match decode_report(run_id, input, decoder, batch) {
+    match decode_report(run_id, files, decoder, batch) {
         Ok(report) => Decoded {
             task_id,
             report: Ok(report),
@@ -61,14 +72,14 @@ pub(super) fn decode_task(
 
 pub(super) fn decode_report(
     run_id: &str,
-    input: TaskInput,
+    files: TaskFiles<'_>,
     decoder: &mut Decoder,
     batch: &mut Batch,
 ) -> anyhow::Result<DecodedReport> {
-    let summary_bytes = input
+    let summary_bytes = files
         .summary
         .with_context(|| format!("{SUMMARY_FILE} is missing"))?;
-    let summary = Summary::from_json(&summary_bytes).with_context(|| SUMMARY_FILE.to_string())?;
+    let summary = Summary::from_json(summary_bytes).with_context(|| SUMMARY_FILE.to_string())?;
     anyhow::ensure!(
         summary.run_id == run_id,
         "{SUMMARY_FILE} belongs to run {:?}, not {run_id:?}",
@@ -105,8 +116,8 @@ pub(super) fn decode_report(
             .decode_base64(text, slot, batch)
             .with_context(|| format!("{what} histogram in {SUMMARY_FILE}"))?;
     }
-    let rows = match input.timeseries {
-        Some(bytes) => parse_timeseries(&bytes)?,
+    let rows = match files.timeseries {
+        Some(bytes) => parse_timeseries(bytes)?,
         None if measured_nothing => Vec::new(),
         None => anyhow::bail!("{TIMESERIES_FILE} is missing"),
     };
@@ -116,28 +127,12 @@ pub(super) fn decode_report(
             row.second
         );
     }
-    match input.hlog {
-        Some(bytes) => decode_hlog(&bytes, decoder, batch)?,
-        None if measured_nothing => {}
-        None => anyhow::bail!("{HLOG_FILE} is missing"),
+    if !files.has_hlog && !measured_nothing {
+        anyhow::bail!("{HLOG_FILE} is missing");
     }
-    Ok(DecodedReport { summary, rows })
-}
-
-/// Reads `histograms.hlog` with the report's one reader, decoding each second into the batch
-/// (one slot per second, see [`hdr`] for why the merge has its own decoder).
-pub(super) fn decode_hlog(
-    bytes: &[u8],
-    decoder: &mut Decoder,
-    batch: &mut Batch,
-) -> anyhow::Result<()> {
-    read_hlog(bytes, |second, text| {
-        anyhow::ensure!(
-            second <= MAX_SECOND,
-            "{HLOG_FILE} has a histogram for second {second}, beyond any run"
-        );
-        decoder
-            .decode_base64(text, second as u32, batch)
-            .with_context(|| format!("{HLOG_FILE}, second {second}"))
+    Ok(DecodedReport {
+        summary,
+        rows,
+        per_second: files.has_hlog,
     })
 }

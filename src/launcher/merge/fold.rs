@@ -12,8 +12,8 @@ use crate::model::report::{
 
 use super::decode::{Decoded, SLOT_LATENCY, SLOT_SERVICE};
 use super::e2e::merge_e2e;
-use super::hdr::{Accumulator, Batch, Encoder};
-use super::merged::{Merged, MergedSecond, MERGED_TASK_ID, REASON_IDS};
+use super::hdr::{Accumulator, Batch, SecondStats};
+use super::merged::{Merged, MergedSeconds, MERGED_TASK_ID, REASON_IDS};
 
 /// Sums of one second across tasks.
 #[derive(Debug, Default, Clone)]
@@ -39,7 +39,6 @@ pub(super) struct Merger {
     pub(super) tasks: Vec<TaskState>,
     pub(super) latency: Accumulator,
     pub(super) service: Accumulator,
-    pub(super) per_second: Vec<Accumulator>,
     pub(super) rows: Vec<RowSum>,
     pub(super) counts: Counts,
     pub(super) bytes: u64,
@@ -63,7 +62,6 @@ impl Merger {
             tasks: Vec::new(),
             latency: Accumulator::default(),
             service: Accumulator::default(),
-            per_second: Vec::new(),
             rows: Vec::new(),
             counts: Counts::default(),
             bytes: 0,
@@ -80,31 +78,23 @@ impl Merger {
         }
     }
 
-    /// Adds a group of tasks and the histograms of the readable ones, which `batch` holds;
-    /// empties both. The histograms are added second by second across the group.
-    pub(super) fn add_group(&mut self, group: &mut Vec<Decoded>, batch: &mut Batch) {
-        for task in group.drain(..) {
-            self.add(task);
-        }
-        batch.sort_by_slot();
-        for (slot, layout, entries) in batch.histograms() {
-            let acc = match slot {
-                SLOT_LATENCY => &mut self.latency,
-                SLOT_SERVICE => &mut self.service,
-                second => {
-                    let i = second as usize;
-                    if self.per_second.len() <= i {
-                        self.per_second.resize_with(i + 1, Accumulator::default);
-                    }
-                    &mut self.per_second[i]
+    /// Adds one task: its summary and rows, and, when its report is readable, the whole-run
+    /// histograms that `batch` holds for it. Empties `batch`.
+    pub(super) fn add_with(&mut self, task: Decoded, batch: &mut Batch) {
+        if task.report.is_ok() {
+            for (slot, layout, entries) in batch.histograms() {
+                match slot {
+                    SLOT_LATENCY => self.latency.add(layout, entries),
+                    SLOT_SERVICE => self.service.add(layout, entries),
+                    _ => unreachable!("a summary holds two histograms"),
                 }
-            };
-            acc.add(layout, entries);
+            }
         }
         batch.clear();
+        self.add(task);
     }
 
-    /// Adds one task's summary and rows (its histograms are added by [`Merger::add_group`]).
+    /// Adds one task's summary and rows (its histograms are added by [`Merger::add_with`]).
     pub(super) fn add(&mut self, task: Decoded) {
         let report = match task.report {
             Ok(report) => report,
@@ -195,16 +185,30 @@ impl Merger {
             None => self.scenario = Some(s.scenario.clone()),
             Some(common) => common.retain(|k, v| s.scenario.get(k) == Some(v)),
         }
+        // The task's timeline is in the merged one now; kept per task it would make the merge's
+        // memory grow with tasks × seconds (a throttled day-long run has an entry a second).
+        let mut summary = report.summary;
+        summary.errors_timeline.clear();
         self.tasks.push(TaskState {
             task_id: task.task_id,
-            report: Ok(report.summary),
+            report: Ok(summary),
         });
     }
 
+    /// The run's first planned start among the tasks added so far: where the merged interval
+    /// log counts its seconds from.
+    pub(super) fn planned_start(&self) -> DateTime<Utc> {
+        self.planned_start.unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+    }
+
+    /// The merged report, with `per_second` (the merged interval log) and `stats` (each merged
+    /// second's percentiles) from the per-second merge.
     pub(super) fn finish(
         mut self,
         expected: Option<Vec<String>>,
         expected_count: Option<u64>,
+        per_second: MergedSeconds,
+        stats: Vec<(u64, SecondStats)>,
     ) -> Merged {
         self.tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
         let reported: BTreeSet<&str> = self.tasks.iter().map(|t| t.task_id.as_str()).collect();
@@ -296,28 +300,11 @@ impl Merger {
             }
         };
 
-        // Per-second rows, with exact percentiles from the summed per-second counters. Each
-        // second is encoded straight from its accumulator, which is dropped at once: no
-        // histogram is built per second, and what is kept is what the interval log holds.
-        let mut encoder = Encoder::default();
-        let mut per_second = Vec::new();
-        let mut stats = Vec::new();
-        for (s, acc) in std::mem::take(&mut self.per_second).into_iter().enumerate() {
-            let mut encoded = Vec::new();
-            if let Some(st) = encoder.encode(&acc, &mut encoded) {
-                encoded.shrink_to_fit();
-                stats.push((s, st));
-                per_second.push(MergedSecond {
-                    second: s as u64,
-                    max_us: st.max_us,
-                    encoded,
-                });
-            }
-        }
+        // Per-second rows, with exact percentiles from the summed per-second counters.
         let seconds = self
             .rows
             .len()
-            .max(per_second.last().map_or(0, |m| m.second as usize + 1));
+            .max(stats.last().map_or(0, |(s, _)| *s as usize + 1));
         let mut rows: Vec<SecondRow> = (0..seconds)
             .map(|s| {
                 let sum = self.rows.get(s).cloned().unwrap_or_default();
@@ -335,7 +322,7 @@ impl Merger {
             .collect();
         let ms = |us: u64| us as f64 / 1000.0;
         for (s, st) in stats {
-            let row = &mut rows[s];
+            let row = &mut rows[s as usize];
             row.p50_ms = ms(st.p50_us);
             row.p99_ms = ms(st.p99_us);
             row.max_ms = ms(st.max_us);
@@ -361,7 +348,7 @@ impl Merger {
             target: self.targets.iter().cloned().collect::<Vec<_>>().join(","),
             scenario: self.scenario.take().unwrap_or_default(),
             fleetload_version: env!("CARGO_PKG_VERSION").to_string(),
-            planned_start: self.planned_start.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            planned_start: self.planned_start(),
             actual_start: self.actual_start,
             end: self.end,
             late_start_ms: self.late_start_ms,

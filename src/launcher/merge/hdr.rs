@@ -4,10 +4,12 @@
 //! hour at 3 significant digits, so decoding one allocates and zeroes ~180 KB and adding it walks
 //! ~22,000 counters — about 30 µs, while a per-second histogram of a task holds a few hundred
 //! non-zero counters. A 1,000-task, 300-second run has 300,000 of them: 9 s of the merge's
-//! budget. Here an encoding is inflated and its run-length counts read into `(index, count)`
-//! pairs, which an [`Accumulator`] adds into a dense counter range. The result is the same
-//! histogram, bucket for bucket (the tests check it against the hdrhistogram crate's own
-//! deserializer and `add`).
+//! budget. Here an encoding is inflated and its run-length counts are added straight into the
+//! dense counters of a second's sum ([`Decoder::add_narrow`], [`Decoder::add_base64_bytes`]: the
+//! per-second path), or read into `(index, count)` pairs first ([`Decoder::decode_base64`] into a
+//! [`Batch`], for the whole-run histograms of a summary, which must be checked whole before
+//! anything is added). The result is the same histogram, bucket for bucket (the tests check it
+//! against the hdrhistogram crate's own deserializer and `add`).
 
 use anyhow::{bail, ensure, Context};
 use hdrhistogram::Histogram;
@@ -129,13 +131,6 @@ impl Batch {
         self.histograms.truncate(mark.1);
     }
 
-    /// Orders the histograms by slot (stable: in decoding order within a slot), so that the
-    /// histograms of one second from several tasks are added one after the other while that
-    /// second's counters are in the cache.
-    pub fn sort_by_slot(&mut self) {
-        self.histograms.sort_by_key(|h| h.slot);
-    }
-
     /// The histograms decoded since the last [`Batch::clear`]: the slot each was decoded for,
     /// its layout and its `(index, count)` counters.
     pub fn histograms(&self) -> impl Iterator<Item = (u32, Layout, &[(u32, u32)])> + '_ {
@@ -151,17 +146,21 @@ impl Batch {
 /// enough (libdeflate, faster on whole buffers than a streaming inflater), and its base64 is
 /// decoded with SIMD.
 pub struct Decoder {
-    inflate: libdeflater::Decompressor,
-    inflated: Vec<u8>,
+    inflater: Inflater,
     raw: Vec<u8>,
+    /// Counters of a histogram of another layout on their way into an accumulator.
+    foreign: Vec<(u32, u32)>,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
         Decoder {
-            inflate: libdeflater::Decompressor::new(),
-            inflated: vec![0; 16 * 1024],
+            inflater: Inflater {
+                inflate: libdeflater::Decompressor::new(),
+                inflated: vec![0; 16 * 1024],
+            },
             raw: Vec::with_capacity(4096),
+            foreign: Vec::new(),
         }
     }
 }
@@ -197,8 +196,8 @@ impl Decoder {
                     .get(8..8 + len)
                     .context("compressed histogram is truncated");
                 compressed.and_then(|c| {
-                    let n = self.inflate(c)?;
-                    parse_v2(&self.inflated[..n], &mut batch.entries)
+                    let n = self.inflater.inflate(c)?;
+                    parse_v2(&self.inflater.inflated[..n], &mut batch.entries)
                 })
             }
             other => Err(anyhow::anyhow!(
@@ -219,6 +218,87 @@ impl Decoder {
                 batch.entries.truncate(start);
                 Err(e)
             }
+        }
+    }
+
+    /// [`Decoder::add_base64_bytes`] of a string.
+    #[cfg(test)]
+    pub fn add_base64(&mut self, text: &str, acc: &mut Accumulator) -> anyhow::Result<()> {
+        self.add_base64_bytes(text.as_bytes(), acc)
+    }
+
+    /// Decodes base64 of a V2 (deflate or plain) encoding, given as the bytes of an interval
+    /// log's line (UTF-8 already checked), and adds its counts straight into `acc`, with no list
+    /// of counters in between: the per-second path, where a histogram is added once and kept
+    /// nowhere else, so its counters are read and added while they are in the cache. On error
+    /// part of the histogram may already be in `acc`: the caller discards the sum (the merge of
+    /// the seconds starts again without the task, see `seconds`).
+    pub fn add_base64_bytes(&mut self, text: &[u8], acc: &mut Accumulator) -> anyhow::Result<()> {
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
+        let mut decoded = base64_simd::STANDARD.decode_append(text.trim_ascii(), &mut raw);
+        if decoded.is_err() && !text.is_ascii() {
+            // Whitespace beyond ASCII around the text, trimmed as `str::trim` would.
+            if let Ok(text) = std::str::from_utf8(text) {
+                raw.clear();
+                decoded = base64_simd::STANDARD.decode_append(text.trim().as_bytes(), &mut raw);
+            }
+        }
+        let result = decoded
+            .map_err(|_| anyhow::anyhow!("histogram is not base64"))
+            .and_then(|()| self.add_encoded(&raw, acc));
+        self.raw = raw;
+        result
+    }
+
+    /// Adds a V2 (deflate or plain) encoding to `acc` (see [`Decoder::add_base64_bytes`]).
+    pub fn add_encoded(&mut self, bytes: &[u8], acc: &mut Accumulator) -> anyhow::Result<()> {
+        let plain = self.inflater.plain(bytes)?;
+        acc.add_v2(plain, &mut self.foreign)
+    }
+
+    /// Like [`Decoder::add_base64_bytes`] into a second's `u32` sum; `Ok(false)` when a sum does not
+    /// fit or the histogram has another layout: the caller then sums the second again into an
+    /// [`Accumulator`], which also finds any error this stopped before.
+    pub fn add_narrow(&mut self, text: &[u8], sum: &mut NarrowSum) -> anyhow::Result<bool> {
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
+        let result = match base64_simd::STANDARD.decode_append(text.trim_ascii(), &mut raw) {
+            Ok(()) => self
+                .inflater
+                .plain(&raw)
+                .and_then(|plain| sum.add_v2(plain)),
+            // Not plain base64: the general path says why, or trims what this did not.
+            Err(_) => Ok(false),
+        };
+        self.raw = raw;
+        result
+    }
+}
+
+/// Inflate state and its output buffer, reused from histogram to histogram.
+struct Inflater {
+    inflate: libdeflater::Decompressor,
+    inflated: Vec<u8>,
+}
+
+impl Inflater {
+    /// The plain V2 encoding of a V2 (deflate or plain) encoding: `bytes` itself, or inflated.
+    fn plain<'a>(&'a mut self, bytes: &'a [u8]) -> anyhow::Result<&'a [u8]> {
+        ensure!(bytes.len() >= 8, "histogram encoding is truncated");
+        match be_u32(bytes, 0) {
+            V2_COOKIE => Ok(bytes),
+            V2_COMPRESSED_COOKIE => {
+                let len = be_u32(bytes, 4) as usize;
+                let compressed = bytes
+                    .get(8..8 + len)
+                    .context("compressed histogram is truncated")?;
+                let n = self.inflate(compressed)?;
+                Ok(&self.inflated[..n])
+            }
+            other => Err(anyhow::anyhow!(
+                "histogram has cookie {other:#010x}, not an HdrHistogram V2 encoding"
+            )),
         }
     }
 
@@ -254,9 +334,8 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Parses an uncompressed V2 encoding (header, then LEB128 zig-zag counts where a negative
-/// number is a run of that many empty counters) and appends its non-zero counters to `entries`.
-fn parse_v2(b: &[u8], entries: &mut Vec<(u32, u32)>) -> anyhow::Result<Layout> {
+/// The layout and the payload (LEB128 zig-zag counts) of an uncompressed V2 encoding.
+fn v2_header(b: &[u8]) -> anyhow::Result<(Layout, &[u8])> {
     ensure!(
         b.len() >= V2_HEADER && be_u32(b, 0) == V2_COOKIE,
         "histogram payload is not a V2 encoding"
@@ -280,6 +359,13 @@ fn parse_v2(b: &[u8], entries: &mut Vec<(u32, u32)>) -> anyhow::Result<Layout> {
     let payload = b
         .get(V2_HEADER..V2_HEADER + payload_len)
         .context("histogram payload is truncated")?;
+    Ok((layout, payload))
+}
+
+/// Parses an uncompressed V2 encoding (header, then LEB128 zig-zag counts where a negative
+/// number is a run of that many empty counters) and appends its non-zero counters to `entries`.
+fn parse_v2(b: &[u8], entries: &mut Vec<(u32, u32)>) -> anyhow::Result<Layout> {
+    let (layout, payload) = v2_header(b)?;
     // Every non-zero counter takes at least one byte of payload, so `payload.len()` slots are
     // enough. The loop writes a slot for every number and keeps it only for a non-zero count:
     // runs of zeros and counts alternate unpredictably, and a branch on them would be
@@ -353,121 +439,117 @@ fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// Sums histograms of the report layout in a dense range of counters, growing the range as
-/// needed; histograms of another layout are added to an ordinary histogram on the side.
+/// Sums histograms of the report layout in a dense range of `u64` counters, growing the range
+/// as needed; histograms of another layout are added to an ordinary histogram on the side.
 ///
-/// The counters are `u32` until one would overflow (a bucket holding four billion values in
-/// one second), and `u64` from then on: a run's per-second sums are alive until the last task
-/// is added, so their size is what the merge's memory grows with per second of run.
+/// The merge keeps a handful of them at a time (the run's two whole-run sums, and one second
+/// being summed per decoding thread), so their size does not grow with the run.
 #[derive(Debug, Clone, Default)]
 pub struct Accumulator {
+    /// The index of `counts[0]`.
     base: usize,
-    counts: Counters,
+    counts: Vec<u64>,
     other: Option<Histogram<u64>>,
 }
 
-/// The dense counters of an [`Accumulator`], from its `base` index.
-#[derive(Debug, Clone)]
-enum Counters {
-    Narrow(Vec<u32>),
-    Wide(Vec<u64>),
-}
-
-impl Default for Counters {
-    fn default() -> Self {
-        Counters::Narrow(Vec::new())
-    }
-}
-
-impl Counters {
-    /// The counters as `u64`, borrowed when they already are.
-    fn wide(&self) -> std::borrow::Cow<'_, [u64]> {
-        match self {
-            Counters::Narrow(v) => v.iter().map(|&c| u64::from(c)).collect(),
-            Counters::Wide(v) => std::borrow::Cow::Borrowed(v),
-        }
-    }
-
-    fn widen(&mut self) {
-        if let Counters::Narrow(v) = self {
-            *self = Counters::Wide(v.iter().map(|&c| u64::from(c)).collect());
-        }
-    }
-}
-
 /// Grows `v`, whose first counter has index `base`, to cover `first..=last`.
-fn cover<T: Copy + Default>(v: &mut Vec<T>, base: &mut usize, first: usize, last: usize) {
+fn cover(v: &mut Vec<u64>, base: &mut usize, first: usize, last: usize) {
     if v.is_empty() {
         *base = first;
-        v.resize(last - first + 1, T::default());
+        v.resize(last - first + 1, 0);
         return;
     }
     if first < *base {
-        let mut grown = vec![T::default(); *base - first];
+        let mut grown = vec![0; *base - first];
         grown.extend_from_slice(v);
         *v = grown;
         *base = first;
     }
     if last >= *base + v.len() {
-        v.resize(last - *base + 1, T::default());
+        v.resize(last - *base + 1, 0);
     }
 }
 
 impl Accumulator {
+    /// Empties the sum and keeps its memory, for the next second.
+    pub fn clear(&mut self) {
+        self.counts.fill(0);
+        if let Some(o) = &mut self.other {
+            o.reset();
+        }
+    }
+
     /// Adds the counters of one decoded histogram (in index order, as [`Batch`] holds them).
     pub fn add(&mut self, layout: Layout, entries: &[(u32, u32)]) {
         let (Some(&(first, _)), Some(&(last, _))) = (entries.first(), entries.last()) else {
             return;
         };
         if layout != Layout::report() {
-            // Not written by fleetload; added value by value, still exactly.
-            let other = self.other.get_or_insert_with(|| {
-                let mut o = crate::model::report::new_histogram();
-                o.auto(true);
-                o
-            });
-            for &(i, c) in entries {
-                let v = layout.value_at(i as usize).expect("checked when decoded");
-                other.saturating_record_n(v, u64::from(c));
-            }
+            self.add_foreign(layout, entries);
             return;
         }
         let (first, last) = (first as usize, last as usize);
-        let mut rest = entries;
-        if let Counters::Narrow(v) = &mut self.counts {
-            cover(v, &mut self.base, first, last);
-            let counts = &mut v[first - self.base..];
-            let mut added = 0;
-            for &(i, c) in entries {
-                let slot = &mut counts[i as usize - first];
-                match slot.checked_add(c) {
-                    Some(sum) => *slot = sum,
-                    None => break,
-                }
-                added += 1;
-            }
-            rest = &entries[added..];
-            if rest.is_empty() {
-                return;
-            }
-            self.counts.widen();
-        }
-        if let Counters::Wide(v) = &mut self.counts {
-            cover(v, &mut self.base, first, last);
-            let counts = &mut v[first - self.base..];
-            for &(i, c) in rest {
-                let slot = &mut counts[i as usize - first];
-                *slot = slot.saturating_add(u64::from(c));
-            }
+        cover(&mut self.counts, &mut self.base, first, last);
+        let counts = &mut self.counts[first - self.base..];
+        for &(i, c) in entries {
+            let slot = &mut counts[i as usize - first];
+            *slot = slot.saturating_add(u64::from(c));
         }
     }
 
+    /// Histograms not written by fleetload (another layout): added value by value, still
+    /// exactly.
+    fn add_foreign(&mut self, layout: Layout, entries: &[(u32, u32)]) {
+        let other = self.other.get_or_insert_with(|| {
+            let mut o = crate::model::report::new_histogram();
+            o.auto(true);
+            o
+        });
+        for &(i, c) in entries {
+            let v = layout.value_at(i as usize).expect("checked when decoded");
+            other.saturating_record_n(v, u64::from(c));
+        }
+    }
+
+    /// Adds an uncompressed V2 encoding. Counts of the report layout are read and added in one
+    /// pass over the payload; another layout goes through `foreign` (its counters, then
+    /// [`Accumulator::add`]).
+    fn add_v2(&mut self, b: &[u8], foreign: &mut Vec<(u32, u32)>) -> anyhow::Result<()> {
+        let (layout, payload) = v2_header(b)?;
+        if layout != Layout::report() {
+            foreign.clear();
+            parse_v2(b, foreign)?;
+            self.add(layout, foreign);
+            return Ok(());
+        }
+        if self.base != 0 && !self.counts.is_empty() {
+            let last = self.base + self.counts.len() - 1;
+            cover(&mut self.counts, &mut self.base, 0, last);
+        }
+        self.base = 0;
+        if self.counts.len() < *REPORT_COUNTERS {
+            // Every counter up to the report's highest value (one hour), once: the few values
+            // beyond it (never written by the worker, which saturates) grow the range below.
+            self.counts.resize(*REPORT_COUNTERS, 0);
+        }
+        add_payload(&mut self.counts, layout, payload)?;
+        Ok(())
+    }
+
+    /// Sets the sum to `narrow`'s counts (of the report layout).
+    pub fn set_to(&mut self, narrow: &NarrowSum) {
+        self.base = 0;
+        self.counts.clear();
+        self.counts
+            .extend(narrow.counts.iter().map(|&c| u64::from(c)));
+        self.other = None;
+    }
+
     /// The sum as a histogram of the report layout. With `full_range` it covers 1 µs to one hour
-    /// like every report histogram; without, only up to the largest value recorded, which keeps
-    /// the thousands of per-second histograms of a long run small in memory.
+    /// like every report histogram; without, only up to the largest value recorded.
     pub fn to_histogram(&self, full_range: bool) -> Histogram<u64> {
         let layout = Layout::report();
-        let counts = self.counts.wide();
+        let counts = &self.counts;
         let top_index = counts.iter().rposition(|&c| c > 0);
         // Recording a value needs `high` at or above it; the counters then cover its bucket.
         let mut high = top_index
@@ -500,6 +582,204 @@ impl Accumulator {
         h
     }
 }
+
+/// A counter the merge adds counts into: `u64` (never too narrow: saturates at 2^64, which no
+/// report reaches), or `u32` for a second's sum, which wraps: the caller knows from the total
+/// of the counts added whether any counter can have wrapped.
+trait Slot: Copy + Default {
+    /// Adds `count`.
+    fn add_count(&mut self, count: u64);
+}
+
+impl Slot for u64 {
+    fn add_count(&mut self, count: u64) {
+        *self = self.saturating_add(count);
+    }
+}
+
+impl Slot for u32 {
+    fn add_count(&mut self, count: u64) {
+        *self = self.wrapping_add(count as u32);
+    }
+}
+
+/// Adds the counts of a V2 payload of the report layout into `counts` (from index 0), growing
+/// them past a value beyond one hour. Returns the total of the counts added (no counter can have
+/// wrapped while the totals of a sum stay below its counters' maximum).
+fn add_payload<T: Slot>(
+    counts: &mut Vec<T>,
+    layout: Layout,
+    payload: &[u8],
+) -> anyhow::Result<u64> {
+    let max_index = layout.max_index() as usize;
+    // The counts are added over a slice, whose length stays in a register; a counter past its
+    // end stops the loop, which grows the counters and goes on.
+    let (mut at, mut index, mut total) = (0, 0, 0u64);
+    let index = loop {
+        match add_counts(counts, payload, at, index)? {
+            Added::All { index, total: t } => {
+                total = total.saturating_add(t);
+                break index;
+            }
+            Added::Until {
+                at: stop,
+                index: i,
+                total: t,
+            } => {
+                total = total.saturating_add(t);
+                ensure!(
+                    i <= max_index,
+                    "histogram has more counters than its value range allows"
+                );
+                let grown = (i + 1).max(counts.len() * 2).min(max_index + 1);
+                counts.resize(grown, T::default());
+                (at, index) = (stop, i);
+            }
+        }
+    };
+    // The index only grows, so where it ends bounds every counter.
+    ensure!(
+        index as u64 <= layout.max_index() + 1,
+        "histogram has more counters than its value range allows"
+    );
+    Ok(total)
+}
+
+/// How far [`add_counts`] went, and the total of the counts it added.
+enum Added {
+    /// Every count of the payload; `index` is where the counters ended.
+    All { index: usize, total: u64 },
+    /// Up to the number at byte `at`, a count for counter `index`, past the counters' end.
+    Until { at: usize, index: usize, total: u64 },
+}
+
+/// Adds the LEB128 zig-zag counts of a V2 payload, from byte `at` (counter `index`), into
+/// `counts`.
+fn add_counts<T: Slot>(
+    counts: &mut [T],
+    payload: &[u8],
+    mut at: usize,
+    mut index: usize,
+) -> anyhow::Result<Added> {
+    // Below 2^40 a count, at most one per payload byte: the total cannot overflow.
+    let mut total = 0u64;
+    loop {
+        // Eight numbers at a time while all eight are one byte each (counts below 64, runs
+        // below 65): no varint loop, no check of the payload's end between them. An index
+        // below the counters' end at the start of the eight stays far from overflowing.
+        while let Some(eight) = payload.get(at..at + 8) {
+            let word = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
+            if word & 0x8080_8080_8080_8080 != 0 || index >= counts.len() {
+                break;
+            }
+            for k in 0..8 {
+                let zz = (word >> (8 * k)) & 0x7f;
+                let is_run = zz & 1;
+                let half = zz >> 1;
+                let count = half & is_run.wrapping_sub(1);
+                match counts.get_mut(index) {
+                    Some(counter) => {
+                        counter.add_count(count);
+                        total += count;
+                    }
+                    None if count != 0 => {
+                        return Ok(Added::Until {
+                            at: at + k,
+                            index,
+                            total,
+                        })
+                    }
+                    None => {}
+                }
+                index += 1 + (half & 0u64.wrapping_sub(is_run)) as usize;
+            }
+            at += 8;
+        }
+        let Some(&byte) = payload.get(at) else {
+            break;
+        };
+        // Most numbers are small: a one-byte varint (a count below 64), read without the
+        // general loop.
+        let (zz, used) = if byte < 0x80 {
+            (u64::from(byte), 1)
+        } else {
+            let (zz, used) =
+                read_varint(&payload[at..]).context("histogram payload is truncated")?;
+            ensure!(
+                zz & 1 == 1 || zz >> 1 <= MAX_COUNT,
+                "histogram counts {} values in one bucket, which no report holds",
+                zz >> 1
+            );
+            (zz, used)
+        };
+        // Zig-zag: an even number 2c is a count c, an odd one 2r-1 a run of r empty counters.
+        // A run adds 0 where it starts, so counts and runs take one path: they alternate
+        // unpredictably, and a branch on them would be mispredicted about half the time.
+        let is_run = zz & 1;
+        let half = zz >> 1;
+        let count = half & is_run.wrapping_sub(1);
+        match counts.get_mut(index) {
+            Some(counter) => {
+                counter.add_count(count);
+                total += count;
+            }
+            None if count != 0 => return Ok(Added::Until { at, index, total }),
+            None => {}
+        }
+        at += used;
+        index = index.saturating_add(1 + (half & 0u64.wrapping_sub(is_run)) as usize);
+    }
+    Ok(Added::All { index, total })
+}
+
+/// One second's sum in `u32` counters, which take half the cache of `u64` ones: adding a
+/// thousand tasks' histograms into one second is what the merge spends its time on. A sum that
+/// does not fit, or a histogram of another layout, is said ([`Decoder::add_narrow`] returns
+/// `false`), and the second is then summed again into an [`Accumulator`]: exact either way.
+#[derive(Debug, Default)]
+pub struct NarrowSum {
+    counts: Vec<u32>,
+    /// The total of every count added: while it fits a `u32`, so does every counter, and none
+    /// can have wrapped (checking the total once per histogram, not each counter as it is added,
+    /// is a fifth of the adding loop).
+    total: u64,
+}
+
+impl NarrowSum {
+    /// Empties the sum and keeps its memory, for the next second.
+    pub fn clear(&mut self) {
+        self.counts.fill(0);
+        self.total = 0;
+    }
+
+    /// Adds an uncompressed V2 encoding; `false` when it does not fit.
+    fn add_v2(&mut self, b: &[u8]) -> anyhow::Result<bool> {
+        let (layout, payload) = v2_header(b)?;
+        if layout != Layout::report() {
+            return Ok(false);
+        }
+        if self.counts.len() < *REPORT_COUNTERS {
+            self.counts.resize(*REPORT_COUNTERS, 0);
+        }
+        let added = add_payload(&mut self.counts, layout, payload)?;
+        self.total = self.total.saturating_add(added);
+        Ok(self.total <= u64::from(u32::MAX))
+    }
+}
+
+/// Counters of a report histogram up to its highest value, one hour (index of the highest
+/// value's bucket, plus one).
+static REPORT_COUNTERS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    let layout = Layout::report();
+    let mut i = 0usize;
+    while layout
+        .value_at(i)
+        .is_some_and(|lowest| lowest <= HISTOGRAM_MAX_US)
+    {
+        i += 1;
+    }
+    i
+});
 
 /// What a merged second leaves behind: its percentiles and its V2-deflate encoding.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -551,8 +831,7 @@ impl Encoder {
             });
         }
         let layout = Layout::report();
-        let counts = acc.counts.wide();
-        let counts = &counts[..];
+        let counts = &acc.counts[..];
         let top = counts.iter().rposition(|&c| c > 0)?;
         let total: u64 = counts.iter().sum();
         let stats = SecondStats {
@@ -766,7 +1045,7 @@ mod tests {
     }
 
     #[test]
-    fn sums_beyond_u32_widen_the_counters_exactly() {
+    fn sums_beyond_u32_are_exact_on_both_paths() {
         // Each histogram fits u32 counters; their sum in one bucket does not.
         let mut a = new_histogram();
         a.record_n(1234, 3_000_000_000).unwrap();
@@ -774,29 +1053,79 @@ mod tests {
         let mut b = new_histogram();
         b.record_n(1234, 3_000_000_000).unwrap();
         b.record_n(99_000, 11).unwrap();
-        let mut batch = Batch::default();
-        let mut d = Decoder::default();
-        d.decode_base64(&encode_histogram(&a), 0, &mut batch)
-            .unwrap();
-        let mut acc = Accumulator::default();
-        add_all(&mut acc, &batch);
-        assert!(matches!(acc.counts, Counters::Narrow(_)));
-        batch.clear();
-        d.decode_base64(&encode_histogram(&b), 0, &mut batch)
-            .unwrap();
-        add_all(&mut acc, &batch);
         let mut sum = a.clone();
         sum.add(&b).unwrap();
-        assert_eq!(acc.to_histogram(true), sum);
-        assert_eq!(acc.to_histogram(true).count_at(1234), 6_000_000_000);
-        assert!(matches!(acc.counts, Counters::Wide(_)));
-        let mut ours = Vec::new();
-        Encoder::default().encode(&acc, &mut ours).unwrap();
+        let mut d = Decoder::default();
+        // Through the counters of a batch.
+        let mut batch = Batch::default();
+        d.decode_base64(&encode_histogram(&a), 0, &mut batch)
+            .unwrap();
+        d.decode_base64(&encode_histogram(&b), 0, &mut batch)
+            .unwrap();
+        let mut listed = Accumulator::default();
+        add_all(&mut listed, &batch);
+        // Straight into the counters.
+        let mut direct = Accumulator::default();
+        d.add_base64(&encode_histogram(&a), &mut direct).unwrap();
+        d.add_base64(&encode_histogram(&b), &mut direct).unwrap();
         let mut theirs = Vec::new();
         V2DeflateSerializer::new()
             .serialize(&sum, &mut theirs)
             .unwrap();
-        assert_eq!(ours, theirs);
+        for acc in [listed, direct] {
+            assert_eq!(acc.to_histogram(true), sum);
+            assert_eq!(acc.to_histogram(true).count_at(1234), 6_000_000_000);
+            let mut ours = Vec::new();
+            Encoder::default().encode(&acc, &mut ours).unwrap();
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn adding_straight_into_the_counters_refuses_what_the_batch_refuses() {
+        let mut d = Decoder::default();
+        let mut acc = Accumulator::default();
+        assert!(d.add_base64("not base64!", &mut acc).is_err());
+        assert!(d.add_base64("AAAA", &mut acc).is_err());
+        let mut h = new_histogram();
+        for v in 1..500 {
+            h.record(v * 7).unwrap();
+        }
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(encode_histogram(&h))
+            .unwrap();
+        bytes.truncate(bytes.len() - 3);
+        assert!(d.add_encoded(&bytes, &mut acc).is_err());
+        let mut plain = Vec::new();
+        V2Serializer::new().serialize(&h, &mut plain).unwrap();
+        plain.truncate(plain.len() - 1);
+        let longer = u32::from_be_bytes(plain[4..8].try_into().unwrap()) + 5;
+        plain[4..8].copy_from_slice(&longer.to_be_bytes());
+        assert!(d.add_encoded(&plain, &mut acc).is_err());
+        // A count no report holds, and a run past the layout's last counter.
+        let header = |payload: &[u8]| {
+            let mut b = Vec::new();
+            V2Serializer::new()
+                .serialize(&new_histogram(), &mut b)
+                .unwrap();
+            b.truncate(V2_HEADER);
+            b[4..8].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+            b.extend_from_slice(payload);
+            b
+        };
+        let mut huge = Vec::new();
+        push_varint(&mut huge, (MAX_COUNT + 1) << 1);
+        let error = d.add_encoded(&header(&huge), &mut acc).unwrap_err();
+        assert!(error.to_string().contains("no report holds"), "{error}");
+        let mut beyond = Vec::new();
+        push_varint(&mut beyond, ((Layout::report().max_index() + 1) << 1) - 1);
+        push_varint(&mut beyond, 2);
+        let error = d.add_encoded(&header(&beyond), &mut acc).unwrap_err();
+        assert!(error.to_string().contains("value range"), "{error}");
+        // After the errors, a cleared sum adds a good histogram exactly.
+        acc.clear();
+        d.add_base64(&encode_histogram(&h), &mut acc).unwrap();
+        assert_eq!(acc.to_histogram(true), h);
     }
 
     #[test]
@@ -868,6 +1197,32 @@ mod tests {
             }
             let mut acc = Accumulator::default();
             add_all(&mut acc, &batch);
+            // The same histograms added straight into the counters of a used, cleared sum.
+            let mut direct = Accumulator::default();
+            decoder.add_base64(&encode_histogram(&expected), &mut direct).unwrap();
+            direct.clear();
+            for (n, group) in groups.iter().enumerate() {
+                let mut h = if n % 2 == 0 {
+                    new_histogram()
+                } else {
+                    Histogram::new_with_bounds(1 << low_pow, HISTOGRAM_MAX_US, sigfig).unwrap()
+                };
+                for &(v, c) in group {
+                    h.record_n(v.max(1 << low_pow), c).unwrap();
+                }
+                if n % 3 == 0 {
+                    decoder.add_encoded(&plain_v2(&h), &mut direct).unwrap();
+                } else {
+                    decoder.add_base64(&encode_histogram(&h), &mut direct).unwrap();
+                }
+            }
+            prop_assert_eq!(direct.to_histogram(true), acc.to_histogram(true));
+            let (mut ours, mut listed) = (Vec::new(), Vec::new());
+            prop_assert_eq!(
+                Encoder::default().encode(&direct, &mut ours),
+                Encoder::default().encode(&acc, &mut listed)
+            );
+            prop_assert_eq!(ours, listed);
             let got = acc.to_histogram(true);
             prop_assert_eq!(got.len(), expected.len());
             for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {

@@ -7,17 +7,21 @@
 //! not complete, or whose report cannot be read is listed by id, and makes the merged outcome
 //! `failed`.
 //!
-//! [`merge_reports`] is the pure merge of reports already in memory (unit, property and benchmark
-//! tests drive it); [`merge_run`] reads a run's reports from a [`ReportStore`] and
-//! [`write_merged`] writes the result next to them.
+//! [`merge_reports`] is the pure merge of reports already in memory (unit and property tests
+//! drive it); [`merge_run`] reads a run's reports from a [`ReportStore`] and [`write_merged`]
+//! writes the result next to them. Both take two passes: every task's `summary.json` and
+//! `timeseries.csv` (`decode`, `fold`), then every task's `histograms.hlog` a window of seconds
+//! at a time, summed second by second (`seconds`), so that what the merge holds does not grow
+//! with tasks × seconds.
 
 mod decode;
 mod e2e;
 mod fold;
 mod hdr;
 mod merged;
+mod seconds;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -28,23 +32,31 @@ use crate::model::report::{
 };
 use crate::worker::store::{merged_dir, task_dir, tasks_dir, ReportStore};
 
-use self::decode::{decode_task, Decoded};
+use self::decode::{decode_task, Decoded, TaskFiles};
 use self::fold::Merger;
 use self::hdr::{Batch, Decoder};
+use self::merged::LogBytes;
+use self::seconds::{merge_in_memory, SecondsDone, SecondsMerge};
 
-pub use self::merged::{Merged, MergedSecond, TaskInput, MAX_SECOND, MERGED_TASK_ID};
+pub use self::merged::{
+    Merged, MergedSecond, MergedSeconds, TaskInput, MAX_SECOND, MERGED_TASK_ID,
+};
+pub use self::seconds::WINDOW_BYTES;
 
 /// Reports fetched at once: enough to hide S3's per-request latency for a thousand tasks,
-/// few enough not to exhaust connections or memory (a decoded task is a few MB at most).
+/// few enough not to exhaust connections or memory.
 pub const FETCH_CONCURRENCY: usize = 32;
 /// Most threads decoding reports at once: decoding is CPU-bound, so more than the machine's
-/// cores only adds memory (each thread holds one task's decoded histograms).
+/// cores only adds memory.
 pub const MAX_DECODE_THREADS: usize = 8;
-/// Tasks a decoding thread decodes into one [`Batch`] before adding them: each second's
-/// counters are then walked once for the group instead of once per task, which is what the
-/// adding costs (300 seconds of ~80 KB of counters do not stay in the cache from task to task).
-/// A group's batch is a few MB.
-const GROUP_TASKS: usize = 8;
+
+/// Threads the merge decodes on: one per core, up to [`MAX_DECODE_THREADS`].
+fn decode_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, MAX_DECODE_THREADS)
+}
+
 /// Merges reports already in memory. `expected` lists the task ids the launcher started, when
 /// it knows them; `expected_count` says how many tasks there should be (with a list, tasks
 /// beyond it are expected tasks that never got an id, e.g. they could not be started).
@@ -54,29 +66,98 @@ pub fn merge_reports(
     expected: Option<Vec<String>>,
     expected_count: Option<u64>,
 ) -> Merged {
-    let mut merger = Merger::new(run_id);
-    let mut decoder = Decoder::default();
-    let mut batch = Batch::default();
-    let mut group = Vec::new();
-    for input in inputs {
-        group.push(decode_task(run_id, input, &mut decoder, &mut batch));
-        if group.len() >= GROUP_TASKS {
-            merger.add_group(&mut group, &mut batch);
+    // Tasks whose interval log turned out unreadable, by position, with the reason: the merge is
+    // done again without them (see `seconds`).
+    let mut unreadable: BTreeMap<usize, String> = BTreeMap::new();
+    loop {
+        let mut merger = Merger::new(run_id);
+        let mut decoder = Decoder::default();
+        let mut batch = Batch::default();
+        let mut logs: Vec<(usize, &[u8])> = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let task = match unreadable.get(&i) {
+                Some(reason) => Decoded::problem(input.task_id.clone(), reason.clone()),
+                None => decode_task(run_id, files_of(input), &mut decoder, &mut batch),
+            };
+            if let (Ok(report), Some(hlog)) = (&task.report, &input.hlog) {
+                if report.per_second {
+                    logs.push((i, hlog));
+                }
+            }
+            merger.add_with(task, &mut batch);
+        }
+        let mut seconds =
+            SecondsMerge::in_memory(logs.len(), merger.planned_start(), decode_threads());
+        let slices: Vec<&[u8]> = logs.iter().map(|&(_, log)| log).collect();
+        merge_in_memory(&slices, &mut seconds);
+        let done = seconds
+            .finish()
+            .expect("a merged interval log in memory is always written");
+        if done.failures.is_empty() {
+            return merger.finish(expected, expected_count, done.log, done.stats);
+        }
+        for (cursor, reason) in done.failures {
+            unreadable.insert(logs[cursor].0, reason);
         }
     }
-    merger.add_group(&mut group, &mut batch);
-    merger.finish(expected, expected_count)
+}
+
+fn files_of(input: &TaskInput) -> TaskFiles<'_> {
+    TaskFiles {
+        task_id: &input.task_id,
+        summary: input.summary.as_deref(),
+        timeseries: input.timeseries.as_deref(),
+        has_hlog: input.hlog.is_some(),
+    }
 }
 
 /// Reads every task report of `run_id` from the store and merges them (see [`merge_reports`]).
-/// Reports are fetched [`FETCH_CONCURRENCY`] at a time and decoded on the blocking pool, so a
-/// thousand reports on S3 merge in seconds. A task whose files cannot be read is listed as a
-/// failed task, not dropped; only a failure to list the run is an error.
+///
+/// Two passes: the summaries and time series are fetched [`FETCH_CONCURRENCY`] at a time and
+/// decoded on one thread per core; then the interval logs are read a window of seconds at a
+/// time, [`WINDOW_BYTES`] of them for all tasks together (ranged reads on S3), and merged second
+/// by second. So the merge's memory does not grow with tasks × seconds, however long the run.
+/// A task whose files cannot be read is listed as a failed task, not dropped; only a failure to
+/// list the run (or to write the merged log to a temporary file) is an error.
 pub async fn merge_run(
     store: &ReportStore,
     run_id: &str,
     expected: Option<Vec<String>>,
     expected_count: Option<u64>,
+) -> anyhow::Result<Merged> {
+    merge_run_with(
+        store,
+        run_id,
+        expected,
+        expected_count,
+        MergeLimits::default(),
+    )
+    .await
+}
+
+/// How much of the tasks' interval logs [`merge_run_with`] reads ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeLimits {
+    /// Bytes of interval logs held at once, all tasks together ([`WINDOW_BYTES`] by default).
+    /// Less means more, smaller reads; the merged result is the same.
+    pub window_bytes: usize,
+}
+
+impl Default for MergeLimits {
+    fn default() -> Self {
+        MergeLimits {
+            window_bytes: WINDOW_BYTES,
+        }
+    }
+}
+
+/// [`merge_run`] with its read-ahead set by `limits`.
+pub async fn merge_run_with(
+    store: &ReportStore,
+    run_id: &str,
+    expected: Option<Vec<String>>,
+    expected_count: Option<u64>,
+    limits: MergeLimits,
 ) -> anyhow::Result<Merged> {
     let prefix = format!("{}/", tasks_dir(run_id));
     let keys = store.list(&prefix).await.with_context(|| {
@@ -87,69 +168,122 @@ pub async fn merge_run(
     })?;
     // Every directory under tasks/ is a task that reported something, even if its
     // summary.json is missing (it crashed while writing): it is listed, never ignored.
-    let ids: BTreeSet<String> = keys
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    let mut with_hlog: BTreeSet<String> = BTreeSet::new();
+    for (id, file) in keys
         .iter()
         .filter_map(|k| k.strip_prefix(&prefix)?.split_once('/'))
-        .map(|(id, _)| id.to_string())
-        .filter(|id| !id.is_empty())
-        .collect();
+        .filter(|(id, _)| !id.is_empty())
+    {
+        ids.insert(id.to_string());
+        if file == HLOG_FILE {
+            with_hlog.insert(id.to_string());
+        }
+    }
 
+    // Tasks whose interval log turned out unreadable, with the reason: the merge is done again
+    // without them (see `seconds`).
+    let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let (merger, logs) = first_pass(store, run_id, &ids, &with_hlog, &unreadable).await?;
+        let done = merge_seconds(store, run_id, &logs, merger.planned_start(), limits).await?;
+        if done.failures.is_empty() {
+            return Ok(merger.finish(expected, expected_count, done.log, done.stats));
+        }
+        for (cursor, reason) in done.failures {
+            tracing::warn!(
+                "the interval log of task {} is unreadable ({reason}); merging again without it",
+                logs[cursor]
+            );
+            unreadable.insert(logs[cursor].clone(), reason);
+        }
+    }
+}
+
+/// What the fetching side hands to a decoding thread.
+enum Work {
+    /// A task's summary and time series.
+    Read {
+        task_id: String,
+        summary: Option<Vec<u8>>,
+        timeseries: Option<Vec<u8>>,
+    },
+    /// A task whose files could not be read, and why.
+    Unreadable(String, String),
+}
+
+/// The first pass: every task's summary and time series, fetched and folded. Returns the fold
+/// and the tasks whose interval logs are to be merged, in task id order.
+async fn first_pass(
+    store: &ReportStore,
+    run_id: &str,
+    ids: &BTreeSet<String>,
+    with_hlog: &BTreeSet<String>,
+    unreadable: &BTreeMap<String, String>,
+) -> anyhow::Result<(Merger, Vec<String>)> {
     // Fetching is I/O: FETCH_CONCURRENCY reports at a time. Decoding is CPU: one thread per
-    // core, each decoding GROUP_TASKS tasks into its own batch, then adding them to the merge
-    // under a lock (adding is a small part of the work, decoding the large one).
-    let merger = Arc::new(Mutex::new(Merger::new(run_id)));
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, MAX_DECODE_THREADS);
+    // core, adding each task to the merge under a lock (adding is the small part).
+    let merger = Arc::new(Mutex::new((Merger::new(run_id), Vec::<String>::new())));
     let (tx, rx) = tokio::sync::mpsc::channel::<Work>(FETCH_CONCURRENCY);
     let rx = Arc::new(Mutex::new(rx));
-    let decoders: Vec<_> = (0..threads)
+    let decoders: Vec<_> = (0..decode_threads())
         .map(|_| {
             let (rx, merger, run_id) = (rx.clone(), merger.clone(), run_id.to_string());
+            let with_hlog = with_hlog.clone();
             tokio::task::spawn_blocking(move || {
                 let mut decoder = Decoder::default();
                 let mut batch = Batch::default();
-                let mut group = Vec::new();
                 loop {
                     let work = rx.lock().expect("no decoder panics").blocking_recv();
                     let task = match work {
                         None => break,
-                        Some(Work::Read(input)) => {
-                            decode_task(&run_id, input, &mut decoder, &mut batch)
+                        Some(Work::Read {
+                            task_id,
+                            summary,
+                            timeseries,
+                        }) => {
+                            let files = TaskFiles {
+                                task_id: &task_id,
+                                summary: summary.as_deref(),
+                                timeseries: timeseries.as_deref(),
+                                has_hlog: with_hlog.contains(&task_id),
+                            };
+                            decode_task(&run_id, files, &mut decoder, &mut batch)
                         }
                         Some(Work::Unreadable(task_id, reason)) => {
                             Decoded::problem(task_id, reason)
                         }
                     };
-                    group.push(task);
-                    if group.len() >= GROUP_TASKS {
-                        let mut merger = merger.lock().expect("no decoder panics");
-                        merger.add_group(&mut group, &mut batch);
+                    let per_second = task.report.as_ref().is_ok_and(|r| r.per_second);
+                    let task_id = task.task_id.clone();
+                    let mut guard = merger.lock().expect("no decoder panics");
+                    let (merger, logs) = &mut *guard;
+                    merger.add_with(task, &mut batch);
+                    if per_second {
+                        logs.push(task_id);
                     }
                 }
-                let mut merger = merger.lock().expect("no decoder panics");
-                merger.add_group(&mut group, &mut batch);
             })
         })
         .collect();
 
     let mut fetched = futures::stream::iter(ids)
         .map(|task_id| async move {
-            let dir = task_dir(run_id, &task_id);
+            if let Some(reason) = unreadable.get(task_id) {
+                return Work::Unreadable(task_id.clone(), reason.clone());
+            }
+            let dir = task_dir(run_id, task_id);
             let read = |name: &str| {
                 let key = format!("{dir}/{name}");
                 async move { store.get(&key).await }
             };
-            let files =
-                tokio::try_join!(read(SUMMARY_FILE), read(TIMESERIES_FILE), read(HLOG_FILE));
-            match files {
-                Ok((summary, timeseries, hlog)) => Work::Read(TaskInput {
-                    task_id,
+            match tokio::try_join!(read(SUMMARY_FILE), read(TIMESERIES_FILE)) {
+                Ok((summary, timeseries)) => Work::Read {
+                    task_id: task_id.clone(),
                     summary,
                     timeseries,
-                    hlog,
-                }),
-                Err(e) => Work::Unreadable(task_id, format!("{e:#}")),
+                },
+                Err(e) => Work::Unreadable(task_id.clone(), format!("{e:#}")),
             }
         })
         .buffer_unordered(FETCH_CONCURRENCY);
@@ -164,20 +298,66 @@ pub async fn merge_run(
             .await
             .context("decoding the task reports panicked")?;
     }
-    let merger = Arc::try_unwrap(merger)
+    let (merger, mut logs) = Arc::try_unwrap(merger)
         .ok()
         .expect("every decoder ended")
         .into_inner()
         .expect("no decoder panics");
-    Ok(merger.finish(expected, expected_count))
+    logs.sort();
+    Ok((merger, logs))
 }
 
-/// What the fetching side hands to a decoding thread.
-enum Work {
-    /// A task's files.
-    Read(TaskInput),
-    /// A task whose files could not be read, and why.
-    Unreadable(String, String),
+/// The second pass: the interval logs of `tasks`, read a window at a time and merged second by
+/// second (see `seconds`).
+async fn merge_seconds(
+    store: &ReportStore,
+    run_id: &str,
+    tasks: &[String],
+    planned_start: chrono::DateTime<chrono::Utc>,
+    limits: MergeLimits,
+) -> anyhow::Result<SecondsDone> {
+    let keys: Vec<String> = tasks
+        .iter()
+        .map(|id| format!("{}/{HLOG_FILE}", task_dir(run_id, id)))
+        .collect();
+    let mut merge = Some(SecondsMerge::new(
+        tasks.len(),
+        planned_start,
+        decode_threads(),
+        limits.window_bytes,
+    ));
+    loop {
+        let m = merge.as_mut().expect("the merge is back from its thread");
+        let wants = m.wants();
+        if wants.is_empty() {
+            // Decoding is CPU-bound: off the runtime's threads.
+            let mut m = merge.take().expect("the merge is back from its thread");
+            let (m, more) = tokio::task::spawn_blocking(move || {
+                let more = m.step();
+                (m, more)
+            })
+            .await
+            .context("merging the per-second histograms panicked")?;
+            merge = Some(m);
+            if !more {
+                break;
+            }
+            continue;
+        }
+        let mut fetches = Vec::with_capacity(wants.len());
+        let mut reads = Vec::with_capacity(wants.len());
+        for mut f in wants {
+            let buf = std::mem::take(&mut f.buf);
+            reads.push((keys[f.cursor].clone(), f.offset, f.len, buf));
+            fetches.push(f);
+        }
+        let answers = store.append_ranges(reads, FETCH_CONCURRENCY).await;
+        for (mut fetch, (buf, read)) in fetches.into_iter().zip(answers) {
+            fetch.buf = buf;
+            m.feed(fetch, read);
+        }
+    }
+    merge.expect("the merge is back from its thread").finish()
 }
 
 /// Writes `merged/summary.json`, `merged/timeseries.csv` and `merged/histograms.hlog`.
@@ -187,11 +367,6 @@ pub async fn write_merged(
     merged: &Merged,
 ) -> anyhow::Result<()> {
     let dir = merged_dir(run_id);
-    let mut hlog = HlogWriter::new(merged.summary.planned_start);
-    for s in &merged.per_second {
-        hlog.push_encoded(s.second, s.max_us, &s.encoded);
-    }
-    let hlog = hlog.finish();
     store
         .put(
             &format!("{dir}/{SUMMARY_FILE}"),
@@ -206,9 +381,18 @@ pub async fn write_merged(
             "text/csv",
         )
         .await?;
-    store
-        .put(&format!("{dir}/{HLOG_FILE}"), hlog, "text/plain")
-        .await?;
+    let hlog_key = format!("{dir}/{HLOG_FILE}");
+    match merged.per_second.log() {
+        Some(LogBytes::Memory(bytes)) => {
+            store.put(&hlog_key, bytes.to_vec(), "text/plain").await?;
+        }
+        Some(LogBytes::File(path)) => store.put_file(&hlog_key, path, "text/plain").await?,
+        // A merge that read no interval log: the log's header alone.
+        None => {
+            let empty = HlogWriter::new(merged.summary.planned_start).finish();
+            store.put(&hlog_key, empty, "text/plain").await?;
+        }
+    }
     if let Some(e2e) = merged
         .summary
         .end_to_end
@@ -466,7 +650,7 @@ mod tests {
         assert_eq!(m.rows[1].max_ms, 9.007);
         assert_eq!(m.rows[0].p50_ms, 1.0);
         assert_eq!(m.per_second.len(), 2);
-        assert_eq!(m.per_second[1].histogram().unwrap().len(), 3);
+        assert_eq!(m.per_second.get(1).unwrap().histogram().unwrap().len(), 3);
         assert_eq!(m.tasks.len(), 2);
         // The merged summary is itself a valid report.
         let back = Summary::from_json(&s.to_json()).unwrap();
@@ -525,7 +709,7 @@ mod tests {
         assert_eq!(m.summary.counts.acknowledged, 2);
         assert_eq!(m.summary.latency_ms.count, 2);
         assert_eq!(m.rows[0].acknowledged, 2);
-        assert_eq!(m.per_second[0].histogram().unwrap().len(), 2);
+        assert_eq!(m.per_second.get(0).unwrap().histogram().unwrap().len(), 2);
         assert_eq!(info.tasks.len(), 4);
         assert_eq!(info.tasks[2].outcome, "failed");
     }
@@ -580,6 +764,85 @@ mod tests {
                 reason: "config".into()
             }
         );
+    }
+
+    /// Every file `write_merged` wrote for `run`, by name.
+    async fn written(store: &ReportStore, run: &str) -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        for name in [SUMMARY_FILE, TIMESERIES_FILE, HLOG_FILE] {
+            let key = format!("{}/{name}", merged_dir(run));
+            files.push((name.to_string(), store.get(&key).await.unwrap().unwrap()));
+        }
+        files
+    }
+
+    #[tokio::test]
+    async fn merge_run_reads_logs_a_window_at_a_time_and_leaves_out_a_task_unreadable_late() {
+        // Three tasks of 200 seconds; c's interval log is damaged at second 150, after many
+        // windows of it were merged.
+        let values: Vec<u64> = (0..600).map(|i| 1000 + i * 37).collect();
+        let a = task("a", &values, 200, Outcome::Completed);
+        let b = task("b", &values[..400], 200, Outcome::Completed);
+        let mut c = task("c", &values[100..], 200, Outcome::Completed);
+        let log = String::from_utf8(c.hlog.take().unwrap()).unwrap();
+        let damaged: String = log
+            .lines()
+            .map(|l| match l.strip_prefix("150.000,") {
+                Some(rest) => format!("150.000,{}!\n", &rest[..rest.len() - 1]),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        assert_ne!(damaged, log);
+        c.hlog = Some(damaged.into_bytes());
+        let inputs = vec![a.clone(), b.clone(), c];
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = ReportStore::Local(dir.path().to_path_buf());
+        for t in &inputs {
+            let d = task_dir("run1", &t.task_id);
+            for (name, bytes) in [
+                (SUMMARY_FILE, &t.summary),
+                (TIMESERIES_FILE, &t.timeseries),
+                (HLOG_FILE, &t.hlog),
+            ] {
+                let bytes = bytes.clone().unwrap();
+                store
+                    .put(&format!("{d}/{name}"), bytes, "text/plain")
+                    .await
+                    .unwrap();
+            }
+        }
+        let limits = MergeLimits { window_bytes: 1024 };
+        let from_store = merge_run_with(&store, "run1", None, None, limits)
+            .await
+            .unwrap();
+        let info = from_store.summary.merge.as_ref().unwrap();
+        assert_eq!(info.tasks_not_completed.len(), 1, "{info:?}");
+        let Outcome::Failed { reason } = &info.tasks_not_completed[0].outcome else {
+            panic!("c must be failed: {info:?}")
+        };
+        assert!(
+            reason.starts_with("unreadable report: histograms.hlog, second 150: "),
+            "{reason}"
+        );
+        // Nothing of c counts, in any second: the run is a and b alone.
+        let ab = merge_reports("run1", vec![a, b], None, None);
+        assert_eq!(from_store.summary.counts, ab.summary.counts);
+        assert_eq!(from_store.rows, ab.rows);
+        assert_eq!(from_store.per_second.len(), 200);
+        for i in 0..200 {
+            assert_eq!(
+                from_store.per_second.get(i).unwrap(),
+                ab.per_second.get(i).unwrap()
+            );
+        }
+        // And it is written byte for byte as the merge of the same reports in memory.
+        let in_memory = merge_reports("run1", inputs, None, None);
+        write_merged(&store, "run1", &from_store).await.unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let other = ReportStore::Local(other.path().to_path_buf());
+        write_merged(&other, "run1", &in_memory).await.unwrap();
+        assert_eq!(written(&store, "run1").await, written(&other, "run1").await);
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
-use super::decode_histogram;
+use super::{decode_histogram, V2StoredSerializer};
 
 /// The comment that opens every log.
 const COMMENT: &str = "fleetload per-second latency histograms, microseconds; interval start in \
@@ -30,11 +30,29 @@ pub struct HlogWriter {
     out: Vec<u8>,
     line: String,
     encoded: Vec<u8>,
-    serializer: V2DeflateSerializer,
+    encoding: Encoding,
+}
+
+/// How [`HlogWriter::push`] encodes a histogram: both are the standard V2 deflate encoding.
+enum Encoding {
+    /// Compressed (the hdrhistogram crate's own serializer): the merged logs, read by people.
+    Compressed(V2DeflateSerializer),
+    /// In stored deflate blocks ([`V2StoredSerializer`]): a task's log, which the merge reads
+    /// back, a thousand tasks × every second of the run, for about 1.6× the bytes.
+    Stored(V2StoredSerializer),
 }
 
 impl HlogWriter {
-    /// A log whose interval starts count from `base` (the run's planned start).
+    /// A task's log (what the worker writes, and `write_hlog`): its seconds in stored deflate
+    /// blocks, which the merge reads without inflating them.
+    pub fn for_task(base: DateTime<Utc>) -> Self {
+        let mut w = Self::new(base);
+        w.encoding = Encoding::Stored(V2StoredSerializer::default());
+        w
+    }
+
+    /// A log whose interval starts count from `base` (the run's planned start), its seconds
+    /// compressed.
     pub fn new(base: DateTime<Utc>) -> Self {
         let base_secs = base.timestamp_millis() as f64 / 1000.0;
         let mut line = String::new();
@@ -47,7 +65,7 @@ impl HlogWriter {
             out: line.into_bytes(),
             line: String::new(),
             encoded: Vec::new(),
-            serializer: V2DeflateSerializer::new(),
+            encoding: Encoding::Compressed(V2DeflateSerializer::new()),
         }
     }
 
@@ -70,14 +88,22 @@ impl HlogWriter {
     pub fn push(&mut self, second: u64, h: &Histogram<u64>) {
         let mut encoded = std::mem::take(&mut self.encoded);
         encoded.clear();
-        self.serializer
-            .serialize(h, &mut encoded)
-            .expect("serializing into memory cannot fail");
+        match &mut self.encoding {
+            Encoding::Compressed(s) => s.serialize(h, &mut encoded).map(drop).map_err(drop),
+            Encoding::Stored(s) => s.serialize(h, &mut encoded).map(drop).map_err(drop),
+        }
+        .expect("serializing into memory cannot fail");
         self.push_encoded(second, h.max(), &encoded);
         self.encoded = encoded;
     }
 
-    /// The finished file.
+    /// The bytes written since the last call (the header first): a long log is passed on a
+    /// part at a time instead of held whole.
+    pub fn take_written(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The finished file (what [`HlogWriter::take_written`] has not taken yet).
     pub fn finish(self) -> Vec<u8> {
         self.out
     }
@@ -91,13 +117,64 @@ impl std::fmt::Debug for HlogWriter {
     }
 }
 
-/// Writes `(second, histogram)` pairs as one log.
+/// Writes `(second, histogram)` pairs as one task's log, as the worker writes it.
 pub fn write_hlog(base: DateTime<Utc>, seconds: &[(u64, Histogram<u64>)]) -> Vec<u8> {
-    let mut w = HlogWriter::new(base);
+    let mut w = HlogWriter::for_task(base);
     for (second, h) in seconds {
         w.push(*second, h);
     }
     w.finish()
+}
+
+/// One line of an interval log, as [`next_hlog_line`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlogLine<'a> {
+    /// A complete line of `len` bytes (its newline included); `interval` is the second it
+    /// starts at and its base64 histogram, or `None` for a comment or a header.
+    Line {
+        len: usize,
+        interval: Option<(u64, &'a str)>,
+    },
+    /// The bytes end before the line does: more of the file is needed (at the end of the file,
+    /// this is a malformed last line).
+    Incomplete,
+    /// The line is not part of an interval log.
+    Malformed,
+}
+
+/// Reads the line at the start of `bytes`, which must start at a line of an interval log (the
+/// file's start, or just after a newline). Each line is read by the hdrhistogram crate's own
+/// parser, so a log reads the same whole or a line at a time; the merge reads long logs a window
+/// of seconds at a time this way, never whole.
+pub fn next_hlog_line(bytes: &[u8]) -> HlogLine<'_> {
+    let Some(end) = memchr::memchr(b'\n', bytes) else {
+        return HlogLine::Incomplete;
+    };
+    let line = &bytes[..=end];
+    match IntervalLogIterator::new(line).next() {
+        // A comment or a legend: nothing to visit.
+        None => HlogLine::Line {
+            len: line.len(),
+            interval: None,
+        },
+        Some(Ok(LogEntry::Interval(ih))) => HlogLine::Line {
+            len: line.len(),
+            interval: Some((
+                ih.start_timestamp().as_secs_f64().round() as u64,
+                ih.encoded_histogram(),
+            )),
+        },
+        Some(Ok(LogEntry::BaseTime(_) | LogEntry::StartTime(_))) => HlogLine::Line {
+            len: line.len(),
+            interval: None,
+        },
+        Some(Err(_)) => HlogLine::Malformed,
+    }
+}
+
+/// The error of a log that is not an interval log from byte `offset` on.
+pub fn malformed_hlog(offset: u64) -> anyhow::Error {
+    anyhow::anyhow!("histograms.hlog is malformed: ParseError {{ offset: {offset} }}")
 }
 
 /// Reads an interval log: calls `visit(second, base64_histogram)` for every interval, in order.
@@ -106,13 +183,17 @@ pub fn read_hlog(
     bytes: &[u8],
     mut visit: impl FnMut(u64, &str) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    for entry in IntervalLogIterator::new(bytes) {
-        match entry.map_err(|e| anyhow::anyhow!("histograms.hlog is malformed: {e:?}"))? {
-            LogEntry::Interval(ih) => {
-                let second = ih.start_timestamp().as_secs_f64().round() as u64;
-                visit(second, ih.encoded_histogram())?;
+    let mut at = 0;
+    while at < bytes.len() {
+        match next_hlog_line(&bytes[at..]) {
+            HlogLine::Line { len, interval } => {
+                if let Some((second, text)) = interval {
+                    visit(second, text)?;
+                }
+                at += len;
             }
-            LogEntry::BaseTime(_) | LogEntry::StartTime(_) => {}
+            // A last line without its newline is malformed, as the crate's reader says.
+            HlogLine::Incomplete | HlogLine::Malformed => return Err(malformed_hlog(at as u64)),
         }
     }
     Ok(())
@@ -149,6 +230,68 @@ mod tests {
         assert_eq!(back, vec![(0, a), (7, b)]);
     }
 
+    /// The crate's reader over the whole file: what `read_hlog` must agree with.
+    fn read_whole(bytes: &[u8]) -> Result<Vec<(u64, String)>, String> {
+        let mut out = Vec::new();
+        for entry in IntervalLogIterator::new(bytes) {
+            match entry.map_err(|e| format!("histograms.hlog is malformed: {e:?}"))? {
+                LogEntry::Interval(ih) => out.push((
+                    ih.start_timestamp().as_secs_f64().round() as u64,
+                    ih.encoded_histogram().to_string(),
+                )),
+                LogEntry::BaseTime(_) | LogEntry::StartTime(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_by_lines(bytes: &[u8]) -> Result<Vec<(u64, String)>, String> {
+        let mut out = Vec::new();
+        read_hlog(bytes, |second, text| {
+            out.push((second, text.to_string()));
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// A log read a line at a time reads as the crate reads it whole: the same intervals,
+        /// the same error at the same offset, whatever was damaged.
+        #[test]
+        fn reads_a_line_at_a_time_what_the_crate_reads_whole(
+            cut in 0usize..4000,
+            edits in proptest::collection::vec((0usize..4000, proptest::prelude::any::<u8>()), 0..4),
+            extra in proptest::prelude::prop_oneof![
+                proptest::prelude::Just(String::new()),
+                proptest::prelude::Just("#[StartTime: 12.5 (seconds since epoch), x]\n".to_string()),
+                proptest::prelude::Just("\"StartTimestamp\",\"Interval_Length\"\n".to_string()),
+                proptest::prelude::Just("Tag=a,1.000,1.000,2.000,HISTFAAAAB\r\n".to_string()),
+                proptest::prelude::Just("\n".to_string()),
+                proptest::prelude::Just("3.5,1.0,2.0,abc".to_string()),
+            ],
+        ) {
+            let mut h = new_histogram();
+            h.record_n(1500, 3).unwrap();
+            h.record(70_000).unwrap();
+            let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            let mut log = write_hlog(base, &[(0, h.clone()), (1, h.clone()), (2, h)]);
+            log.extend_from_slice(extra.as_bytes());
+            for (at, byte) in edits {
+                if !log.is_empty() {
+                    let i = at % log.len();
+                    log[i] = byte;
+                }
+            }
+            log.truncate(log.len().min(cut.max(log.len() / 2)));
+            proptest::prop_assert_eq!(read_by_lines(&log), read_whole(&log));
+        }
+    }
+
     #[test]
     fn writes_what_the_hdrhistogram_crate_writes() {
         use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
@@ -158,31 +301,41 @@ mod tests {
         let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00.250Z")
             .unwrap()
             .with_timezone(&Utc);
-        let mut theirs = Vec::new();
-        let mut serializer = V2DeflateSerializer::new();
-        {
-            let mut w = IntervalLogWriterBuilder::new()
-                .add_comment(COMMENT)
-                .with_base_time(
-                    std::time::SystemTime::UNIX_EPOCH
-                        + std::time::Duration::from_secs_f64(
-                            base.timestamp_millis() as f64 / 1000.0,
-                        ),
+        fn theirs<S: Serializer>(base: DateTime<Utc>, h: &Histogram<u64>, mut s: S) -> String {
+            let mut out = Vec::new();
+            {
+                let mut w = IntervalLogWriterBuilder::new()
+                    .add_comment(COMMENT)
+                    .with_base_time(
+                        std::time::SystemTime::UNIX_EPOCH
+                            + std::time::Duration::from_secs_f64(
+                                base.timestamp_millis() as f64 / 1000.0,
+                            ),
+                    )
+                    .with_max_value_divisor(MAX_VALUE_DIVISOR)
+                    .begin_log_with(&mut out, &mut s)
+                    .unwrap();
+                w.write_histogram(
+                    h,
+                    std::time::Duration::from_secs(3),
+                    std::time::Duration::from_secs(1),
+                    None,
                 )
-                .with_max_value_divisor(MAX_VALUE_DIVISOR)
-                .begin_log_with(&mut theirs, &mut serializer)
                 .unwrap();
-            w.write_histogram(
-                &h,
-                std::time::Duration::from_secs(3),
-                std::time::Duration::from_secs(1),
-                None,
-            )
-            .unwrap();
+            }
+            String::from_utf8(out).unwrap()
         }
+        // A task's log: the crate's writer with the stored encoding.
         assert_eq!(
-            String::from_utf8(write_hlog(base, &[(3, h)])).unwrap(),
-            String::from_utf8(theirs).unwrap()
+            String::from_utf8(write_hlog(base, &[(3, h.clone())])).unwrap(),
+            theirs(base, &h, V2StoredSerializer::default())
+        );
+        // A merged log: the crate's writer with its own compressed encoding.
+        let mut merged = HlogWriter::new(base);
+        merged.push(3, &h);
+        assert_eq!(
+            String::from_utf8(merged.finish()).unwrap(),
+            theirs(base, &h, V2DeflateSerializer::new())
         );
     }
 }

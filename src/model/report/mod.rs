@@ -20,8 +20,10 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-pub use histogram::{decode_histogram, encode_histogram, new_histogram};
-pub use hlog::{parse_hlog, read_hlog, write_hlog, HlogWriter};
+pub use histogram::{decode_histogram, encode_histogram, new_histogram, V2StoredSerializer};
+pub use hlog::{
+    malformed_hlog, next_hlog_line, parse_hlog, read_hlog, write_hlog, HlogLine, HlogWriter,
+};
 pub use timeseries::{parse_timeseries, timeseries_csv, SecondRow};
 
 /// Version of the report schema; bumped on any incompatible change.

@@ -131,7 +131,7 @@ fn merged(seconds: u64) -> Merged {
         latency: histogram(),
         service: histogram(),
         rows,
-        per_second: Vec::new(),
+        per_second: Default::default(),
         tasks: Vec::new(),
     }
 }

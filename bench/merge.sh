@@ -8,7 +8,7 @@
 #
 # Both builds run this checkout's benches/merge.rs (it only calls the merge's public API, which
 # BASE has too), so the only difference is the merge itself. Fields the report types gained
-# after BASE (`unsent`, `saturation`, `by_shard`) are left out of BASE's copy, and the reports are generated
+# after BASE (`unsent`, `saturation`, `by_shard`, `kinesis`) are left out of BASE's copy, and the reports are generated
 # by BASE's build, in the format both read (a merge reads reports of earlier versions; an
 # earlier merge refuses the later time-series header). Each round runs BASE, then this
 # checkout; a run reports the CPU-seconds (user + sys, all threads) of merge_run + write_merged
@@ -67,7 +67,7 @@ if [[ ! -d $WORKTREE ]]; then
 fi
 git -C "$WORKTREE" checkout --force --quiet "$base_commit"
 cp "$ROOT/benches/merge.rs" "$WORKTREE/benches/merge.rs"
-for field in unsent saturation by_shard; do
+for field in unsent saturation by_shard kinesis; do
     if ! grep -rqs "pub $field:" "$WORKTREE/src/model/report/"; then
         sed -i -E "/^\s*$field: [^,]*,\$/d" "$WORKTREE/benches/merge.rs"
     fi

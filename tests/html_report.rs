@@ -396,6 +396,7 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
         errors_timeline,
         saturation: None,
         by_shard: Default::default(),
+        kinesis: None,
         merge: None,
         end_to_end: Default::default(),
     };

@@ -237,6 +237,7 @@ pub fn synthetic_task(
         errors_timeline,
         saturation: None,
         by_shard: Default::default(),
+        kinesis: None,
         merge: None,
         end_to_end: Default::default(),
     };

@@ -5,12 +5,35 @@ use std::fmt::Write;
 
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::render::format::{rate, thousands};
-use crate::model::report::{hot_shard, saturation_words, Outcome, Percentiles, Summary};
+use crate::model::report::{
+    hot_shard, saturation_words, KinesisCounts, Outcome, Percentiles, Summary,
+};
 
 /// How many task ids one line lists before saying how many more there are.
 const IDS_PER_LIST: usize = 20;
 /// Width of the label column.
 const LABEL: usize = 14;
+
+/// How the acknowledged user records travelled: `in N Kinesis records (aggregated, X user
+/// records each), M PutRecords calls`.
+pub(crate) fn kinesis_words(k: &KinesisCounts, acknowledged: u64) -> String {
+    let packing = match k.aggregation.as_str() {
+        "on" => format!(
+            "KPL-aggregated, {:.1} user records each",
+            k.per_record(acknowledged)
+        ),
+        "off" => "one user record each".to_string(),
+        other => format!(
+            "aggregation {other}, {:.1} user records each",
+            k.per_record(acknowledged)
+        ),
+    };
+    format!(
+        "{} records ({packing}), {} PutRecords calls",
+        thousands(k.kinesis_records),
+        thousands(k.put_records_calls)
+    )
+}
 
 /// Renders the summary: run, tasks reported of expected (and which are missing, failed or
 /// interrupted, by id), counts by error code, achieved rate against the target, latency and
@@ -118,6 +141,9 @@ pub(crate) fn render(
             None => format!("{n} answered, none throttled"),
         };
         line(w, "shards", &text);
+    }
+    if let Some(k) = &summary.kinesis {
+        line(w, "kinesis", &kinesis_words(k, c.acknowledged));
     }
     line(
         w,
@@ -300,6 +326,11 @@ mod tests {
                 (id.to_string(), c)
             })
             .collect(),
+            kinesis: Some(KinesisCounts {
+                aggregation: "on".into(),
+                kinesis_records: 4_000,
+                put_records_calls: 45,
+            }),
             merge: Some(MergeInfo {
                 tasks_expected: 4,
                 tasks_reported: 3,
@@ -338,6 +369,7 @@ mod tests {
             "attempted 1,200,000   acknowledged 1,199,000   failed 1,000   retried 5",
             "  failed by    ProvisionedThroughputExceededException 1,000",
             "shards         3 answered; hot shardId-000000000001: throttled 990 (99.0% of all throttling)",
+            "kinesis        4,000 records (KPL-aggregated, 299.8 user records each), 45 PutRecords calls",
             "19,983.3/s achieved of 20,000.0/s targeted (99.9%)",
             "latest start 1,500 ms after the planned start",
             "  intended          3.100      7.000    231.400    400.000   1200.000      5.250",

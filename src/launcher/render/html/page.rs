@@ -207,7 +207,7 @@ pub(super) fn verdict(
          <tr class=\"{}\"><th>failed</th><td class=\"num\">{}</td></tr>\
          <tr><th>retried</th><td class=\"num\">{}</td></tr>\
          <tr><th>error rate</th><td class=\"num\">{:.4} %</td></tr>\
-         <tr><th>bytes</th><td class=\"num\">{}</td></tr></table>",
+         <tr><th>bytes</th><td class=\"num\">{}</td></tr>",
         thousands(c.attempted),
         thousands(c.acknowledged),
         if c.failed > 0 { "bad" } else { "" },
@@ -216,6 +216,21 @@ pub(super) fn verdict(
         c.error_rate() * 100.0,
         thousands(s.bytes)
     );
+    if let Some(k) = &s.kinesis {
+        // What carried the events: counts above are user records, whatever the packing.
+        let _ = write!(
+            out,
+            "<tr id=\"kinesis-aggregation\"><th>KPL aggregation</th><td class=\"num\">{}</td></tr>\
+             <tr id=\"kinesis-records\"><th>Kinesis records</th><td class=\"num\">{}</td></tr>\
+             <tr><th>events per Kinesis record</th><td class=\"num\">{}</td></tr>\
+             <tr id=\"put-records-calls\"><th>PutRecords calls</th><td class=\"num\">{}</td></tr>",
+            esc(&k.aggregation),
+            thousands(k.kinesis_records),
+            trim(k.per_record(c.acknowledged), 1),
+            thousands(k.put_records_calls),
+        );
+    }
+    out.push_str("</table>");
     let firsts = error_spans(s);
     if !firsts.is_empty() {
         out.push_str("<p class=\"bad\">errors by code:</p><ul class=\"ids\">");

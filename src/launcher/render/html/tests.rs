@@ -75,6 +75,7 @@ fn summary(rows: &[SecondRow]) -> Summary {
         errors_timeline: [("Throttled</script>".to_string(), vec![(2, 20), (3, 30)])].into(),
         saturation: None,
         by_shard: Default::default(),
+        kinesis: None,
         merge: Some(MergeInfo {
             tasks_expected: 3,
             tasks_reported: 2,
@@ -290,4 +291,28 @@ fn the_shards_section_puts_the_hot_shard_first_and_names_it() {
     );
     assert_eq!(section.matches("class=\"row-bad\"").count(), 1);
     assert!(section.contains("data-acknowledged=\"300\" data-throttled=\"700\""));
+}
+
+#[test]
+fn a_kinesis_run_says_what_carried_its_events() {
+    let mut m = merged(3);
+    let html = render(&m, &[]);
+    assert!(!html.contains("id=\"kinesis-records\""), "not Kinesis");
+    m.summary.kinesis = Some(crate::model::report::KinesisCounts {
+        aggregation: "on".into(),
+        kinesis_records: 4,
+        put_records_calls: 3,
+    });
+    let html = render(&m, &[]);
+    let events = &html[html.find("id=\"events\"").unwrap()..];
+    let events = &events[..events.find("</div>").unwrap()];
+    for expected in [
+        "<tr id=\"kinesis-aggregation\"><th>KPL aggregation</th><td class=\"num\">on</td></tr>",
+        "<tr id=\"kinesis-records\"><th>Kinesis records</th><td class=\"num\">4</td></tr>",
+        // 50 acknowledged events in 4 Kinesis records.
+        "<th>events per Kinesis record</th><td class=\"num\">12.5</td>",
+        "<tr id=\"put-records-calls\"><th>PutRecords calls</th><td class=\"num\">3</td></tr>",
+    ] {
+        assert!(events.contains(expected), "{expected} in {events}");
+    }
 }

@@ -21,7 +21,7 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::{now_us, stopped, Read};
+use super::{now_us, stopped, Read, CLOCK_NOTE};
 use crate::model::delivery::ConsumerRecorder;
 use crate::model::input::is_secret_name;
 use crate::model::report::Outcome;
@@ -278,5 +278,6 @@ pub(super) async fn read(
         recorder,
         source,
         outcome,
+        clock: CLOCK_NOTE,
     })
 }

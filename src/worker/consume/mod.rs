@@ -25,8 +25,11 @@ use crate::worker::produce::StopSignal;
 use crate::worker::store::ReportStore;
 use crate::worker::task_report::{failed, store_report, ReportContext};
 
-/// The clock note of every end-to-end report.
+/// The clock note of an end-to-end report read from Kafka.
 pub(crate) const CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the consumer's read, on two wall clocks: the same clock when producers and consumers share a host (the local backend); on ECS each task's clock, kept by NTP (Amazon Time Sync), within about a millisecond";
+/// The clock note of an end-to-end report read from Kinesis, where the end is the record's
+/// arrival in the stream rather than the moment a poll found it.
+pub(crate) const KINESIS_CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the record's arrival in the stream read (Kinesis's ApproximateArrivalTimestamp, kept between the consumer's last poll that found the shard caught up and the read that returned it, so the consumer's polling interval does not add to it); the producer's clock is its task's wall clock and the arrival is Kinesis's, both kept by NTP (Amazon Time Sync) on AWS; any disagreement beyond the poll interval is cut off by the bounds";
 
 /// Epoch microseconds now (the consumer's read time).
 pub(crate) fn now_us() -> u64 {
@@ -40,6 +43,8 @@ pub(crate) struct Read {
     pub(crate) recorder: ConsumerRecorder,
     pub(crate) source: String,
     pub(crate) outcome: Outcome,
+    /// Where the measured latency ends, and which clocks it rests on.
+    pub(crate) clock: &'static str,
 }
 
 /// Runs a consumer task and stores its report.
@@ -89,7 +94,7 @@ pub(crate) async fn run(
             )
             .await
         }
-        TargetConfig::Kinesis { stream } => {
+        TargetConfig::Kinesis { stream, .. } => {
             kinesis::read(stream, e2e, planned_start, deadline, recorder, stop).await
         }
         TargetConfig::Null => Err("a consumer needs kinesis or kafka to read from".to_string()),
@@ -118,6 +123,7 @@ pub(crate) async fn run(
     let summary = consumer_summary(
         ctx.summary(outcome.clone(), Some(actual_start), 0, duration, None),
         &read.source,
+        read.clock,
         measured,
     );
     if let Some(e) = &summary.end_to_end.e2e {
@@ -147,7 +153,12 @@ pub(crate) async fn run(
 }
 
 /// A consumer's summary: the task's fields with no produced counts, and its `e2e` object.
-fn consumer_summary(mut summary: Summary, source: &str, m: ConsumerMeasurements) -> Summary {
+fn consumer_summary(
+    mut summary: Summary,
+    source: &str,
+    clock: &str,
+    m: ConsumerMeasurements,
+) -> Summary {
     summary.target_rate = None;
     summary.saturation = None;
     summary.end_to_end = EndToEndReport {
@@ -162,7 +173,7 @@ fn consumer_summary(mut summary: Summary, source: &str, m: ConsumerMeasurements)
             foreign: m.foreign,
             latency_ms: Percentiles::of(&m.latency),
             histogram: encode_histogram(&m.latency),
-            clock: CLOCK_NOTE.into(),
+            clock: clock.into(),
             source: Some(source.to_string()),
             delivered: m
                 .delivered

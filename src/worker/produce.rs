@@ -116,7 +116,7 @@ pub(crate) async fn produce<S: Sink>(
         if schedule.is_unpaced() {
             let mut ended = false;
             while burst < BURST {
-                generator.next_event(timestamp_ms, &mut key, &mut value);
+                let key_number = generator.next_event(timestamp_ms, &mut key, &mut value);
                 if let Some(trace) = trace.as_deref_mut() {
                     trace.append(&mut value, epoch_origin_us + now_ns / 1000);
                 }
@@ -125,6 +125,7 @@ pub(crate) async fn produce<S: Sink>(
                     sent_ns: now_ns,
                     seq,
                     key: &key,
+                    key_number,
                     value: &value,
                 };
                 match hand_over(target, event, end, stop, &mut blocked_ns).await {
@@ -183,7 +184,7 @@ pub(crate) async fn produce<S: Sink>(
             if intended_ns > now_ns || burst >= BURST {
                 break;
             }
-            generator.next_event(timestamp_ms, &mut key, &mut value);
+            let key_number = generator.next_event(timestamp_ms, &mut key, &mut value);
             if let Some(trace) = trace.as_deref_mut() {
                 trace.append(&mut value, epoch_origin_us + intended_ns / 1000);
             }
@@ -192,6 +193,7 @@ pub(crate) async fn produce<S: Sink>(
                 sent_ns: now_ns,
                 seq,
                 key: &key,
+                key_number,
                 value: &value,
             };
             let cutoff = cutoff(end, origin, intended_ns);

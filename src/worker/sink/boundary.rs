@@ -15,6 +15,9 @@ pub struct Event<'a> {
     pub seq: u64,
     /// Partition key.
     pub key: &'a [u8],
+    /// The key's number in the run's key space (1 to `FLEETLOAD_KEYS`): equal numbers, equal
+    /// keys, so a sink can remember what it worked out about a key (its shard) by number.
+    pub key_number: u64,
     /// Body.
     pub value: &'a [u8],
 }

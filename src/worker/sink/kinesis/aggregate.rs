@@ -22,7 +22,7 @@
 //!   time; new user records fill new ones.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,9 +42,11 @@ pub const MAX_BUFFERED: Duration = Duration::from_millis(100);
 pub const AGGREGATE_PARTITION_KEY: &[u8] = b"a";
 /// Bytes an aggregate is allocated with when it opens.
 const OPEN_CAPACITY: usize = 8 * 1024;
-/// Partition keys remembered (hash, shard, place in the open aggregate's table). Keys are
-/// drawn from `FLEETLOAD_KEYS`; beyond this many, a key's MD5 is computed each time.
-const KEYS_REMEMBERED: usize = 1 << 16;
+/// Partition keys remembered by their number (hash, shard, place in the open aggregate's
+/// table), so that a key's MD5 is computed once: keys 1 to this; beyond, each time.
+const KEYS_REMEMBERED: u64 = 1 << 16;
+/// [`Place::slot`] of a key no shard of the map covers.
+const NO_SHARD: u32 = u32::MAX;
 
 /// A Kinesis record's data.
 #[derive(Debug)]
@@ -125,14 +127,16 @@ impl Open {
     }
 }
 
-/// What is known of a partition key seen before.
-#[derive(Debug, Clone, Copy)]
-struct KeyInfo {
-    hash: u128,
-    /// Its shard's index in the map of `generation`.
-    slot: Option<usize>,
-    generation: u64,
-    /// Its index in the table of aggregate `serial`, when it is in one.
+/// Where a partition key goes: its shard, and its entry in the table of the aggregate that
+/// last took it. Kept by key number, apart from the hashes (needed only when an aggregate
+/// opens), so that a user record reads 24 bytes about its key.
+#[derive(Debug, Clone, Copy, Default)]
+struct Place {
+    /// The map `slot` belongs to; 0: nothing known yet (maps are numbered from 1).
+    generation: u32,
+    /// Its shard's index in that map, or [`NO_SHARD`].
+    slot: u32,
+    /// The aggregate whose table holds it at `index` (serials start at 1).
     serial: u64,
     index: u32,
 }
@@ -150,7 +154,9 @@ pub struct Aggregator {
     /// Aggregates opened under an earlier map, closed at their time.
     retired: Vec<Open>,
     next_serial: u64,
-    keys: HashMap<Box<[u8]>, KeyInfo, foldhash::fast::RandomState>,
+    /// By key number - 1, as far as [`KEYS_REMEMBERED`].
+    places: Vec<Place>,
+    hashes: Vec<u128>,
 }
 
 impl Aggregator {
@@ -164,13 +170,21 @@ impl Aggregator {
             due: VecDeque::new(),
             retired: Vec::new(),
             next_serial: 1,
-            keys: HashMap::with_hasher(Default::default()),
+            places: Vec::new(),
+            hashes: Vec::new(),
         }
     }
 
-    /// Takes one user record. Returns the Kinesis record it closed, if it closed one: the
-    /// aggregate it would have overfilled, or itself alone (no map yet, or too big).
-    pub fn add(&mut self, key: &[u8], data: &[u8], meta: RecordMeta) -> Option<Ready> {
+    /// Takes one user record, with its partition key's number (see `Event::key_number`).
+    /// Returns the Kinesis record it closed, if it closed one: the aggregate it would have
+    /// overfilled, or itself alone (no map yet, or too big).
+    pub fn add(
+        &mut self,
+        key: &[u8],
+        key_number: u64,
+        data: &[u8],
+        meta: RecordMeta,
+    ) -> Option<Ready> {
         self.follow_map();
         let Some(map) = &self.map else {
             return Some(Ready::plain(key, data, meta, Instant::now() + MAX_BUFFERED));
@@ -178,40 +192,31 @@ impl Aggregator {
         if Aggregate::size_of_one(key.len(), data.len()) > AGGREGATE_MAX_BYTES {
             return Some(Ready::plain(key, data, meta, Instant::now() + MAX_BUFFERED));
         }
-        let generation = self.generation;
-        if !self.keys.contains_key(key) && self.keys.len() < KEYS_REMEMBERED {
-            self.keys.insert(
-                key.into(),
-                KeyInfo {
-                    hash: hash_key(key),
-                    slot: None,
-                    generation: 0,
-                    serial: 0,
-                    index: 0,
-                },
-            );
-        }
-        let mut fresh;
-        let info = match self.keys.get_mut(key) {
-            Some(info) => info,
-            None => {
-                fresh = KeyInfo {
-                    hash: hash_key(key),
-                    slot: None,
-                    generation: 0,
-                    serial: 0,
-                    index: 0,
-                };
-                &mut fresh
+        let (mut fresh, mut fresh_hash) = (Place::default(), 0u128);
+        let (info, hash) = if (1..=KEYS_REMEMBERED).contains(&key_number) {
+            let i = (key_number - 1) as usize;
+            if self.places.len() <= i {
+                self.places.resize(i + 1, Place::default());
+                self.hashes.resize(i + 1, 0);
             }
+            (&mut self.places[i], &mut self.hashes[i])
+        } else {
+            (&mut fresh, &mut fresh_hash)
         };
+        if info.generation == 0 {
+            *hash = hash_key(key);
+        }
+        // Maps are numbered from 1; a number past u32 would take billions of reshards.
+        let generation = self.generation as u32;
         if info.generation != generation {
-            info.slot = map.index_of_hash(info.hash);
+            info.slot = map.index_of_hash(*hash).map_or(NO_SHARD, |i| i as u32);
             info.generation = generation;
         }
-        let Some(slot) = info.slot else {
+        if info.slot == NO_SHARD {
             return Some(Ready::plain(key, data, meta, Instant::now() + MAX_BUFFERED));
-        };
+        }
+        let slot = info.slot as usize;
+        let hash = *hash;
         let place = &mut self.open[slot];
         let mut known = match place.as_ref() {
             Some(o) if o.serial == info.serial => Some(info.index),
@@ -234,7 +239,7 @@ impl Aggregator {
                 // Grown as it fills: a stream of many shards at a low rate keeps many open.
                 agg: Aggregate::with_capacity(OPEN_CAPACITY),
                 users: Vec::new(),
-                first_hash: info.hash,
+                first_hash: hash,
                 shard: map.shard(slot).id.clone(),
                 deadline,
                 serial,
@@ -393,7 +398,9 @@ mod tests {
         let maps = ShardMaps::fixed(None);
         let mut a = Aggregator::new(maps);
         for i in 0..5 {
-            let ready = a.add(&key(i), &reading(i), meta(i)).expect("sent alone");
+            let ready = a
+                .add(&key(i), i + 1, &reading(i), meta(i))
+                .expect("sent alone");
             assert_eq!(read_back(&ready), [(key(i), reading(i), i)]);
         }
         assert_eq!(a.next_due(), None);
@@ -407,7 +414,7 @@ mod tests {
         let mut out = Vec::new();
         // 1,000 keys, each used several times: the table keeps each key once per aggregate.
         for i in 0..20_000u64 {
-            out.extend(a.add(&key(i % 1000), &reading(i % 1000), meta(i)));
+            out.extend(a.add(&key(i % 1000), i % 1000 + 1, &reading(i % 1000), meta(i)));
         }
         assert!(a.next_due().is_some());
         out.extend(a.take_all());
@@ -441,10 +448,39 @@ mod tests {
     }
 
     #[test]
+    fn keys_past_those_remembered_are_placed_and_tabled_all_the_same() {
+        let map = four_shards();
+        let mut a = Aggregator::new(ShardMaps::fixed(Some(map.clone())));
+        let mut out = Vec::new();
+        for i in 0..2_000u64 {
+            // Numbers past the remembered ones (and 0, which no generator hands out).
+            let number = if i % 2 == 0 {
+                KEYS_REMEMBERED + 1 + i % 100
+            } else {
+                0
+            };
+            out.extend(a.add(&key(i % 100), number, &reading(i % 100), meta(i)));
+        }
+        out.extend(a.take_all());
+        let mut n = 0;
+        for ready in &out {
+            for (k, data, seq) in read_back(ready) {
+                assert_eq!(
+                    &map.shard_of_key(&k).unwrap().id,
+                    ready.expected.as_ref().unwrap()
+                );
+                assert_eq!((k, data), (key(seq % 100), reading(seq % 100)));
+                n += 1;
+            }
+        }
+        assert_eq!(n, 2_000);
+    }
+
+    #[test]
     fn an_aggregate_is_due_after_its_buffering_time_and_a_lonely_one_goes_plain() {
         let mut a = Aggregator::new(ShardMaps::fixed(Some(four_shards())));
         let before = Instant::now();
-        assert!(a.add(&key(1), &reading(1), meta(1)).is_none());
+        assert!(a.add(&key(1), 2, &reading(1), meta(1)).is_none());
         let due = a.next_due().unwrap();
         assert!(due >= before + MAX_BUFFERED && due <= Instant::now() + MAX_BUFFERED);
         assert!(a.take_due(due - Duration::from_millis(1)).is_none());
@@ -454,7 +490,7 @@ mod tests {
         assert_eq!(a.next_due(), None);
         // A user record too big for any aggregate goes alone at once.
         let big = vec![b'x'; AGGREGATE_MAX_BYTES];
-        let ready = a.add(&key(2), &big, meta(2)).unwrap();
+        let ready = a.add(&key(2), 3, &big, meta(2)).unwrap();
         assert!(matches!(&ready.data, Payload::Plain(d) if *d == big));
         assert_eq!(a.next_due(), None);
     }
@@ -464,7 +500,7 @@ mod tests {
         let maps = ShardMaps::fixed(Some(four_shards()));
         let mut a = Aggregator::new(maps.clone());
         for i in 0..40 {
-            assert!(a.add(&key(i), &reading(i), meta(i)).is_none());
+            assert!(a.add(&key(i), i + 1, &reading(i), meta(i)).is_none());
         }
         let due = a.next_due().unwrap();
         // Resharded: one shard now.
@@ -474,7 +510,7 @@ mod tests {
             end: u128::MAX,
         }]));
         for i in 40..80 {
-            assert!(a.add(&key(i), &reading(i), meta(i)).is_none());
+            assert!(a.add(&key(i), i + 1, &reading(i), meta(i)).is_none());
         }
         assert_eq!(a.next_due(), Some(due), "the retired aggregates come first");
         let all = a.take_all();

@@ -364,7 +364,10 @@ impl KinesisSink {
             bytes: size as u64,
         };
         let agg = self.aggregation.as_mut().expect("aggregating");
-        if let Some(ready) = agg.aggregator.add(event.key, event.value, meta) {
+        if let Some(ready) = agg
+            .aggregator
+            .add(event.key, event.key_number, event.value, meta)
+        {
             agg.push(ready);
             if !agg.has_room(largest_record(0), batch_size) {
                 // Full: it goes now, and the next request takes a free slot if there is one.

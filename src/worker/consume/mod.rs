@@ -23,10 +23,31 @@ use crate::model::trace::TraceFinder;
 use crate::worker::exit::{TaskResult, WorkerExit};
 use crate::worker::produce::StopSignal;
 use crate::worker::store::ReportStore;
+use crate::worker::task_id::hostname;
 use crate::worker::task_report::{failed, store_report, ReportContext};
 
-/// The clock note of every end-to-end report.
-pub(crate) const CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the consumer's read, on two wall clocks: the same clock when producers and consumers share a host (the local backend); on ECS each task's clock, kept by NTP (Amazon Time Sync), within about a millisecond";
+/// The clock note of a consumer on ECS: two tasks, two clocks, each kept by NTP.
+const ECS_CLOCK: &str = "producers and consumers ran as ECS tasks, each on its own clock kept by NTP (the Amazon Time Sync Service, typically within about 1 ms of UTC): read every end-to-end latency as ±2 ms";
+
+/// How this consumer's clock relates to the producers': latency runs from the producer's
+/// intended send time to this consumer's read, on two wall clocks, so their offset is the error
+/// bar of every end-to-end latency. ECS sets `ECS_CONTAINER_METADATA_URI_V4` in every task.
+fn clock_note() -> String {
+    let on_ecs = [
+        "ECS_CONTAINER_METADATA_URI_V4",
+        "ECS_CONTAINER_METADATA_URI",
+    ]
+    .iter()
+    .any(|k| std::env::var_os(k).is_some());
+    if on_ecs {
+        ECS_CLOCK.to_string()
+    } else {
+        format!(
+            "the consumer read on host {}: producers on the same host (the local backend runs every task there) share its clock, so end-to-end latency has no clock error; producers on other hosts add their clock's offset from it",
+            hostname()
+        )
+    }
+}
 
 /// Epoch microseconds now (the consumer's read time).
 pub(crate) fn now_us() -> u64 {
@@ -162,7 +183,7 @@ fn consumer_summary(mut summary: Summary, source: &str, m: ConsumerMeasurements)
             foreign: m.foreign,
             latency_ms: Percentiles::of(&m.latency),
             histogram: encode_histogram(&m.latency),
-            clock: CLOCK_NOTE.into(),
+            clock: clock_note(),
             source: Some(source.to_string()),
             delivered: m
                 .delivered

@@ -16,6 +16,12 @@ const EMBEDDED_BROKERS: i32 = 3;
 /// in the launcher's process and keeps every message in memory.
 pub const EMBEDDED_DEFAULT_RATE: &str = "1000";
 
+/// `fetch.wait.max.ms` of consumer tasks reading the embedded broker. librdkafka's mock cluster
+/// answers a fetch that finds no record only when this wait is over (500 ms by default) and not
+/// as soon as records arrive, as a real broker does; the consumers' reads would lag by up to
+/// that, and the broker's own produce-to-consume latency would be lost under it.
+pub const EMBEDDED_FETCH_WAIT_MAX_MS: &str = "10";
+
 /// A running embedded broker; it stops when dropped.
 pub struct EmbeddedBroker {
     cluster: MockCluster<'static, DefaultProducerContext>,

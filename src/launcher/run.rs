@@ -10,7 +10,7 @@ use crate::launcher::cli::{RunArgs, StopArgs};
 use crate::launcher::exit::{ExitStatus, FleetFailed};
 use crate::launcher::fleet::ecs::{self, EcsConfig, EcsFleet, TaskGroup};
 use crate::launcher::fleet::embedded::{
-    EmbeddedBroker, EMBEDDED_DEFAULT_RATE, EMBEDDED_FETCH_WAIT_MAX_MS,
+    EmbeddedBroker, EMBEDDED_CONSUMER_DEFAULTS, EMBEDDED_DEFAULT_RATE,
 };
 use crate::launcher::fleet::local::TaskSpec;
 use crate::launcher::fleet::stack::{read_stack, StackOutputs};
@@ -111,11 +111,23 @@ struct Consumers<'a> {
 impl<'a> Consumers<'a> {
     /// The consumers of `plan`, their environment derived from the producers' `env` (complete
     /// but for the start instant) and validated: exit 2 before any task starts.
-    fn resolve(plan: &'a RunPlan, env: &WorkerEnv, files: Files) -> anyhow::Result<Option<Self>> {
+    /// `defaults(env)` gives variables the consumers get unless they were given (the embedded
+    /// broker's, when they read it).
+    fn resolve(
+        plan: &'a RunPlan,
+        env: &WorkerEnv,
+        files: Files,
+        defaults: impl Fn(&WorkerEnv) -> &'static [(&'static str, &'static str)],
+    ) -> anyhow::Result<Option<Self>> {
         let Some(c) = &plan.consumers else {
             return Ok(None);
         };
-        let cenv = c.env(env)?;
+        let mut cenv = c.env(env)?;
+        for (k, v) in defaults(&cenv) {
+            if cenv.get(k).is_none() {
+                cenv.set(k, v);
+            }
+        }
         let scenario = c.validate(&cenv, files)?;
         Ok(Some(Consumers {
             plan: c,
@@ -169,17 +181,15 @@ async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
     let url = absolute_report_url(url)?;
     env.set("FLEETLOAD_REPORT_URL", &url.to_string());
     let scenario = env.validate(Files::Here)?;
-    let mut consumers = Consumers::resolve(plan, &env, Files::Here)?;
-    if let (Some(broker), Some(c)) = (&embedded, consumers.as_mut()) {
-        let reads_it =
-            c.env.get("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS") == Some(&broker.bootstrap_servers());
-        if reads_it && c.env.get("FLEETLOAD_KAFKA_FETCH_WAIT_MAX_MS").is_none() {
-            c.env.set(
-                "FLEETLOAD_KAFKA_FETCH_WAIT_MAX_MS",
-                EMBEDDED_FETCH_WAIT_MAX_MS,
-            );
+    let mut consumers = Consumers::resolve(plan, &env, Files::Here, |cenv| match &embedded {
+        Some(broker)
+            if cenv.get("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS")
+                == Some(&broker.bootstrap_servers()) =>
+        {
+            EMBEDDED_CONSUMER_DEFAULTS
         }
-    }
+        _ => &[],
+    })?;
     let start_at = fix_start(&mut env, consumers.as_mut(), plan.start_delay)?;
 
     let log_dir = match &url {
@@ -280,7 +290,7 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
         anyhow::bail!("--report-url {url}: ECS tasks cannot write to this machine's disk; accepted: s3://bucket/prefix");
     }
     let scenario = env.validate(Files::InTheTask)?;
-    let mut consumers = Consumers::resolve(plan, &env, Files::InTheTask)?;
+    let mut consumers = Consumers::resolve(plan, &env, Files::InTheTask, |_| &[])?;
     ecs::validate_run_id(run_id)?;
     let start_at = fix_start(&mut env, consumers.as_mut(), plan.start_delay)?;
     let fleet = EcsFleet::new(client, cfg);

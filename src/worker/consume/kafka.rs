@@ -5,8 +5,9 @@
 //! loses partitions commits its position in them first (in the revoke callback, before
 //! librdkafka hands them on), and a consumer that gets a partition continues from that commit;
 //! a partition nobody read yet starts at the first record at or after the run's start instant
-//! (Kafka's offsets for a time). So no record is read twice by the run's consumers unless it is
-//! in the topic twice, and the duplicates counted are the pipeline's.
+//! (Kafka's offsets for a time; from the beginning on a broker that cannot look offsets up by
+//! time, such as librdkafka's mock cluster). So no record is read twice by the run's consumers
+//! unless it is in the topic twice, and the duplicates counted are the pipeline's.
 //!
 //! The reader connects the way the producer does, through the Kafka sink's configuration path
 //! (`worker::sink::kafka`): the same `FLEETLOAD_KAFKA_*` properties, TLS with the system CA

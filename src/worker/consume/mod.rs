@@ -23,13 +23,37 @@ use crate::model::trace::TraceFinder;
 use crate::worker::exit::{TaskResult, WorkerExit};
 use crate::worker::produce::StopSignal;
 use crate::worker::store::ReportStore;
+use crate::worker::task_id::hostname;
 use crate::worker::task_report::{failed, store_report, ReportContext};
 
-/// The clock note of an end-to-end report read from Kafka.
-pub(crate) const CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the consumer's read, on two wall clocks: the same clock when producers and consumers share a host (the local backend); on ECS each task's clock, kept by NTP (Amazon Time Sync), within about a millisecond";
-/// The clock note of an end-to-end report read from Kinesis, where the end is the record's
-/// arrival in the stream rather than the moment a poll found it.
-pub(crate) const KINESIS_CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the record's arrival in the stream read (Kinesis's ApproximateArrivalTimestamp, kept between the consumer's last poll that found the shard caught up and the read that returned it, so the consumer's polling interval does not add to it); the producer's clock is its task's wall clock and the arrival is Kinesis's, both kept by NTP (Amazon Time Sync) on AWS; any disagreement beyond the poll interval is cut off by the bounds";
+/// Where the latency of a record read from Kafka ends.
+pub(crate) const CLOCK_NOTE: &str =
+    "latency runs from the producer's intended send time to the consumer's read";
+/// Where the latency of a record read from Kinesis ends: its arrival in the stream rather than
+/// the moment a poll found it.
+pub(crate) const KINESIS_CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the record's arrival in the stream read (Kinesis's ApproximateArrivalTimestamp, kept between the consumer's last poll that found the shard caught up and the read that returned it, so the consumer's polling interval does not add to it, and any disagreement of Kinesis's clock beyond the poll interval is cut off by those bounds)";
+/// The clock note of a consumer on ECS: two tasks, two clocks, each kept by NTP.
+const ECS_CLOCK: &str = "producers and consumers ran as ECS tasks, each on its own clock kept by NTP (the Amazon Time Sync Service, typically within about 1 ms of UTC): read every end-to-end latency as ±2 ms";
+
+/// How this consumer's clock relates to the producers': latency runs from the producer's
+/// intended send time to this consumer's read, on two wall clocks, so their offset is the error
+/// bar of every end-to-end latency. ECS sets `ECS_CONTAINER_METADATA_URI_V4` in every task.
+fn clock_note() -> String {
+    let on_ecs = [
+        "ECS_CONTAINER_METADATA_URI_V4",
+        "ECS_CONTAINER_METADATA_URI",
+    ]
+    .iter()
+    .any(|k| std::env::var_os(k).is_some());
+    if on_ecs {
+        ECS_CLOCK.to_string()
+    } else {
+        format!(
+            "the consumer read on host {}: producers on the same host (the local backend runs every task there) share its clock, so end-to-end latency has no clock error; producers on other hosts add their clock's offset from it",
+            hostname()
+        )
+    }
+}
 
 /// Epoch microseconds now (the consumer's read time).
 pub(crate) fn now_us() -> u64 {
@@ -173,7 +197,7 @@ fn consumer_summary(
             foreign: m.foreign,
             latency_ms: Percentiles::of(&m.latency),
             histogram: encode_histogram(&m.latency),
-            clock: clock.into(),
+            clock: format!("{clock}; {}", clock_note()),
             source: Some(source.to_string()),
             delivered: m
                 .delivered

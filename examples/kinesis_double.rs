@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example kinesis_double -- --port 4567 --shards 8 --throttle-share 0.01
+//! cargo run --release --example kinesis_double -- --shards 4 --throttle-share 0.5 --throttled-shard 2
 //! ```
 //!
 //! Prints `listening on http://127.0.0.1:PORT` once it accepts connections, the counters every
@@ -31,6 +32,10 @@ struct Args {
     /// Share of records answered ProvisionedThroughputExceededException (0-1).
     #[arg(long, default_value_t = 0.0)]
     throttle_share: f64,
+    /// A shard (by index) that --throttle-share applies to, repeatable: a hot shard. None
+    /// given: every shard.
+    #[arg(long = "throttled-shard")]
+    throttled_shards: Vec<u32>,
     /// Share of records answered InternalFailure (0-1).
     #[arg(long, default_value_t = 0.0)]
     internal_failure_share: f64,
@@ -90,8 +95,8 @@ async fn main() -> anyhow::Result<()> {
         shards: args.shards,
         stream_name: args.stream_name,
         throttle_share: args.throttle_share,
+        throttled_shards: args.throttled_shards,
         internal_failure_share: args.internal_failure_share,
-        throttled_shards: Vec::new(),
         http500_share: args.http500_share,
         seed: args.seed,
         keep_records: false,

@@ -291,6 +291,10 @@ fn the_shards_section_puts_the_hot_shard_first_and_names_it() {
     );
     assert_eq!(section.matches("class=\"row-bad\"").count(), 1);
     assert!(section.contains("data-acknowledged=\"300\" data-throttled=\"700\""));
+    // Throttling bars for the two throttled shards only: a shard never throttled has none
+    // (a bar's minimum width would show it throttled a little).
+    assert_eq!(section.matches("class=\"bar thr\"").count(), 2, "{section}");
+    assert_eq!(section.matches("class=\"bar ack\"").count(), 3, "{section}");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 #
 # Both builds run this checkout's benches/merge.rs (it only calls the merge's public API, which
 # BASE has too), so the only difference is the merge and the report writers. Fields the report
-# types gained after BASE (`unsent`, `saturation`, `by_shard`, `end_to_end`) are left out of
+# types gained after BASE (`unsent`, `saturation`, `by_shard`, `kinesis`, `end_to_end`) are left out of
 # BASE's copy. Each build generates the reports once as its own workers write them (an earlier
 # merge refuses the later time-series header, and the interval log's encoding changed), and
 # merges those; this checkout also merges BASE's set, as a merge must read reports of earlier
@@ -69,7 +69,7 @@ if [[ ! -d $WORKTREE ]]; then
 fi
 git -C "$WORKTREE" checkout --force --quiet "$base_commit"
 cp "$ROOT/benches/merge.rs" "$WORKTREE/benches/merge.rs"
-for field in unsent saturation by_shard end_to_end; do
+for field in unsent saturation by_shard kinesis end_to_end; do
     if ! grep -rqs "pub $field:" "$WORKTREE/src/model/report/"; then
         sed -i -E "/^\s*$field: [^,]*,\$/d" "$WORKTREE/benches/merge.rs"
     fi

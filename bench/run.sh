@@ -16,6 +16,8 @@
 # record, never the bottleneck) and a tansu broker with in-memory storage. Then, for each pair,
 # BENCH_ROUNDS rounds of "fleetload, then its peer", each run BENCH_SECONDS long:
 #   kinesis  worker, batch 500, unpaced     vs  Locust headless + boto3 put_records (bench/locustfile.py)
+#   kinesis-agg  worker with FLEETLOAD_KINESIS_AGGREGATE=on (user records acknowledged)
+#                                           vs  the same worker without aggregation, same double
 #   kafka    worker, unpaced                vs  confluent-kafka producing as many messages (bench/kafka_peer.py)
 #   kafka-lz4, kafka-zstd  the same pair with compression.type=lz4 / zstd on both sides
 #   null     worker, null target, unpaced
@@ -32,7 +34,7 @@
 #
 # Environment:
 #   BENCH_ROUNDS (3)  BENCH_SECONDS (12)  BENCH_RATE_SECONDS (15)
-#   BENCH_ONLY (all: kinesis,kafka,kafka-lz4,kafka-zstd,null,rate,merge)
+#   BENCH_ONLY (all: kinesis,kinesis-agg,kafka,kafka-lz4,kafka-zstd,null,rate,merge)
 #   BENCH_TOOLS       where tansu is installed (default: bench/.tools)
 #   BENCH_SKIP_APT=1  do not install Debian packages
 #   BENCH_KAFKA_PROPS librdkafka settings used by both Kafka producers
@@ -45,7 +47,7 @@ BENCH=$ROOT/bench
 ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECONDS:-12}
 RATE_SECS=${BENCH_RATE_SECONDS:-15}
-ONLY=${BENCH_ONLY:-kinesis,kafka,kafka-lz4,kafka-zstd,null,rate,merge}
+ONLY=${BENCH_ONLY:-kinesis,kinesis-agg,kafka,kafka-lz4,kafka-zstd,null,rate,merge}
 OUT=${BENCH_OUT:-$ROOT/target/bench/$(date +%Y%m%dT%H%M%S)}
 KAFKA_PROPS=${BENCH_KAFKA_PROPS:-acks=all linger.ms=5 batch.size=1000000 compression.type=none}
 VENV=$BENCH/.venv
@@ -177,7 +179,7 @@ time_fields() { awk '{printf "%.2f %d\n", $2 + $3, $4}' "$OUT/$1.time"; }
 AWS_ENV=(AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
     AWS_EC2_METADATA_DISABLED=true)
 
-if wants kinesis; then
+if wants kinesis || wants kinesis-agg; then
     "$DOUBLE" --port 0 --shards 4 --stream-name bench --report-every 0 --max-seconds 3600 \
         >"$OUT/kinesis-double.log" 2>&1 &
     PIDS+=($!)
@@ -235,6 +237,27 @@ if wants kinesis; then
         read -r count cpu < <("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["acknowledged"], d["cpu_seconds"])' "$OUT/kinesis-locust-$r.json")
         record what=kinesis who=peer round="$r" cpu="$cpu" rss_kib="$rss" count="$count" \
             cpu_whole_process="$(time_fields "kinesis-locust-$r" | cut -d' ' -f1)"
+    done
+fi
+
+# User records per CPU-second with KPL aggregation, against the same worker sending one user
+# record per Kinesis record, in the same run, alternating. Both count acknowledged user records
+# (events); the aggregated run also records how many Kinesis records and calls carried them.
+if wants kinesis-agg; then
+    for r in $(seq "$ROUNDS"); do
+        for mode in on off; do
+            name="kinesis-agg-$mode-$r"
+            log "kinesis-agg round $r/$ROUNDS: fleetload, aggregation $mode"
+            worker_run "$name" kinesis 0 "$SECS" "${AWS_ENV[@]}" \
+                AWS_ENDPOINT_URL="$KINESIS_URL" FLEETLOAD_STREAM=bench FLEETLOAD_BATCH_SIZE=500 \
+                FLEETLOAD_KINESIS_AGGREGATE="$mode"
+            read -r cpu rss < <(time_fields "$name")
+            read -r count records calls < <("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); k=d.get("kinesis", {}); print(d["counts"]["acknowledged"], k.get("kinesis_records", 0), k.get("put_records_calls", 0))' "$(worker_summary "$name")")
+            who=fleetload
+            [[ $mode == off ]] && who=peer
+            record what=kinesis-agg who="$who" round="$r" cpu="$cpu" rss_kib="$rss" \
+                count="$count" kinesis_records="$records" put_records_calls="$calls"
+        done
     done
 fi
 

@@ -68,6 +68,14 @@ def main():
             "Locust + boto3 put_records",
         ),
         (
+            "kinesis-agg",
+            "Kinesis with KPL aggregation (`FLEETLOAD_KINESIS_AGGREGATE=on`): user records "
+            "acknowledged per worker CPU-second (batch 500, sensor payload)",
+            None,
+            1.0,
+            "the same worker without aggregation",
+        ),
+        (
             "kafka",
             "Kafka: messages acknowledged per worker CPU-second (sensor payload)",
             None,
@@ -145,6 +153,19 @@ def main():
         )
 
     notes = []
+    agg = [
+        r
+        for r in results
+        if r["what"] == "kinesis-agg" and r["who"] == "fleetload" and r.get("kinesis_records")
+    ]
+    if agg:
+        users = sum(r["count"] for r in agg)
+        records = sum(r["kinesis_records"] for r in agg)
+        calls = sum(r.get("put_records_calls", 0) for r in agg)
+        notes.append(
+            f"With aggregation, {users / records:,.0f} user records per Kinesis record and "
+            f"{users / max(calls, 1):,.0f} per PutRecords call."
+        )
     if a.machine:
         notes.append(f"Machine: {a.machine}.")
     if a.rounds:

@@ -137,6 +137,7 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
         errors_timeline,
         saturation: None,
         by_shard: Default::default(),
+        kinesis: None,
         merge: None,
         end_to_end: Default::default(),
     };

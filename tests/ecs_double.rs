@@ -450,8 +450,19 @@ async fn watch_calls_are_retried_through_transient_errors_and_give_up_when_they_
     assert!(fleet.list_run("run-watch").await.unwrap().is_empty());
 }
 
-/// `launcher run` on the ECS backend, every AWS call going to the double.
+/// `launcher run` on the ECS backend, every AWS call going to the double; the null target.
 fn launcher_ecs(double: &EcsDouble, run_id: &str, tasks: u32, extra: &[&str]) -> Command {
+    launcher_ecs_to(double, run_id, tasks, &["--target", "null"], extra)
+}
+
+/// `launcher run` on the ECS backend with the target flags `target`.
+fn launcher_ecs_to(
+    double: &EcsDouble,
+    run_id: &str,
+    tasks: u32,
+    target: &[&str],
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_launcher"));
     for (k, _) in std::env::vars() {
         if k.starts_with("FLEETLOAD_") || k.starts_with("AWS_") {
@@ -471,8 +482,6 @@ fn launcher_ecs(double: &EcsDouble, run_id: &str, tasks: u32, extra: &[&str]) ->
         "subnet-a",
         "--launch-type",
         "FARGATE",
-        "--target",
-        "null",
         "--rate",
         "10",
         "--report-url",
@@ -482,6 +491,7 @@ fn launcher_ecs(double: &EcsDouble, run_id: &str, tasks: u32, extra: &[&str]) ->
         "--tasks",
         &tasks,
     ])
+    .args(target)
     .args(extra)
     .env("AWS_ENDPOINT_URL", &double.url)
     .env("AWS_ACCESS_KEY_ID", "testing")
@@ -680,5 +690,127 @@ async fn ctrl_c_after_the_fleet_phase_ends_the_launcher() {
     assert!(
         rest.contains("SIGINT after the fleet phase: exiting"),
         "{seen}{rest}"
+    );
+}
+
+/// The environment RunTask request `request` gives the worker container, by name.
+fn overrides_env(request: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    request["overrides"]["containerOverrides"][0]["environment"]
+        .as_array()
+        .expect("container overrides with an environment")
+        .iter()
+        .map(|kv| {
+            (
+                kv["name"].as_str().unwrap().to_string(),
+                kv["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_tasks_start_with_their_own_overrides_and_stop_on_ctrl_c() {
+    let double = EcsDouble::start(Vec::new(), RunTaskReply::all()).await;
+    // Producers: RunTask for 10, then 2; each consumer its own call of 1 (its place among the
+    // consumers is its own override). The last call answers after 3 s: Ctrl-C lands while it
+    // is in flight, and its task is stopped with the others.
+    double.delay_run_task(3, Duration::from_secs(3));
+    double.list_lag(Duration::from_secs(600));
+    // Producers to a Kinesis stream: the double runs nothing, the launcher validates it all.
+    let mut cmd = launcher_ecs_to(
+        &double,
+        "run-e2e",
+        12,
+        &["--target", "kinesis", "--stream", "input"],
+        &[
+            "--duration",
+            "60s",
+            "--start-delay",
+            "60s",
+            "--consumers",
+            "2",
+            "--consume-from",
+            "kinesis:enriched",
+            "--consumer-env",
+            "FLEETLOAD_SETTLE=45s",
+        ],
+    );
+    let child = cmd.spawn().unwrap();
+    until(
+        Duration::from_secs(30),
+        "all four RunTask calls arrive",
+        || double.started().len() == 14,
+    )
+    .await;
+    sigint(&child);
+    let (code, screen) = finish(child, Duration::from_secs(30)).await;
+    assert_eq!(code, Some(3), "{screen}");
+
+    let calls = double.requests("RunTask");
+    let counts: Vec<u64> = calls.iter().map(|c| c["count"].as_u64().unwrap()).collect();
+    assert_eq!(counts, [10, 2, 1, 1], "{screen}");
+    let envs: Vec<_> = calls.iter().map(overrides_env).collect();
+    for producers in &envs[..2] {
+        assert_eq!(
+            producers.get("FLEETLOAD_TRACE").map(String::as_str),
+            Some("on")
+        );
+        assert_eq!(
+            producers.get("FLEETLOAD_TARGET").map(String::as_str),
+            Some("kinesis")
+        );
+        assert_eq!(
+            producers.get("FLEETLOAD_STREAM").map(String::as_str),
+            Some("input")
+        );
+        assert!(!producers.contains_key("FLEETLOAD_ROLE"), "{producers:?}");
+        assert!(
+            !producers.contains_key("FLEETLOAD_CONSUMER"),
+            "{producers:?}"
+        );
+    }
+    for (i, consumer) in envs[2..].iter().enumerate() {
+        let want = [
+            ("FLEETLOAD_ROLE", "consume".to_string()),
+            ("FLEETLOAD_CONSUMER", format!("{i}/2")),
+            ("FLEETLOAD_TARGET", "kinesis".to_string()),
+            ("FLEETLOAD_STREAM", "enriched".to_string()),
+            ("FLEETLOAD_SETTLE", "45s".to_string()),
+        ];
+        for (k, v) in want {
+            assert_eq!(
+                consumer.get(k),
+                Some(&v),
+                "{k} of consumer {i}: {consumer:?}"
+            );
+        }
+        assert!(!consumer.contains_key("FLEETLOAD_TRACE"), "{consumer:?}");
+        // The run, its start instant, its schedule and its reports are the producers'.
+        for shared in [
+            "FLEETLOAD_RUN_ID",
+            "FLEETLOAD_START_AT",
+            "FLEETLOAD_DURATION",
+            "FLEETLOAD_RATE",
+            "FLEETLOAD_REPORT_URL",
+        ] {
+            assert_eq!(consumer.get(shared), envs[0].get(shared), "{shared}");
+        }
+        assert_eq!(calls[2 + i]["startedBy"], "run-e2e");
+    }
+
+    // Ctrl-C stops the consumers like the producers, by the ARNs RunTask returned.
+    assert!(double.running().is_empty(), "tasks left running:\n{screen}");
+    assert_eq!(
+        double.stopped(),
+        double.started().into_iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(double.requests("StopTask").len(), 14, "{screen}");
+    assert!(
+        screen.contains("stopped 14 task(s) of run run-e2e; DescribeTasks confirms STOPPED"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("2 consumer task(s) ← kinesis stream enriched"),
+        "{screen}"
     );
 }

@@ -396,6 +396,7 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
         errors_timeline,
         saturation: None,
         by_shard: Default::default(),
+        kinesis: None,
         merge: None,
         end_to_end: Default::default(),
     };
@@ -907,6 +908,147 @@ async fn report_of_a_real_local_run() {
         page["charts"].get("errors").is_none(),
         "no error chart without errors"
     );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn report_of_a_local_run_with_consumers_shows_end_to_end() {
+    let _one = BROWSER_LOCK.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Producers and consumers on the embedded broker: the zero-setup end-to-end run.
+    let out = output(
+        launcher(&[
+            "run",
+            "--tasks",
+            "2",
+            "--consumers",
+            "2",
+            "--duration",
+            "3s",
+            "-e",
+            "FLEETLOAD_SETTLE=2s",
+            "--run-id",
+            "e2e-run",
+            "--report-url",
+            "reports",
+            "--threshold",
+            "lost==0",
+        ])
+        .current_dir(dir.path()),
+        Duration::from_secs(120),
+    );
+    let screen = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    let run_dir = dir.path().join("reports/e2e-run");
+    let summary =
+        Summary::from_json(&std::fs::read(run_dir.join("merged/summary.json")).unwrap()).unwrap();
+    let e = summary.end_to_end.e2e.clone().expect("merged e2e");
+    assert_eq!(e.lost, Some(0), "{e:?}");
+
+    let browser = Browser::start().await;
+    let page = check_page(&browser, &run_dir, "report-e2e-run.png").await;
+    let body = page["text"].as_str().unwrap();
+    for expected in [
+        "End to end",
+        "2 of 2 consumer task(s) reported",
+        "Clocks.",
+        "share its clock, so end-to-end latency has no clock error",
+        "lost 0",
+    ] {
+        assert!(
+            body.contains(expected),
+            "the page does not show {expected:?}:\n{body}"
+        );
+    }
+    // End-to-end latency per second: exactly the merged timeline, in the DOM and the JSON.
+    type Column = fn(&fleetload::model::report::E2eSecond) -> f64;
+    let columns: [(&str, Column); 3] = [
+        ("p50_ms", |t| t.p50_ms),
+        ("p99_ms", |t| t.p99_ms),
+        ("max_ms", |t| t.max_ms),
+    ];
+    for (series, f) in columns {
+        let want: Vec<(f64, f64)> = e.timeline.iter().map(|t| (t.second as f64, f(t))).collect();
+        assert!(!want.is_empty());
+        assert_eq!(circles(&page, "e2e", series), want, "e2e/{series}");
+        assert_eq!(
+            json_points(&page["data"], "e2e", series),
+            want,
+            "e2e/{series}"
+        );
+    }
+    // The funnel: planned → sent → acknowledged → seen, the producers' counts and the distinct
+    // events seen, each bar drawn in proportion.
+    let funnel = browser
+        .script(
+            r##"return Array.from(document.querySelectorAll("#e2e-funnel .stage")).map(d => [
+              d.dataset.stage, Number(d.dataset.value),
+              d.querySelector(".fbar").getBoundingClientRect().width,
+              d.querySelector(".track").getBoundingClientRect().width]);"##,
+        )
+        .await;
+    let c = &summary.counts;
+    let want = [
+        ("planned", c.planned),
+        ("sent", c.attempted),
+        ("acknowledged", c.acknowledged),
+        ("seen", e.unique.unwrap()),
+    ];
+    let funnel = funnel.as_array().unwrap();
+    assert_eq!(funnel.len(), want.len(), "{funnel:?}");
+    let widest = want.iter().map(|w| w.1).max().unwrap() as f64;
+    for (row, (stage, n)) in funnel.iter().zip(want) {
+        assert_eq!(row[0], stage);
+        assert_eq!(row[1].as_u64(), Some(n), "{stage}");
+        let (bar, track) = (row[2].as_f64().unwrap(), row[3].as_f64().unwrap());
+        assert!(
+            (bar / track - n as f64 / widest).abs() < 0.01,
+            "{stage}: bar {bar} of {track} for {n} of {widest}"
+        );
+    }
+    // The section as a reader sees it.
+    let section = browser
+        .call(
+            Method::POST,
+            "/element",
+            Some(json!({"using": "css selector", "value": "#e2e"})),
+        )
+        .await;
+    let id = section[ELEMENT_KEY].as_str().unwrap().to_string();
+    let png = browser
+        .call(Method::GET, &format!("/element/{id}/screenshot"), None)
+        .await
+        .as_str()
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let path = artifacts_dir().join("report-e2e-section.png");
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+
+    // One consumer's report gone: the page says loss is unknown and why, and shows no loss.
+    std::fs::remove_dir_all(run_dir.join("tasks/local-consumer-02")).unwrap();
+    let out = output(
+        launcher(&["merge", run_dir.to_str().unwrap()]).current_dir(dir.path()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        text(&out).contains("lost unknown: consumer 1/2 (no report) did not report"),
+        "{}",
+        text(&out)
+    );
+    let page = check_page(&browser, &run_dir, "report-e2e-missing-consumer.png").await;
+    let body = page["text"].as_str().unwrap();
+    for expected in [
+        "1 of 2 consumer task(s) reported",
+        "lost unknown (a consumer did not report)",
+        "consumer 1/2 (no report) did not report: what they would have read is not counted as lost",
+    ] {
+        assert!(
+            body.contains(expected),
+            "the page does not show {expected:?}:\n{body}"
+        );
+    }
     browser.close().await;
 }
 

@@ -637,3 +637,118 @@ fn oidc_token_endpoint_unreachable_fails_preflight_naming_the_token() {
     );
     assert!(!stderr.contains("oidc-secret-of-the-test"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A consumer task connects through the producer's configuration path: the same TLS settings,
+// the same MSK IAM token source, the same preflight.
+
+/// The worker variables that make a task a consumer of topic `events`.
+const CONSUMER: [(&str, &str); 2] = [("FLEETLOAD_ROLE", "consume"), ("FLEETLOAD_SETTLE", "4s")];
+
+#[test]
+fn a_consumer_over_mtls_reads_back_every_event_a_producer_wrote_over_mtls() {
+    let pki = Pki::new();
+    let broker = TlsBroker::start(&pki, true, &[]);
+    let (ca, cert, key) = (
+        pki.read("ca.pem"),
+        pki.read("client.pem"),
+        pki.read("client.key"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = "tls-e2e";
+    let start_at = (chrono::Utc::now() + chrono::Duration::seconds(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let shared = [
+        ("FLEETLOAD_RATE", "300"),
+        ("FLEETLOAD_DURATION", "3s"),
+        ("FLEETLOAD_KEYS", "20"),
+        ("FLEETLOAD_START_AT", start_at.as_str()),
+        ("FLEETLOAD_KAFKA_BROKER_ADDRESS_FAMILY", "v4"),
+        ("FLEETLOAD_KAFKA_SECURITY_PROTOCOL", "SSL"),
+        ("FLEETLOAD_KAFKA_SSL_CA_PEM", ca.as_str()),
+        ("FLEETLOAD_KAFKA_SSL_CERTIFICATE_PEM", cert.as_str()),
+        ("FLEETLOAD_KAFKA_SSL_KEY_PEM", key.as_str()),
+    ];
+    let mut consumer_env = shared.to_vec();
+    consumer_env.extend(CONSUMER);
+    // Beside the producer's report (task KAFKA_TASK), under its own id.
+    consumer_env.push(("FLEETLOAD_TASK_ID", "consumer-1"));
+    let consumer = {
+        let env = kafka_env(&broker.servers(), run, dir.path(), &consumer_env);
+        std::thread::spawn(move || run_worker(&env, Duration::from_secs(60)))
+    };
+    let mut producer_env = shared.to_vec();
+    producer_env.push(("FLEETLOAD_TRACE", "on"));
+    let (out, _) = run_worker(
+        &kafka_env(&broker.servers(), run, dir.path(), &producer_env),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (out, _) = consumer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
+    // The launcher's merge reconciles the consumer's delivery set with the producer's report.
+    let merged = Command::new(env!("CARGO_BIN_EXE_launcher"))
+        .args(["merge", dir.path().join(run).to_str().unwrap()])
+        .args(["--threshold", "lost==0", "--threshold", "duplicates==0"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        merged.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&merged.stdout),
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let merged = Summary::from_json(
+        &std::fs::read(dir.path().join(run).join("merged/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(merged.counts.acknowledged, 900, "{:?}", merged.counts);
+    let e = merged.end_to_end.e2e.as_ref().unwrap();
+    assert_eq!(e.unique, Some(900));
+    assert_eq!((e.seen, e.lost, e.duplicates), (900, Some(0), 0));
+}
+
+#[test]
+fn a_consumer_with_the_wrong_ca_fails_preflight_naming_the_certificate_problem() {
+    let pki = Pki::new();
+    let broker = TlsBroker::start(&pki, false, &[]);
+    let other = pki.path("other-ca.pem").display().to_string();
+    let mut extra = vec![
+        ("FLEETLOAD_KAFKA_SECURITY_PROTOCOL", "SSL"),
+        ("FLEETLOAD_KAFKA_SSL_CA_LOCATION", other.as_str()),
+    ];
+    extra.extend(CONSUMER);
+    let stderr = refused(&broker.servers(), "consumer-wrong-ca", &extra);
+    assert!(stderr.contains("certificate verify failed"), "{stderr}");
+}
+
+#[test]
+fn an_msk_iam_consumer_signs_its_token_and_the_brokers_refusal_is_named() {
+    let pki = Pki::new();
+    let broker = TlsBroker::start(&pki, false, &["--authentication"]);
+    let ca = pki.path("ca.pem").display().to_string();
+    let mut extra = vec![
+        ("FLEETLOAD_KAFKA_SSL_CA_LOCATION", ca.as_str()),
+        ("FLEETLOAD_KAFKA_SASL_MECHANISM", "AWS_MSK_IAM"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "ASIAFLEETLOADTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret-key-of-the-test"),
+        ("AWS_SESSION_TOKEN", "session-token-of-the-test"),
+    ];
+    extra.extend(CONSUMER);
+    let stderr = refused(&broker.servers(), "consumer-msk-iam", &extra);
+    // Credentials from the chain, a token signed by the consumer's own context, the
+    // OAUTHBEARER exchange over TLS (SASL_SSL chosen for MSK IAM), and the refusal named.
+    assert!(stderr.contains("refused the connection"), "{stderr}");
+    assert!(stderr.contains("SASL authentication error"), "{stderr}");
+    assert!(stderr.contains("sasl_ssl://"), "{stderr}");
+    assert!(!stderr.contains("secret-key-of-the-test"), "{stderr}");
+}

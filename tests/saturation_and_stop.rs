@@ -134,13 +134,15 @@ fn merge_gate(root: &Path, run: &str, threshold: &str) -> (i32, String) {
     )
 }
 
-/// A Kinesis double answering one PutRecords call at a time in `service`.
+/// A Kinesis double answering one PutRecords call at a time in `service`, counting the user
+/// records of aggregated records.
 async fn slow_double(stream: &str, service: Duration, one_at_a_time: bool) -> KinesisDouble {
     KinesisDouble::start(DoubleConfig {
         shards: 4,
         stream_name: stream.into(),
         service_time: Some(service),
         one_at_a_time,
+        count_user_records: true,
         ..Default::default()
     })
     .await
@@ -436,9 +438,40 @@ async fn sigterm_against_slow_kinesis(run: &str, extra: &'static [(&str, &str)])
     );
     assert_interrupted_and_nothing_lost(&s, &rows);
     let stats = double.stats();
-    assert_eq!(s.counts.acknowledged, stats.records_accepted, "{stats:?}");
+    // User records: one per Kinesis record, or (aggregated) those the double found inside.
+    assert_eq!(
+        s.counts.acknowledged, stats.user_records_accepted,
+        "{stats:?}"
+    );
+    let kinesis = s.kinesis.as_ref().expect("the kinesis object");
+    assert_eq!(kinesis.kinesis_records, stats.records_accepted, "{stats:?}");
     assert!(stderr(&out).contains("SIGTERM"));
     double.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_burst_unpaced_aggregated_against_slow_kinesis_waits_for_every_acknowledgement()
+{
+    sigterm_against_slow_kinesis(
+        "sig-kin-agg-unpaced",
+        &[
+            ("FLEETLOAD_RATE", "0"),
+            ("FLEETLOAD_KINESIS_AGGREGATE", "on"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_burst_paced_aggregated_against_slow_kinesis_waits_for_every_acknowledgement() {
+    sigterm_against_slow_kinesis(
+        "sig-kin-agg-paced",
+        &[
+            ("FLEETLOAD_RATE", "20000"),
+            ("FLEETLOAD_KINESIS_AGGREGATE", "on"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::launcher::fleet::ecs::CapacityProvider;
 use crate::model::input::{is_secret_name, redact_values};
+use crate::model::trace::MAX_CONSUMERS;
 
 /// `launcher`: starts a fleet of fleetload workers, merges their reports exactly and gates a CI
 /// pipeline on thresholds.
@@ -72,6 +73,11 @@ fn parse_tasks(text: &str) -> Result<u32, String> {
     whole_number(text, u32::MAX as u64).map(|n| n as u32)
 }
 
+/// `--consumers M`: a whole number from 1 to [`MAX_CONSUMERS`].
+fn parse_consumers(text: &str) -> Result<u32, String> {
+    whole_number(text, MAX_CONSUMERS as u64).map(|n| n as u32)
+}
+
 /// `--expected-tasks N`: a whole number from 1 (a run of 0 tasks has nothing to merge).
 fn parse_expected_tasks(text: &str) -> Result<u64, String> {
     whole_number(text, u64::MAX)
@@ -98,13 +104,17 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 }
 
 /// `text` (a usage error, which quotes what was typed) without the values of secret variables
-/// on the command line `args`: `-e NAME=VALUE` (or `--env=NAME=VALUE`) with a secret NAME, and
+/// on the command line `args`: `-e NAME=VALUE` (or `--env=NAME=VALUE`, `--consumer-env=…`) with
+/// a secret NAME, and
 /// the word after a secret NAME given without `=` (a space typed for the `=`, which clap then
 /// reports as an unexpected argument).
 pub fn redact_args(text: &str, args: &[String]) -> String {
     let mut secrets = Vec::new();
     for (i, arg) in args.iter().enumerate() {
-        let arg = arg.strip_prefix("--env=").unwrap_or(arg);
+        let arg = ["--env=", "--consumer-env="]
+            .iter()
+            .find_map(|p| arg.strip_prefix(p))
+            .unwrap_or(arg);
         match arg.split_once('=') {
             Some((name, value)) if is_secret_name(name) => secrets.push(value.to_string()),
             None if is_secret_name(arg) && !arg.starts_with('-') => {
@@ -233,6 +243,23 @@ pub struct RunArgs {
     /// How long after launching the tasks they all start producing (FLEETLOAD_START_AT).
     #[arg(long, allow_hyphen_values = true, value_name = "D")]
     pub start_delay: Option<String>,
+    /// End to end: start M consumer tasks with the producers, reading what the system under
+    /// test wrote (--consume-from); the producers then trace every event.
+    #[arg(long, value_name = "M", value_parser = parse_consumers, allow_negative_numbers = true)]
+    pub consumers: Option<u32>,
+    /// What the consumer tasks read: kinesis:STREAM or kafka:TOPIC (default: the producers' own
+    /// stream or topic; with --consumers, 1 consumer when only this is given).
+    #[arg(
+        long,
+        value_name = "kinesis:STREAM|kafka:TOPIC",
+        allow_hyphen_values = true
+    )]
+    pub consume_from: Option<String>,
+    /// A variable for the consumer tasks only, repeatable; wins over -e. With
+    /// FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS (another cluster) the consumers get none of the
+    /// producers' Kafka properties, only their own.
+    #[arg(long = "consumer-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub consumer_env: Vec<(String, String)>,
     /// ECS options.
     #[command(flatten)]
     pub ecs: EcsArgs,

@@ -11,13 +11,18 @@ use chrono::Utc;
 
 use crate::launcher::cli::{Backend, EcsArgs, LaunchType, RunArgs};
 use crate::launcher::fleet::ecs::EcsConfig;
-use crate::model::input::PREFIX;
+use crate::model::input::{KAFKA_PREFIX, PREFIX};
 use crate::model::report_url::ReportUrl;
 use crate::model::scenario::{generate_run_id, Scenario};
 use crate::worker::sink::{Files, Target};
 
 /// Local tasks start this long after launch unless `--start-delay` says otherwise.
 pub const LOCAL_START_DELAY: Duration = Duration::from_secs(3);
+/// The same with consumer tasks: a Kafka consumer group takes about 3 s to form (brokers wait
+/// `group.initial.rebalance.delay.ms` for more members, and the embedded broker does too), and
+/// events produced before the consumers hold their partitions would show that wait as
+/// end-to-end latency.
+pub const LOCAL_START_DELAY_WITH_CONSUMERS: Duration = Duration::from_secs(6);
 /// ECS tasks start this long after launch: Fargate takes tens of seconds to pull and start.
 pub const ECS_START_DELAY: Duration = Duration::from_secs(120);
 /// The longest `--start-delay`: the worker refuses a FLEETLOAD_START_AT further away than this.
@@ -54,6 +59,12 @@ impl WorkerEnv {
         self.pairs.push((key.to_string(), value.to_string()));
     }
 
+    /// Removes `key`, if set.
+    pub fn remove(&mut self, key: &str) {
+        self.pairs.retain(|(k, _)| k != key);
+        self.origins.retain(|(k, _)| k != key);
+    }
+
     /// Sets `key` from the input `origin` (a flag, a line of an env file).
     fn set_from(&mut self, key: &str, value: &str, origin: String) {
         self.set(key, value);
@@ -78,18 +89,214 @@ impl WorkerEnv {
     /// `files` says whether the files the Kafka properties name exist on this machine (local
     /// tasks) or only inside the task (ECS).
     pub fn validate(&self, files: Files) -> anyhow::Result<Scenario> {
+        self.validate_as("the workers'", "", files)
+    }
+
+    /// [`WorkerEnv::validate`] for the environment of `who` (`the consumer tasks'`); a refusal
+    /// of a variable that came from no flag ends with `hint`.
+    fn validate_as(&self, who: &str, hint: &str, files: Files) -> anyhow::Result<Scenario> {
         let mut probe = self.pairs.clone();
         probe.push(("FLEETLOAD_TASK_ID".into(), "probe".into()));
         probe.push(("FLEETLOAD_START_AT".into(), Utc::now().to_rfc3339()));
         Scenario::from_env(probe)
             .and_then(|s| Target::check(&s, files).map(|()| s))
-            .map_err(|e| {
-                let from = self
-                    .origin(e.variable())
-                    .map(|o| format!(" (from {o})"))
-                    .unwrap_or_default();
-                anyhow::anyhow!("the workers' scenario is not valid{from}: {e}")
+            .map_err(|e| match self.origin(e.variable()) {
+                Some(o) => anyhow::anyhow!("{who} scenario is not valid (from {o}): {e}"),
+                None => anyhow::anyhow!("{who} scenario is not valid: {e}{hint}"),
             })
+    }
+}
+
+/// What the consumer tasks read (`--consume-from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumeFrom {
+    /// `kinesis:STREAM` (a name or an ARN).
+    Kinesis(String),
+    /// `kafka:TOPIC`.
+    Kafka(String),
+}
+
+impl ConsumeFrom {
+    /// `kinesis:STREAM` or `kafka:TOPIC`, as typed after `--consume-from`. The name itself is
+    /// checked with the worker's own rules when the consumers' environment is validated.
+    pub fn parse(text: &str) -> anyhow::Result<ConsumeFrom> {
+        let refuse = |why: &str| {
+            anyhow::anyhow!(
+                "--consume-from {text:?}: {why}; accepted: kinesis:STREAM (a stream name or ARN) \
+                 or kafka:TOPIC, e.g. kinesis:enriched or kafka:orders-out"
+            )
+        };
+        if text.trim().is_empty() {
+            return Err(refuse("empty"));
+        }
+        let Some((kind, name)) = text.split_once(':') else {
+            return Err(refuse("no kinesis: or kafka: before the name"));
+        };
+        if name.trim().is_empty() {
+            return Err(refuse("no stream or topic after the colon"));
+        }
+        match kind.trim().to_ascii_lowercase().as_str() {
+            "kinesis" => Ok(ConsumeFrom::Kinesis(name.to_string())),
+            "kafka" => Ok(ConsumeFrom::Kafka(name.to_string())),
+            _ => Err(refuse(&format!(
+                "{kind:?} is not a target consumers can read"
+            ))),
+        }
+    }
+}
+
+/// Variables the consumer tasks share with the producers, always: the run, its report location
+/// and its schedule (a consumer reads until the producers' planned end plus the settle time).
+const SHARED_WITH_CONSUMERS: &[&str] = &[
+    "FLEETLOAD_RUN_ID",
+    "FLEETLOAD_REPORT_URL",
+    "FLEETLOAD_DURATION",
+    "FLEETLOAD_RATE",
+    "FLEETLOAD_STAGES",
+];
+
+/// The consumer tasks of a run (`--consumers`, `--consume-from`, `--consumer-env`).
+#[derive(Debug, Clone)]
+pub struct ConsumerPlan {
+    /// How many consumer tasks.
+    pub count: u32,
+    /// What they read; `None`: the producers' own stream or topic.
+    pub from: Option<ConsumeFrom>,
+    /// `--consumer-env` pairs, applied last (`FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS` among them
+    /// drops the producers' Kafka properties first: another cluster).
+    own: Vec<(String, String)>,
+}
+
+impl ConsumerPlan {
+    /// The consumers' own flags, checked: `None` when the run has no consumers.
+    fn of(args: &RunArgs) -> anyhow::Result<Option<ConsumerPlan>> {
+        if args.consumers.is_none() && args.consume_from.is_none() {
+            if let Some((k, _)) = args.consumer_env.first() {
+                anyhow::bail!(
+                    "--consumer-env {k}: the run has no consumer tasks; accepted: --consumer-env \
+                     with --consumers M (and --consume-from)"
+                );
+            }
+            return Ok(None);
+        }
+        let from = args
+            .consume_from
+            .as_deref()
+            .map(ConsumeFrom::parse)
+            .transpose()?;
+        for (k, v) in &args.consumer_env {
+            let why = if !k.starts_with(PREFIX) {
+                "only FLEETLOAD_* variables are passed to the workers"
+            } else if matches!(
+                k.as_str(),
+                "FLEETLOAD_TASK_ID"
+                    | "FLEETLOAD_START_AT"
+                    | "FLEETLOAD_ROLE"
+                    | "FLEETLOAD_CONSUMER"
+            ) {
+                "set by the launcher for each consumer task"
+            } else if matches!(
+                k.as_str(),
+                "FLEETLOAD_TARGET" | "FLEETLOAD_STREAM" | "FLEETLOAD_TOPIC"
+            ) {
+                "what the consumers read is --consume-from kinesis:STREAM|kafka:TOPIC"
+            } else if SHARED_WITH_CONSUMERS.contains(&k.as_str()) {
+                "the consumers share the run, its report location and the producers' schedule; \
+                 give it with -e or its flag for the whole run"
+            } else if v.trim().is_empty() {
+                "empty (an unset variable expands to an empty string); accepted: a value, or \
+                 leave it out"
+            } else {
+                continue;
+            };
+            anyhow::bail!("--consumer-env {k}: {why}");
+        }
+        Ok(Some(ConsumerPlan {
+            count: args.consumers.unwrap_or(1),
+            from,
+            own: args.consumer_env.clone(),
+        }))
+    }
+
+    /// The environment every consumer task shares, from the producers' `producers` as the
+    /// backend completed it (report location, embedded broker, start instant): the same
+    /// variables, read from `--consume-from` (the Kafka properties kept for a topic, dropped for
+    /// a stream), then `--consumer-env`. [`ConsumerPlan::task_env`] adds each one's place.
+    pub fn env(&self, producers: &WorkerEnv) -> anyhow::Result<WorkerEnv> {
+        let mut env = producers.clone();
+        // A consumer produces nothing: the trace setting is the producers'.
+        env.remove("FLEETLOAD_TRACE");
+        env.set_from("FLEETLOAD_ROLE", "consume", "--consumers".into());
+        let kafka_keys = |env: &WorkerEnv| -> Vec<String> {
+            env.pairs()
+                .iter()
+                .filter(|(k, _)| k.starts_with(KAFKA_PREFIX))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        match &self.from {
+            // The producers' own stream or topic, with their settings.
+            None => {}
+            Some(from) => {
+                let typed = match from {
+                    ConsumeFrom::Kinesis(s) => format!("kinesis:{s}"),
+                    ConsumeFrom::Kafka(t) => format!("kafka:{t}"),
+                };
+                let origin = || format!("--consume-from {typed}");
+                env.remove("FLEETLOAD_STREAM");
+                env.remove("FLEETLOAD_TOPIC");
+                match from {
+                    ConsumeFrom::Kinesis(stream) => {
+                        env.set_from("FLEETLOAD_TARGET", "kinesis", origin());
+                        env.set_from("FLEETLOAD_STREAM", stream, origin());
+                        // The producers' Kafka properties belong to the cluster they write to.
+                        for k in kafka_keys(&env) {
+                            env.remove(&k);
+                        }
+                    }
+                    ConsumeFrom::Kafka(topic) => {
+                        env.set_from("FLEETLOAD_TARGET", "kafka", origin());
+                        env.set_from("FLEETLOAD_TOPIC", topic, origin());
+                    }
+                }
+            }
+        }
+        // Brokers of the consumers' own are another cluster: none of the producers' Kafka
+        // properties (security, client settings) apply to it. Other Kafka properties given for
+        // the consumers are added to the producers'.
+        if self
+            .own
+            .iter()
+            .any(|(k, _)| k == "FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS")
+        {
+            for k in kafka_keys(&env) {
+                env.remove(&k);
+            }
+        }
+        for (k, v) in &self.own {
+            env.set_from(k, v, "--consumer-env".into());
+        }
+        Ok(env)
+    }
+
+    /// Validates the consumers' shared environment `env` with the worker's own rules.
+    pub fn validate(&self, env: &WorkerEnv, files: Files) -> anyhow::Result<Scenario> {
+        let mut probe = env.clone();
+        probe.set("FLEETLOAD_CONSUMER", &format!("0/{}", self.count));
+        probe.validate_as(
+            "the consumer tasks'",
+            " (consumers read with the producers' settings; --consumer-env KEY=VALUE gives them \
+             their own)",
+            files,
+        )
+    }
+
+    /// The environment of consumer `index` (from 0): `env` and its place among the run's
+    /// consumers (`FLEETLOAD_CONSUMER=INDEX/COUNT`).
+    pub fn task_env(&self, env: &WorkerEnv, index: u32) -> Vec<(String, String)> {
+        let mut env = env.clone();
+        env.set("FLEETLOAD_CONSUMER", &format!("{index}/{}", self.count));
+        env.pairs().to_vec()
     }
 }
 
@@ -125,6 +332,15 @@ pub struct RunPlan {
     pub start_delay: Duration,
     /// Where the tasks run.
     pub backend: BackendPlan,
+    /// The consumer tasks started with the producers, if any (end to end).
+    pub consumers: Option<ConsumerPlan>,
+}
+
+impl RunPlan {
+    /// How many tasks the run starts: producers and consumers.
+    pub fn all_tasks(&self) -> u32 {
+        self.tasks + self.consumers.as_ref().map_or(0, |c| c.count)
+    }
 }
 
 impl TryFrom<&RunArgs> for RunPlan {
@@ -147,7 +363,42 @@ impl TryFrom<&RunArgs> for RunPlan {
                 args.tasks
             );
         }
+        let consumers = ConsumerPlan::of(args)?;
+        if let Some(c) = &consumers {
+            if backend == Backend::Local && args.tasks + c.count > MAX_LOCAL_TASKS {
+                anyhow::bail!(
+                    "--tasks {} --consumers {}: the local backend runs at most {MAX_LOCAL_TASKS} \
+                     worker processes on one machine, producers and consumers together; \
+                     accepted: at most {MAX_LOCAL_TASKS} in all locally, or --backend ecs for more",
+                    args.tasks,
+                    c.count
+                );
+            }
+        }
         let mut env = worker_env(args)?;
+        if consumers.is_some() {
+            for (k, v) in env.pairs() {
+                let from = env.origin(k).unwrap_or("-e");
+                if k == "FLEETLOAD_ROLE" || k == "FLEETLOAD_CONSUMER" {
+                    anyhow::bail!("{from} {k}: set by the launcher for each task of a run with --consumers; remove it");
+                }
+                if k == "FLEETLOAD_TRACE" && !v.trim().eq_ignore_ascii_case("on") {
+                    anyhow::bail!("{from} {k}={v:?}: with --consumers every produced event carries a trace, which is how the consumers find it; accepted: on, or leave it out");
+                }
+            }
+            if env
+                .get("FLEETLOAD_TARGET")
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("null"))
+            {
+                let from = env.origin("FLEETLOAD_TARGET").unwrap_or("-e");
+                anyhow::bail!(
+                    "{from} null with --consumers: the null target sends nothing, so there is \
+                     nothing for consumer tasks to read; accepted: --target kinesis|kafka (or no \
+                     --target, for the embedded broker)"
+                );
+            }
+            env.set_from("FLEETLOAD_TRACE", "on", "--consumers".into());
+        }
         let run_id = env
             .get("FLEETLOAD_RUN_ID")
             .map(str::to_string)
@@ -158,6 +409,7 @@ impl TryFrom<&RunArgs> for RunPlan {
         let start_delay = match &args.start_delay {
             Some(d) => parse_start_delay(d)?,
             None if backend == Backend::Ecs => ECS_START_DELAY,
+            None if consumers.is_some() => LOCAL_START_DELAY_WITH_CONSUMERS,
             None => LOCAL_START_DELAY,
         };
         let backend = match backend {
@@ -170,6 +422,7 @@ impl TryFrom<&RunArgs> for RunPlan {
             env,
             start_delay,
             backend,
+            consumers,
         })
     }
 }

@@ -19,11 +19,27 @@ pub struct Display {
     duration: Duration,
     last_line: Instant,
     total: u32,
+    /// Consumer tasks among `total`, and how long they read after the producers' end.
+    consumers: u32,
+    settle: Duration,
 }
 
 impl Display {
     /// A display for a run of `total` tasks producing for `duration` from `start_at`.
     pub fn new(total: u32, start_at: chrono::DateTime<Utc>, duration: Duration) -> Self {
+        Self::with_consumers(total, 0, start_at, duration, Duration::ZERO)
+    }
+
+    /// A display for a run of `producers` tasks producing for `duration` from `start_at`, and
+    /// `consumers` tasks reading until `settle` after that.
+    pub fn with_consumers(
+        producers: u32,
+        consumers: u32,
+        start_at: chrono::DateTime<Utc>,
+        duration: Duration,
+        settle: Duration,
+    ) -> Self {
+        let total = producers + consumers;
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let bar = ProgressBar::new(duration.as_secs().max(1));
         bar.set_style(
@@ -41,6 +57,12 @@ impl Display {
             duration,
             last_line: Instant::now() - Duration::from_secs(60),
             total,
+            consumers,
+            settle: if consumers > 0 {
+                settle
+            } else {
+                Duration::ZERO
+            },
         }
     }
 
@@ -51,10 +73,9 @@ impl Display {
         self.bar.tick();
     }
 
-    /// The fleet's state now.
-    pub fn tasks(&mut self, running: u32, ended: &[&TaskEnd]) {
-        let ok = ended.iter().filter(|e| e.ok).count();
-        let failed = ended.len() - ok;
+    /// The fleet's state now: `running` tasks (of which `running_consumers` are consumers),
+    /// and those that `ended`.
+    pub fn tasks(&mut self, running: u32, running_consumers: u32, ended: &[&TaskEnd]) {
         let now = Utc::now();
         let phase = if now < self.start_at {
             format!("starts in {}s", (self.start_at - now).num_seconds() + 1)
@@ -64,14 +85,36 @@ impl Display {
                 .set_position(elapsed.as_secs().min(self.duration.as_secs()));
             if elapsed < self.duration {
                 format!("{}s left", (self.duration - elapsed).as_secs())
+            } else if elapsed < self.duration + self.settle {
+                format!(
+                    "producers' end passed; consumers read {}s more",
+                    (self.duration + self.settle - elapsed).as_secs()
+                )
             } else {
                 "draining and storing reports".to_string()
             }
         };
-        let msg = format!(
-            "{phase} · running {running} · done {ok} · failed {failed} (of {})",
-            self.total
-        );
+        let tally = |consumer: bool, running: u32, of: u32| {
+            let ended: Vec<&&TaskEnd> = ended.iter().filter(|e| e.consumer == consumer).collect();
+            let ok = ended.iter().filter(|e| e.ok).count();
+            format!(
+                "running {running} · done {ok} · failed {} (of {of})",
+                ended.len() - ok
+            )
+        };
+        let msg = if self.consumers == 0 {
+            format!("{phase} · {}", tally(false, running, self.total))
+        } else {
+            format!(
+                "{phase} · producers: {} · consumers: {}",
+                tally(
+                    false,
+                    running - running_consumers,
+                    self.total - self.consumers
+                ),
+                tally(true, running_consumers, self.consumers)
+            )
+        };
         if self.tty {
             self.bar.set_message(msg);
         } else if self.last_line.elapsed() >= Duration::from_secs(10) {
@@ -95,20 +138,14 @@ impl Display {
     }
 }
 
-/// Prints what is about to run: run id, fleet and target, load, start instant, report.
-pub(crate) fn print_plan(
-    run_id: &str,
-    tasks: u32,
-    s: &Scenario,
-    url: &ReportUrl,
-    embedded: Option<String>,
-    logs: Option<&std::path::Path>,
-    start_at: chrono::DateTime<Utc>,
-) {
-    println!("run id: {run_id}");
-    let target = match &s.target {
-        TargetConfig::Kinesis { stream } => format!("kinesis stream {stream}"),
-        TargetConfig::Kafka { topic, properties } => match &embedded {
+/// What a run's tasks write to or read from, in words.
+fn target_text(s: &Scenario, embedded: Option<&str>) -> String {
+    match &s.target {
+        TargetConfig::Kinesis { stream, aggregate } => format!(
+            "kinesis stream {stream}{}",
+            if *aggregate { " (KPL aggregation)" } else { "" }
+        ),
+        TargetConfig::Kafka { topic, properties } => match embedded {
             Some(servers) => format!("kafka topic {topic} on the embedded broker ({servers})"),
             None => format!(
                 "kafka topic {topic} on {}",
@@ -119,7 +156,32 @@ pub(crate) fn print_plan(
             ),
         },
         TargetConfig::Null => "null (nothing is sent)".to_string(),
-    };
+    }
+}
+
+/// The consumer tasks of a run, for [`print_plan`]: how many, and their scenario.
+pub(crate) struct ConsumersShown<'a> {
+    /// How many consumer tasks.
+    pub(crate) count: u32,
+    /// Their scenario (what they read, the settle time).
+    pub(crate) scenario: &'a Scenario,
+}
+
+/// Prints what is about to run: run id, fleet and target, consumers, load, start instant,
+/// report.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn print_plan(
+    run_id: &str,
+    tasks: u32,
+    s: &Scenario,
+    consumers: Option<&ConsumersShown>,
+    url: &ReportUrl,
+    embedded: Option<String>,
+    logs: Option<&std::path::Path>,
+    start_at: chrono::DateTime<Utc>,
+) {
+    println!("run id: {run_id}");
+    let target = target_text(s, embedded.as_deref());
     let rate = match s.profile.planned_events() {
         None => "as fast as the target accepts".to_string(),
         Some(n) => format!(
@@ -129,6 +191,20 @@ pub(crate) fn print_plan(
         ),
     };
     println!("fleet:  {tasks} task(s) → {target}");
+    if let Some(c) = consumers {
+        let same_broker = matches!(
+            (&s.target, &c.scenario.target),
+            (TargetConfig::Kafka { properties: a, .. }, TargetConfig::Kafka { properties: b, .. })
+                if a.get("bootstrap.servers") == b.get("bootstrap.servers")
+        );
+        println!(
+            "        {} consumer task(s) ← {}, until {} after the producers' end; every produced \
+             event carries a trace",
+            c.count,
+            target_text(c.scenario, embedded.as_deref().filter(|_| same_broker)),
+            humantime::format_duration(c.scenario.end_to_end.settle)
+        );
+    }
     println!(
         "load:   {rate} for {}",
         humantime::format_duration(s.profile.total_duration())

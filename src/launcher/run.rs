@@ -8,19 +8,24 @@ use chrono::Utc;
 
 use crate::launcher::cli::{RunArgs, StopArgs};
 use crate::launcher::exit::{ExitStatus, FleetFailed};
-use crate::launcher::fleet::ecs::{self, EcsConfig, EcsFleet};
-use crate::launcher::fleet::embedded::{EmbeddedBroker, EMBEDDED_DEFAULT_RATE};
+use crate::launcher::fleet::ecs::{self, EcsConfig, EcsFleet, TaskGroup};
+use crate::launcher::fleet::embedded::{
+    EmbeddedBroker, EMBEDDED_CONSUMER_DEFAULTS, EMBEDDED_DEFAULT_RATE,
+};
+use crate::launcher::fleet::local::TaskSpec;
 use crate::launcher::fleet::stack::{read_stack, StackOutputs};
 use crate::launcher::fleet::{local, RunOutcome, TaskEnd};
 use crate::launcher::gate;
 use crate::launcher::merge::merge_run;
 use crate::launcher::plan::{
-    absolute_report_url, ecs_source, BackendPlan, EcsSource, RunPlan, WorkerEnv, DEFAULT_REPORT_URL,
+    absolute_report_url, ecs_source, BackendPlan, ConsumerPlan, EcsSource, RunPlan, WorkerEnv,
+    DEFAULT_REPORT_URL,
 };
-use crate::launcher::progress::{print_plan, Display};
+use crate::launcher::progress::{print_plan, ConsumersShown, Display};
 use crate::launcher::signals::StopRequest;
 use crate::launcher::verdict::{verdict, Gate};
 use crate::model::report_url::ReportUrl;
+use crate::model::scenario::Scenario;
 use crate::worker::sink::Files;
 use crate::worker::store::ReportStore;
 use crate::worker::DRAIN_TIMEOUT;
@@ -79,14 +84,78 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     .await
 }
 
-/// Fixes the run's start instant `start_delay` from now and puts it in the environment.
-fn fix_start(env: &mut WorkerEnv, start_delay: Duration) -> anyhow::Result<chrono::DateTime<Utc>> {
+/// Fixes the run's start instant `start_delay` from now and puts it in the environment of the
+/// producers and of the consumers (`consumers`, when the run has them).
+fn fix_start(
+    env: &mut WorkerEnv,
+    consumers: Option<&mut Consumers>,
+    start_delay: Duration,
+) -> anyhow::Result<chrono::DateTime<Utc>> {
     let start_at = Utc::now() + chrono::Duration::from_std(start_delay)?;
-    env.set(
-        "FLEETLOAD_START_AT",
-        &start_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    );
+    let text = start_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    env.set("FLEETLOAD_START_AT", &text);
+    if let Some(c) = consumers {
+        c.env.set("FLEETLOAD_START_AT", &text);
+    }
     Ok(start_at)
+}
+
+/// A run's consumer tasks, resolved by the backend: their plan, their shared environment and
+/// their validated scenario.
+struct Consumers<'a> {
+    plan: &'a ConsumerPlan,
+    env: WorkerEnv,
+    scenario: Scenario,
+}
+
+impl<'a> Consumers<'a> {
+    /// The consumers of `plan`, their environment derived from the producers' `env` (complete
+    /// but for the start instant) and validated: exit 2 before any task starts.
+    /// `defaults(env)` gives variables the consumers get unless they were given (the embedded
+    /// broker's, when they read it).
+    fn resolve(
+        plan: &'a RunPlan,
+        env: &WorkerEnv,
+        files: Files,
+        defaults: impl Fn(&WorkerEnv) -> &'static [(&'static str, &'static str)],
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(c) = &plan.consumers else {
+            return Ok(None);
+        };
+        let mut cenv = c.env(env)?;
+        for (k, v) in defaults(&cenv) {
+            if cenv.get(k).is_none() {
+                cenv.set(k, v);
+            }
+        }
+        let scenario = c.validate(&cenv, files)?;
+        Ok(Some(Consumers {
+            plan: c,
+            env: cenv,
+            scenario,
+        }))
+    }
+
+    /// How long past the producers' planned end the consumers read.
+    fn settle(consumers: &Option<Self>) -> Duration {
+        consumers
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.scenario.end_to_end.settle)
+    }
+
+    fn shown(&self) -> ConsumersShown<'_> {
+        ConsumersShown {
+            count: self.plan.count,
+            scenario: &self.scenario,
+        }
+    }
+}
+
+/// When a run's tasks are stopped if still running: after the start delay, the producers'
+/// `duration`, their drain or the consumers' `settle` (whichever is longer), and the time to
+/// store the reports.
+fn fleet_deadline(start_delay: Duration, duration: Duration, settle: Duration) -> Instant {
+    Instant::now() + start_delay + duration + DRAIN_TIMEOUT.max(settle) + REPORT_GRACE
 }
 
 async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
@@ -112,7 +181,16 @@ async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
     let url = absolute_report_url(url)?;
     env.set("FLEETLOAD_REPORT_URL", &url.to_string());
     let scenario = env.validate(Files::Here)?;
-    let start_at = fix_start(&mut env, plan.start_delay)?;
+    let mut consumers = Consumers::resolve(plan, &env, Files::Here, |cenv| match &embedded {
+        Some(broker)
+            if cenv.get("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS")
+                == Some(&broker.bootstrap_servers()) =>
+        {
+            EMBEDDED_CONSUMER_DEFAULTS
+        }
+        _ => &[],
+    })?;
+    let start_at = fix_start(&mut env, consumers.as_mut(), plan.start_delay)?;
 
     let log_dir = match &url {
         ReportUrl::Local(dir) => dir.join(&plan.run_id).join("logs"),
@@ -121,34 +199,51 @@ async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
             .join("logs"),
     };
     let duration = scenario.profile.total_duration();
+    let settle = Consumers::settle(&consumers);
     print_plan(
         &plan.run_id,
         plan.tasks,
         &scenario,
+        consumers.as_ref().map(Consumers::shown).as_ref(),
         &url,
         embedded.as_ref().map(EmbeddedBroker::bootstrap_servers),
         Some(&log_dir),
         start_at,
     );
-    let deadline = Instant::now() + plan.start_delay + duration + DRAIN_TIMEOUT + REPORT_GRACE;
-    let mut display = Display::new(plan.tasks, start_at, duration);
+    let consumer_count = consumers.as_ref().map_or(0, |c| c.plan.count);
+    let (producer_ids, consumer_ids) = local::task_ids(plan.tasks, consumer_count);
+    let mut specs: Vec<TaskSpec> = producer_ids
+        .into_iter()
+        .map(|id| TaskSpec {
+            id,
+            env: env.pairs().to_vec(),
+            consumer: false,
+        })
+        .collect();
+    if let Some(c) = &consumers {
+        specs.extend(
+            consumer_ids
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| TaskSpec {
+                    id,
+                    env: c.plan.task_env(&c.env, i as u32),
+                    consumer: true,
+                }),
+        );
+    }
+    let deadline = fleet_deadline(plan.start_delay, duration, settle);
+    let mut display =
+        Display::with_consumers(plan.tasks, consumer_count, start_at, duration, settle);
     let mut stop = StopRequest::listen()?;
-    let ends = local::run_tasks(
-        plan.tasks,
-        env.pairs(),
-        &log_dir,
-        deadline,
-        &mut display,
-        &mut stop,
-    )
-    .await;
+    let ends = local::run_tasks(&specs, &log_dir, deadline, &mut display, &mut stop).await;
     display.finish();
     drop(embedded);
     let ends = ends?;
     Ok(RunOutcome {
         run_id: plan.run_id.clone(),
         report_url: url,
-        tasks_requested: plan.tasks as u64,
+        tasks_requested: plan.all_tasks() as u64,
         task_ids: ends.iter().map(|e| e.id.clone()).collect(),
         problems: ends.iter().filter_map(|e| e.problem.clone()).collect(),
     })
@@ -195,14 +290,41 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
         anyhow::bail!("--report-url {url}: ECS tasks cannot write to this machine's disk; accepted: s3://bucket/prefix");
     }
     let scenario = env.validate(Files::InTheTask)?;
+    let mut consumers = Consumers::resolve(plan, &env, Files::InTheTask, |_| &[])?;
     ecs::validate_run_id(run_id)?;
-    let start_at = fix_start(&mut env, plan.start_delay)?;
+    let start_at = fix_start(&mut env, consumers.as_mut(), plan.start_delay)?;
     let fleet = EcsFleet::new(client, cfg);
-    print_plan(run_id, plan.tasks, &scenario, &url, None, None, start_at);
-    let duration = scenario.profile.total_duration();
-    let mut display = Display::new(plan.tasks, start_at, duration);
-    let mut stop = StopRequest::listen()?;
+    // The producers share one environment (RunTask calls of up to 10 tasks); each consumer has
+    // its own place among the consumers, so its own overrides and its own call.
+    let mut groups = vec![TaskGroup {
+        env: env.pairs().to_vec(),
+        count: plan.tasks,
+    }];
+    if let Some(c) = &consumers {
+        groups.extend((0..c.plan.count).map(|i| TaskGroup {
+            env: c.plan.task_env(&c.env, i),
+            count: 1,
+        }));
+    }
+    // Every group's overrides within ECS's limit, before any task starts (exit 2).
+    fleet.check_groups(run_id, &groups)?;
 
+    print_plan(
+        run_id,
+        plan.tasks,
+        &scenario,
+        consumers.as_ref().map(Consumers::shown).as_ref(),
+        &url,
+        None,
+        None,
+        start_at,
+    );
+    let duration = scenario.profile.total_duration();
+    let settle = Consumers::settle(&consumers);
+    let consumer_count = consumers.as_ref().map_or(0, |c| c.plan.count);
+    let mut display =
+        Display::with_consumers(plan.tasks, consumer_count, start_at, duration, settle);
+    let mut stop = StopRequest::listen()?;
     // Start, unless a stop request comes first (then whatever started is stopped).
     let start_deadline = Instant::now() + plan.start_delay;
     let progress = |p: &ecs::StartProgress| {
@@ -219,7 +341,7 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
                 .unwrap_or_default()
         )
     };
-    let start = fleet.start(run_id, env.pairs(), plan.tasks, start_deadline, &progress);
+    let start = fleet.start_groups(run_id, &groups, start_deadline, &progress);
     tokio::pin!(start);
     let started = tokio::select! {
         r = &mut start => r,
@@ -273,8 +395,15 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
         }
     };
     let arns = report.tasks.clone();
-    display.started(arns.len() as u32, plan.tasks);
-    let deadline = Instant::now() + plan.start_delay + duration + DRAIN_TIMEOUT + REPORT_GRACE;
+    let consumer_arns: std::collections::BTreeSet<String> =
+        report.by_group.iter().skip(1).flatten().cloned().collect();
+    let task_end = |s: &ecs::TaskState| {
+        let mut end = ecs_task_end(s);
+        end.consumer = consumer_arns.contains(&s.arn);
+        end
+    };
+    display.started(arns.len() as u32, plan.all_tasks());
+    let deadline = fleet_deadline(plan.start_delay, duration, settle);
     let mut problems: Vec<String> = Vec::new();
     let mut stopped_by: Option<&'static str> = None;
     let mut stop_sent: Option<Instant> = None;
@@ -303,12 +432,16 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
             None => continue,
         };
         let running = states.iter().filter(|s| !s.is_final()).count() as u32;
+        let running_consumers = states
+            .iter()
+            .filter(|s| !s.is_final() && consumer_arns.contains(&s.arn))
+            .count() as u32;
         let ends: Vec<TaskEnd> = states
             .iter()
             .filter(|s| s.is_final())
-            .map(ecs_task_end)
+            .map(task_end)
             .collect();
-        display.tasks(running, &ends.iter().collect::<Vec<_>>());
+        display.tasks(running, running_consumers, &ends.iter().collect::<Vec<_>>());
         if running == 0 {
             break states;
         }
@@ -351,12 +484,12 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
             states.len()
         );
     }
-    let ends: Vec<TaskEnd> = states.iter().map(ecs_task_end).collect();
+    let ends: Vec<TaskEnd> = states.iter().map(task_end).collect();
     problems.extend(ends.iter().filter_map(|e| e.problem.clone()));
     Ok(RunOutcome {
         run_id: run_id.clone(),
         report_url: url,
-        tasks_requested: plan.tasks as u64,
+        tasks_requested: plan.all_tasks() as u64,
         task_ids: ends.iter().map(|e| e.id.clone()).collect(),
         problems,
     })

@@ -34,6 +34,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "FLEETLOAD_SETTLE",
     "FLEETLOAD_CONSUMER",
     "FLEETLOAD_KEY_DISTRIBUTION",
+    "FLEETLOAD_KINESIS_AGGREGATE",
 ];
 
 /// A scenario the user cannot run as given. Every variant names the variable and what is accepted.

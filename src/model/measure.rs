@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 
 use crate::model::profile::LoadProfile;
-use crate::model::report::{new_histogram, Counts, HlogWriter, SecondRow, ShardCounts};
+use crate::model::report::{
+    new_histogram, Counts, HlogWriter, KinesisCounts, SecondRow, ShardCounts,
+};
 
 /// Code of events sent and still unanswered when the task stopped waiting for them.
 pub const UNACKNOWLEDGED: &str = "Unacknowledged";
@@ -55,6 +57,8 @@ pub struct Measurements {
     pub pace: Pace,
     /// Kinesis: what each shard answered, by shard id.
     pub by_shard: BTreeMap<String, ShardCounts>,
+    /// Kinesis: the Kinesis records and PutRecords calls that carried the events.
+    pub kinesis: Option<KinesisCounts>,
     /// Sequence numbers of the events known to have failed (see [`Recorder::failed_seqs`]).
     pub not_acknowledged: roaring::RoaringTreemap,
 }
@@ -84,6 +88,8 @@ pub struct Recorder {
     pace: Pace,
     /// Kinesis: what each shard answered.
     by_shard: BTreeMap<String, ShardCounts>,
+    /// Kinesis: the Kinesis records and PutRecords calls that carried the events.
+    kinesis: Option<KinesisCounts>,
     /// Sequence numbers of failed events, as far as the sinks could name them: with the
     /// attempted range `0..attempted` this tells a consumer's `lost` from `unacknowledged_seen`.
     not_acknowledged: roaring::RoaringTreemap,
@@ -123,6 +129,7 @@ impl Recorder {
             waiting_retry: 0,
             pace: Pace::default(),
             by_shard: BTreeMap::new(),
+            kinesis: None,
             not_acknowledged: roaring::RoaringTreemap::new(),
             trace_finder: None,
             finished: false,
@@ -342,6 +349,28 @@ impl Recorder {
         }
     }
 
+    /// The events go to Kinesis, packed into KPL aggregated records when `aggregated`: from now
+    /// on the Kinesis records and PutRecords calls that carry them are counted.
+    pub fn kinesis_records(&mut self, aggregated: bool) {
+        self.kinesis = Some(KinesisCounts {
+            aggregation: if aggregated { "on" } else { "off" }.to_string(),
+            kinesis_records: 0,
+            put_records_calls: 0,
+        });
+    }
+
+    /// One PutRecords call answered (or failed), in which `acknowledged` Kinesis records got a
+    /// sequence number.
+    pub fn put_records_call(&mut self, acknowledged: u64) {
+        if self.finished {
+            return;
+        }
+        if let Some(k) = &mut self.kinesis {
+            k.put_records_calls += 1;
+            k.kinesis_records += acknowledged;
+        }
+    }
+
     /// Gives the time series a row for every second up to `end_ns` (the end of production), so
     /// seconds in which nothing happened show as zeros rather than missing.
     pub fn cover_until(&mut self, end_ns: u64) {
@@ -423,6 +452,7 @@ impl Recorder {
                 .collect(),
             pace: self.pace,
             by_shard: self.by_shard.clone(),
+            kinesis: self.kinesis.clone(),
             not_acknowledged: std::mem::take(&mut self.not_acknowledged),
         }
     }

@@ -9,6 +9,8 @@
 //!   intended send times ([`profile::Schedule`]);
 //! - `keys`: how each event's key is drawn (`FLEETLOAD_KEY_DISTRIBUTION`: uniform, zipf, hot,
 //!   sequential);
+//! - [`kpl`]: the KPL aggregated-record format (magic, protobuf body, MD5 trailer): written by
+//!   the Kinesis sink when aggregation is on, read back by the Kinesis consumer;
 //! - `payload`: the sensor reading and user templates, compiled once, written per event;
 //! - `measure`: the recorder of a task's outcomes (counts by code, latency from the intended
 //!   time, per-second rows and histograms);
@@ -26,6 +28,7 @@ pub mod backoff;
 pub(crate) mod delivery;
 pub(crate) mod input;
 pub(crate) mod keys;
+pub mod kpl;
 pub(crate) mod measure;
 pub(crate) mod payload;
 pub mod profile;

@@ -347,8 +347,10 @@ impl Generator {
     }
 
     /// Writes the next event's partition key into `key` and its body into `value` (both cleared
-    /// first). `timestamp_ms` is the send time in epoch milliseconds.
-    pub fn next_event(&mut self, timestamp_ms: u64, key: &mut Vec<u8>, value: &mut Vec<u8>) {
+    /// first). `timestamp_ms` is the send time in epoch milliseconds. Returns the key's number
+    /// (1 to the number of keys): equal numbers, equal keys, so a sink can remember what it
+    /// worked out about a key by its number (the Kinesis aggregator, its shard).
+    pub fn next_event(&mut self, timestamp_ms: u64, key: &mut Vec<u8>, value: &mut Vec<u8>) -> u64 {
         key.clear();
         value.clear();
         let k = self.chooser.next(&mut self.rng);
@@ -436,6 +438,7 @@ impl Generator {
             }
         }
         self.seq += 1;
+        k
     }
 }
 

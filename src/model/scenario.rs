@@ -64,6 +64,8 @@ pub struct RawScenario {
     pub seed: Option<String>,
     /// `uniform`, `zipf:S`, `hot:P%:Q%` or `sequential`.
     pub key_distribution: Option<String>,
+    /// Kinesis: `on` packs user records into KPL aggregated records.
+    pub kinesis_aggregate: Option<String>,
     /// Where the report goes.
     pub report_url: Option<String>,
     /// The run id.
@@ -93,6 +95,9 @@ pub enum TargetConfig {
     Kinesis {
         /// The stream, by name or ARN.
         stream: StreamRef,
+        /// Whether user records are packed into KPL aggregated records
+        /// (`FLEETLOAD_KINESIS_AGGREGATE=on`).
+        aggregate: bool,
     },
     /// Kafka through librdkafka.
     Kafka {
@@ -318,8 +323,24 @@ impl Scenario {
                     why: " for FLEETLOAD_TARGET=kinesis".into(),
                     accepted: "a stream name or ARN".into(),
                 })?;
+                let aggregate = match present(&raw.kinesis_aggregate) {
+                    None => false,
+                    Some(v) => match v.to_ascii_lowercase().as_str() {
+                        "on" => true,
+                        "off" => false,
+                        _ => {
+                            return Err(ScenarioError::invalid(
+                                "FLEETLOAD_KINESIS_AGGREGATE",
+                                &v,
+                                "not on or off",
+                                "on (user records packed into KPL aggregated records) or off (the default)",
+                            ))
+                        }
+                    },
+                };
                 TargetConfig::Kinesis {
                     stream: StreamRef::parse(&stream)?,
+                    aggregate,
                 }
             }
             "kafka" => {
@@ -370,6 +391,19 @@ impl Scenario {
                 ))
             }
         };
+        if !matches!(target, TargetConfig::Kinesis { .. }) {
+            if let Some(v) = present(&raw.kinesis_aggregate) {
+                return Err(ScenarioError::invalid(
+                    "FLEETLOAD_KINESIS_AGGREGATE",
+                    &v,
+                    format!(
+                        "aggregation only applies to FLEETLOAD_TARGET=kinesis, the target is {}",
+                        target.kind()
+                    ),
+                    "no FLEETLOAD_KINESIS_AGGREGATE for this target",
+                ));
+            }
+        }
         if !matches!(target, TargetConfig::Kafka { .. }) {
             if let Some(name) = kafka.keys().next() {
                 return Err(ScenarioError::invalid(
@@ -801,9 +835,10 @@ mod tests {
         ])
         .unwrap();
         match s.target {
-            TargetConfig::Kinesis { stream } => {
+            TargetConfig::Kinesis { stream, aggregate } => {
                 assert_eq!(stream.name(), "orders");
                 assert!(matches!(stream, StreamRef::Arn(_)));
+                assert!(!aggregate, "aggregation is off unless asked for");
             }
             other => panic!("{other:?}"),
         }
@@ -950,6 +985,36 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("FLEETLOAD_KEY_DISTRIBUTION=\"hot:90\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kinesis_aggregation_is_on_or_off_and_only_for_kinesis() {
+        let kinesis = |v: &str| {
+            parse(&[
+                ("FLEETLOAD_TARGET", "kinesis"),
+                ("FLEETLOAD_STREAM", "s"),
+                ("FLEETLOAD_KINESIS_AGGREGATE", v),
+            ])
+        };
+        for (v, on) in [("on", true), ("ON", true), ("off", false)] {
+            let TargetConfig::Kinesis { aggregate, .. } = kinesis(v).unwrap().target else {
+                panic!()
+            };
+            assert_eq!(aggregate, on, "{v}");
+        }
+        let e = kinesis("yes").unwrap_err().to_string();
+        assert!(
+            e.starts_with("FLEETLOAD_KINESIS_AGGREGATE=\"yes\" is not valid: not on or off"),
+            "{e}"
+        );
+        assert!(e.contains("accepted: on"), "{e}");
+        let e = null(&[("FLEETLOAD_KINESIS_AGGREGATE", "on")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("FLEETLOAD_KINESIS_AGGREGATE=\"on\" is not valid: aggregation only applies to FLEETLOAD_TARGET=kinesis, the target is null"),
             "{e}"
         );
     }

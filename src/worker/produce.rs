@@ -116,7 +116,7 @@ pub(crate) async fn produce<S: Sink>(
         if schedule.is_unpaced() {
             let mut ended = false;
             while burst < BURST {
-                generator.next_event(timestamp_ms, &mut key, &mut value);
+                let key_number = generator.next_event(timestamp_ms, &mut key, &mut value);
                 if let Some(trace) = trace.as_deref_mut() {
                     trace.append(&mut value, epoch_origin_us + now_ns / 1000);
                 }
@@ -125,6 +125,7 @@ pub(crate) async fn produce<S: Sink>(
                     sent_ns: now_ns,
                     seq,
                     key: &key,
+                    key_number,
                     value: &value,
                 };
                 match hand_over(target, event, end, stop, &mut blocked_ns).await {
@@ -149,6 +150,11 @@ pub(crate) async fn produce<S: Sink>(
                 let mut r = recorder.lock();
                 r.attempted(now_ns, burst);
                 r.blocked_on_target(std::mem::take(&mut blocked_ns));
+            }
+            // An aggregating sink's records fill fast here, but a shard that gets few keys
+            // still has its aggregate sent within its buffering time.
+            if is_due(target) {
+                target.flush().await;
             }
             if !ended {
                 tokio::task::yield_now().await;
@@ -178,7 +184,7 @@ pub(crate) async fn produce<S: Sink>(
             if intended_ns > now_ns || burst >= BURST {
                 break;
             }
-            generator.next_event(timestamp_ms, &mut key, &mut value);
+            let key_number = generator.next_event(timestamp_ms, &mut key, &mut value);
             if let Some(trace) = trace.as_deref_mut() {
                 trace.append(&mut value, epoch_origin_us + intended_ns / 1000);
             }
@@ -187,6 +193,7 @@ pub(crate) async fn produce<S: Sink>(
                 sent_ns: now_ns,
                 seq,
                 key: &key,
+                key_number,
                 value: &value,
             };
             let cutoff = cutoff(end, origin, intended_ns);
@@ -222,13 +229,17 @@ pub(crate) async fn produce<S: Sink>(
             // More may be due: look at the clock and the stop signal again first.
             continue;
         }
-        if burst > 0 {
+        if burst > 0 || is_due(target) {
             target.flush().await;
         }
-        let wake = match schedule.peek() {
+        let mut wake = match schedule.peek() {
             Some(t) => origin + t,
             None => origin + schedule.duration(),
         };
+        // Between events, the sink may hold an aggregate whose buffering time ends sooner.
+        if let Some(due) = target.flush_due() {
+            wake = wake.min(due);
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
             _ = signalled(stop) => {}
@@ -248,6 +259,11 @@ pub(crate) async fn produce<S: Sink>(
     // What is batched was handed over before the end: it goes out now (no wait for room).
     target.flush().await;
     outcome
+}
+
+/// Whether the sink holds something whose time to go out has come.
+fn is_due<S: Sink>(target: &S) -> bool {
+    target.flush_due().is_some_and(|due| due <= Instant::now())
 }
 
 /// Counts the events the schedule called for before production stopped (`stopped_ns` from the

@@ -35,7 +35,8 @@ pub(crate) async fn resolve_task_id(scenario: &Scenario) -> String {
     )
 }
 
-fn hostname() -> String {
+/// This machine's host name ("" when it cannot be read).
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default()

@@ -7,7 +7,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -237,6 +238,7 @@ pub fn synthetic_task(
         errors_timeline,
         saturation: None,
         by_shard: Default::default(),
+        kinesis: None,
         merge: None,
         end_to_end: Default::default(),
     };
@@ -311,4 +313,133 @@ pub fn run_worker(env: &[(String, String)], limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `launcher run` through the binary, with the local backend.
+
+/// `launcher ARGS` in `cwd`, with no FLEETLOAD_* or AWS_* variable of the test's own
+/// environment; its output captured.
+pub fn launcher(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_launcher"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLEETLOAD_") || k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for `child` to exit; kills it and fails the test when it outlives `limit`.
+pub fn wait(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "launcher still running after {limit:?}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// What a process printed, stdout then stderr.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The run id `launcher run` printed.
+pub fn run_id_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("run id: ").map(str::to_string))
+        .expect("the launcher prints the run id")
+}
+
+/// The merged summary and every task summary of a local run.
+pub fn reports(dir: &Path, run: &str) -> (Summary, Vec<Summary>) {
+    let run_dir = dir.join(run);
+    let merged = Summary::from_json(
+        &std::fs::read(run_dir.join("merged/summary.json")).expect("merged/summary.json"),
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    for entry in std::fs::read_dir(run_dir.join("tasks")).unwrap() {
+        let p = entry.unwrap().path().join("summary.json");
+        tasks.push(
+            Summary::from_json(
+                &std::fs::read(&p).unwrap_or_else(|_| panic!("{} missing", p.display())),
+            )
+            .unwrap(),
+        );
+    }
+    tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    (merged, tasks)
+}
+
+/// The merged counts, bytes and latency histogram are the sums of the tasks'.
+pub fn assert_merge_adds_up(merged: &Summary, tasks: &[Summary]) {
+    let sum = |f: fn(&Summary) -> u64| tasks.iter().map(f).sum::<u64>();
+    assert_eq!(merged.counts.attempted, sum(|s| s.counts.attempted));
+    assert_eq!(merged.counts.acknowledged, sum(|s| s.counts.acknowledged));
+    assert_eq!(merged.counts.failed, sum(|s| s.counts.failed));
+    assert_eq!(merged.bytes, sum(|s| s.bytes));
+    assert_eq!(
+        merged.latency_histogram().unwrap().len(),
+        merged.counts.acknowledged
+    );
+    let mut all = fleetload::model::report::new_histogram();
+    for t in tasks {
+        all.add(t.latency_histogram().unwrap()).unwrap();
+    }
+    assert_eq!(
+        merged.latency_histogram().unwrap(),
+        all,
+        "the merged histogram is the sum of the tasks'"
+    );
+}
+
+/// A moto server of its own that answers one request at a time: moto's Kinesis appends to a
+/// shard without a lock, so concurrent PutRecords from several tasks can lose records there.
+pub fn serial_moto() -> (Child, String) {
+    let python = std::env::var("FLEETLOAD_TEST_PYTHON").expect(
+        "FLEETLOAD_TEST_PYTHON is not set: run the tests through ci/test.sh, which installs moto",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = "import sys\nfrom werkzeug.serving import run_simple\nfrom moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app\nrun_simple('127.0.0.1', int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False)\n";
+    let child = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the serial moto server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, url)
 }

@@ -16,6 +16,18 @@ const EMBEDDED_BROKERS: i32 = 3;
 /// in the launcher's process and keeps every message in memory.
 pub const EMBEDDED_DEFAULT_RATE: &str = "1000";
 
+/// What consumer tasks reading the embedded broker get unless given otherwise:
+/// - `fetch.wait.max.ms` 10: librdkafka's mock cluster answers a fetch that finds no record
+///   only when this wait is over (500 ms by default), not as soon as records arrive as a real
+///   broker does; the reads would lag by up to that, and the broker's own produce-to-consume
+///   latency would be lost under it;
+/// - a settle time of 5 s instead of 30 s: the broker is in this process and delivers within
+///   milliseconds, and the offline demo should not wait half a minute for nothing.
+pub const EMBEDDED_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("FLEETLOAD_KAFKA_FETCH_WAIT_MAX_MS", "10"),
+    ("FLEETLOAD_SETTLE", "5s"),
+];
+
 /// A running embedded broker; it stops when dropped.
 pub struct EmbeddedBroker {
     cluster: MockCluster<'static, DefaultProducerContext>,

@@ -1,4 +1,5 @@
-//! The local backend: N worker processes on this machine, one run id, one start instant.
+//! The local backend: N worker processes on this machine (and M consumer tasks, end to end),
+//! one run id, one start instant.
 //!
 //! Each task is the launcher's own executable in worker mode (`launcher __worker`), so a local
 //! run needs nothing but the launcher. Every task's log goes to a file in the run's directory;
@@ -33,13 +34,38 @@ struct LocalTask {
     child: Child,
     log: PathBuf,
     end: Option<TaskEnd>,
+    consumer: bool,
 }
 
-/// Starts `count` worker processes with `env` (plus their task ids), logging to `log_dir`.
+/// A task to start: its id (`FLEETLOAD_TASK_ID`, and its log's name) and its environment.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// The task id.
+    pub id: String,
+    /// Its `FLEETLOAD_*` variables.
+    pub env: Vec<(String, String)>,
+    /// Whether it is a consumer task.
+    pub consumer: bool,
+}
+
+/// The ids of a local run's tasks: `local-01`, … for `producers`, then `local-consumer-01`, …
+/// for `consumers`, numbered from 1 with at least two digits.
+pub fn task_ids(producers: u32, consumers: u32) -> (Vec<String>, Vec<String>) {
+    let width = producers.max(consumers).to_string().len().max(2);
+    (
+        (1..=producers)
+            .map(|i| format!("local-{i:0width$}"))
+            .collect(),
+        (1..=consumers)
+            .map(|i| format!("local-consumer-{i:0width$}"))
+            .collect(),
+    )
+}
+
+/// Starts a worker process for each of `specs` (with its task id), logging to `log_dir`.
 /// Returns when every task has exited; `deadline` is when a task still running is stopped.
 pub async fn run_tasks(
-    count: u32,
-    env: &[(String, String)],
+    specs: &[TaskSpec],
     log_dir: &Path,
     deadline: Instant,
     display: &mut Display,
@@ -49,13 +75,13 @@ pub async fn run_tasks(
         .with_context(|| format!("cannot create the log directory {}", log_dir.display()))?;
     let exe = std::env::current_exe()
         .context("cannot find the launcher's own executable to run the workers")?;
-    let width = count.to_string().len().max(2);
-    let mut tasks = Vec::with_capacity(count as usize);
+    let count = specs.len() as u32;
+    let mut tasks = Vec::with_capacity(specs.len());
     // A stop request or a failure while the processes are being started ends the start there:
     // the tasks already running are then stopped like any others, below, and none is left.
     let mut stopping: Option<(Instant, &'static str)> = None;
     let mut spawn_error: Option<anyhow::Error> = None;
-    for i in 1..=count {
+    for spec in specs {
         if let Some(signal) = stop.recv().now_or_never() {
             display.note(&format!(
                 "{signal} while starting: stopping the {} task(s) started so far",
@@ -65,8 +91,7 @@ pub async fn run_tasks(
             stopping = Some((Instant::now(), signal));
             break;
         }
-        let id = format!("local-{i:0width$}");
-        match spawn_task(&exe, env, &id, log_dir) {
+        match spawn_task(&exe, spec, log_dir) {
             Ok(task) => tasks.push(task),
             Err(e) => {
                 display.note(&format!(
@@ -99,22 +124,29 @@ pub async fn run_tasks(
                             "task {} could not be watched ({e}) and was killed",
                             t.id
                         )),
+                        consumer: t.consumer,
                     });
                     continue;
                 }
             };
             if let Some(status) = status {
-                t.end = Some(TaskEnd::from_exit(
+                let mut end = TaskEnd::from_exit(
                     &t.id,
                     status.code(),
                     std::os::unix::process::ExitStatusExt::signal(&status),
                     Some(&t.log),
-                ));
+                );
+                end.consumer = t.consumer;
+                t.end = Some(end);
             }
         }
         let running = tasks.iter().filter(|t| t.end.is_none()).count() as u32;
+        let running_consumers = tasks
+            .iter()
+            .filter(|t| t.end.is_none() && t.consumer)
+            .count() as u32;
         let ends: Vec<&TaskEnd> = tasks.iter().filter_map(|t| t.end.as_ref()).collect();
-        display.tasks(running, &ends);
+        display.tasks(running, running_consumers, &ends);
         if running == 0 {
             break;
         }
@@ -163,13 +195,9 @@ pub async fn run_tasks(
     Ok(tasks.into_iter().filter_map(|t| t.end).collect())
 }
 
-/// Starts worker process `id`, its output going to `<log_dir>/<id>.log`.
-fn spawn_task(
-    exe: &Path,
-    env: &[(String, String)],
-    id: &str,
-    log_dir: &Path,
-) -> anyhow::Result<LocalTask> {
+/// Starts the worker process of `spec`, its output going to `<log_dir>/<id>.log`.
+fn spawn_task(exe: &Path, spec: &TaskSpec, log_dir: &Path) -> anyhow::Result<LocalTask> {
+    let id = spec.id.as_str();
     let log = log_dir.join(format!("{id}.log"));
     let file =
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
@@ -177,7 +205,7 @@ fn spawn_task(
     cmd.arg(WORKER_MODE_ARG)
         .env_clear()
         .envs(std::env::vars_os().filter(|(k, _)| !k.to_string_lossy().starts_with("FLEETLOAD_")))
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env("FLEETLOAD_TASK_ID", id)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
@@ -203,6 +231,7 @@ fn spawn_task(
         child,
         log,
         end: None,
+        consumer: spec.consumer,
     })
 }
 

@@ -23,6 +23,8 @@ pub struct TaskEnd {
     pub ok: bool,
     /// What went wrong, when it did not.
     pub problem: Option<String>,
+    /// Whether it is a consumer task (end to end) rather than a producer.
+    pub consumer: bool,
 }
 
 impl TaskEnd {
@@ -68,6 +70,7 @@ impl TaskEnd {
             id: id.to_string(),
             ok: problem.is_none(),
             problem,
+            consumer: false,
         }
     }
 }
@@ -99,7 +102,7 @@ pub struct RunOutcome {
     pub run_id: String,
     /// Where the tasks wrote their reports.
     pub report_url: ReportUrl,
-    /// Tasks asked for (`--tasks`).
+    /// Tasks asked for (`--tasks`, plus `--consumers`).
     pub tasks_requested: u64,
     /// Ids of the tasks that were started, as their report directories are named (their
     /// FLEETLOAD_TASK_ID); fewer than requested when some could not be started.

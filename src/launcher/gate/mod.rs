@@ -480,6 +480,7 @@ pub(crate) mod tests {
             errors_timeline: Default::default(),
             saturation: None,
             by_shard: Default::default(),
+            kinesis: None,
             merge: Some(MergeInfo {
                 tasks_expected: 2,
                 tasks_reported: 2,

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::model::report::{
-    add_by_shard, encode_histogram, Counts, EndToEndReport, Histograms, MergeInfo, Outcome,
-    Percentiles, Saturation, SecondRow, ShardCounts, Summary, TaskProblem, TaskRow, SCHEMA_VERSION,
+    add_by_shard, encode_histogram, Counts, EndToEndReport, Histograms, KinesisCounts, MergeInfo,
+    Outcome, Percentiles, Saturation, SecondRow, ShardCounts, Summary, TaskProblem, TaskRow,
+    SCHEMA_VERSION,
 };
 
 use super::decode::{Decoded, SLOT_LATENCY, SLOT_SERVICE};
@@ -53,6 +54,9 @@ pub(super) struct Merger {
     pub(super) saturation: Option<Saturation>,
     /// Per-shard counts summed across tasks (tasks writing to one stream share its shards).
     pub(super) by_shard: BTreeMap<String, ShardCounts>,
+    /// Kinesis records and PutRecords calls summed across the tasks that report them (reports
+    /// written before they were counted have none, and still merge).
+    pub(super) kinesis: Option<KinesisCounts>,
 }
 
 impl Merger {
@@ -75,6 +79,7 @@ impl Merger {
             scenario: None,
             saturation: None,
             by_shard: BTreeMap::new(),
+            kinesis: None,
         }
     }
 
@@ -153,6 +158,12 @@ impl Merger {
             sum.bytes = sum.bytes.saturating_add(r.bytes);
         }
         add_by_shard(&mut self.by_shard, &s.by_shard);
+        if let Some(k) = &s.kinesis {
+            match &mut self.kinesis {
+                Some(sum) => sum.add(k),
+                None => self.kinesis = Some(k.clone()),
+            }
+        }
         if let Some(t) = &s.saturation {
             // Times summed across tasks; the first second any task fell behind.
             let m = self.saturation.get_or_insert_with(Saturation::default);
@@ -370,6 +381,7 @@ impl Merger {
                 .map(|(code, points)| (code, points.into_iter().collect()))
                 .collect(),
             by_shard: std::mem::take(&mut self.by_shard),
+            kinesis: self.kinesis.take(),
             saturation: self.saturation.take().map(|mut s| {
                 s.blocked_on_target_s = (s.blocked_on_target_s * 1e3).round() / 1e3;
                 s.behind_schedule_s = (s.behind_schedule_s * 1e3).round() / 1e3;

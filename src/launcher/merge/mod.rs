@@ -505,6 +505,7 @@ mod tests {
             .into(),
             saturation: None,
             by_shard: Default::default(),
+            kinesis: None,
             merge: None,
             end_to_end: Default::default(),
         };
@@ -608,6 +609,65 @@ mod tests {
         assert!(!String::from_utf8(plain.summary.unwrap())
             .unwrap()
             .contains("by_shard"));
+    }
+
+    #[test]
+    fn sums_kinesis_records_and_calls_and_merges_reports_written_before_them() {
+        use crate::model::report::KinesisCounts;
+        let with_kinesis = |id: &str, aggregation: &str, records: u64, calls: u64| {
+            let mut t = task(id, &[1000, 2000], 1, Outcome::Completed);
+            let mut s = Summary::from_json(t.summary.as_ref().unwrap()).unwrap();
+            s.kinesis = Some(KinesisCounts {
+                aggregation: aggregation.into(),
+                kinesis_records: records,
+                put_records_calls: calls,
+            });
+            t.summary = Some(s.to_json());
+            t
+        };
+        // A report written before the field: merged, adding nothing to the Kinesis sums.
+        let old = task("old", &[1000], 1, Outcome::Completed);
+        assert!(!String::from_utf8(old.summary.clone().unwrap())
+            .unwrap()
+            .contains("\"kinesis\""));
+        let m = merge_reports(
+            "run1",
+            vec![
+                with_kinesis("a", "on", 1, 1),
+                old,
+                with_kinesis("b", "on", 2, 3),
+            ],
+            None,
+            None,
+        );
+        assert_eq!(m.summary.counts.acknowledged, 5);
+        assert_eq!(
+            m.summary.kinesis,
+            Some(KinesisCounts {
+                aggregation: "on".into(),
+                kinesis_records: 3,
+                put_records_calls: 4,
+            })
+        );
+        let back = Summary::from_json(&m.summary.to_json()).unwrap();
+        assert_eq!(back.kinesis, m.summary.kinesis);
+        let m = merge_reports(
+            "run1",
+            vec![
+                with_kinesis("a", "on", 1, 1),
+                with_kinesis("b", "off", 2, 2),
+            ],
+            None,
+            None,
+        );
+        assert_eq!(m.summary.kinesis.unwrap().aggregation, "mixed");
+        let m = merge_reports(
+            "run1",
+            vec![task("x", &[1], 1, Outcome::Completed)],
+            None,
+            None,
+        );
+        assert_eq!(m.summary.kinesis, None);
     }
 
     #[test]

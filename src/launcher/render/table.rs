@@ -5,16 +5,40 @@ use std::fmt::Write;
 
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::render::format::{rate, thousands};
-use crate::model::report::{hot_shard, saturation_words, Outcome, Percentiles, Summary};
+use crate::model::report::{
+    hot_shard, saturation_words, E2e, KinesisCounts, Outcome, Percentiles, Summary,
+};
 
 /// How many task ids one line lists before saying how many more there are.
 const IDS_PER_LIST: usize = 20;
 /// Width of the label column.
 const LABEL: usize = 14;
 
+/// How the acknowledged user records travelled: `in N Kinesis records (aggregated, X user
+/// records each), M PutRecords calls`.
+pub(crate) fn kinesis_words(k: &KinesisCounts, acknowledged: u64) -> String {
+    let packing = match k.aggregation.as_str() {
+        "on" => format!(
+            "KPL-aggregated, {:.1} user records each",
+            k.per_record(acknowledged)
+        ),
+        "off" => "one user record each".to_string(),
+        other => format!(
+            "aggregation {other}, {:.1} user records each",
+            k.per_record(acknowledged)
+        ),
+    };
+    format!(
+        "{} records ({packing}), {} PutRecords calls",
+        thousands(k.kinesis_records),
+        thousands(k.put_records_calls)
+    )
+}
+
 /// Renders the summary: run, tasks reported of expected (and which are missing, failed or
-/// interrupted, by id), counts by error code, achieved rate against the target, latency and
-/// service-time percentiles, thresholds with their measured values, and where the report is.
+/// interrupted, by id), counts by error code, achieved rate against the target, end to end
+/// (the delivery funnel, loss and duplicates, how the clocks relate), latency, service-time and
+/// end-to-end percentiles, thresholds with their measured values, and where the report is.
 pub(crate) fn render(
     summary: &Summary,
     results: &[ThresholdResult],
@@ -119,6 +143,9 @@ pub(crate) fn render(
         };
         line(w, "shards", &text);
     }
+    if let Some(k) = &summary.kinesis {
+        line(w, "kinesis", &kinesis_words(k, c.acknowledged));
+    }
     line(
         w,
         "error rate",
@@ -156,6 +183,11 @@ pub(crate) fn render(
         ),
     );
 
+    let e2e = summary.end_to_end.e2e.as_ref();
+    if let Some(e) = e2e {
+        end_to_end(w, summary, e);
+    }
+
     // Latency.
     let _ = writeln!(
         w,
@@ -164,6 +196,9 @@ pub(crate) fn render(
     );
     percentiles(w, "  intended", &summary.latency_ms);
     percentiles(w, "  service", &summary.service_time_ms);
+    if let Some(e) = e2e {
+        percentiles(w, "  end to end", &e.latency_ms);
+    }
 
     // Thresholds.
     if !results.is_empty() {
@@ -191,6 +226,66 @@ pub(crate) fn render(
 
     line(w, "report", report_location);
     out
+}
+
+/// The end-to-end lines: who read, the delivery funnel from planned to seen, what was lost or
+/// duplicated (or why loss is unknown), and how the clocks relate.
+fn end_to_end(w: &mut String, s: &Summary, e: &E2e) {
+    let coverage = e.coverage.as_ref();
+    let reported = coverage.map_or(0, |c| c.consumers_reported.len());
+    let missing = coverage.map_or(0, |c| c.consumers_missing.len());
+    line(
+        w,
+        "end to end",
+        &format!(
+            "{reported} of {} consumer task(s) reported",
+            reported + missing
+        ),
+    );
+    let c = &s.counts;
+    let mut funnel = Vec::new();
+    if s.target_rate.is_some() || c.unsent > 0 {
+        funnel.push(format!("planned {}", thousands(c.planned)));
+    }
+    funnel.push(format!("sent {}", thousands(c.attempted)));
+    funnel.push(format!("acknowledged {}", thousands(c.acknowledged)));
+    funnel.push(format!(
+        "seen {}{}",
+        thousands(e.unique.unwrap_or(0)),
+        if e.seen != e.unique.unwrap_or(0) {
+            format!(" ({} read in all)", thousands(e.seen))
+        } else {
+            String::new()
+        }
+    ));
+    line(w, "  funnel", &funnel.join(" → "));
+    let lost = match (e.lost, coverage) {
+        (Some(n), _) => format!("lost {}", thousands(n)),
+        (None, Some(c)) if !c.consumers_missing.is_empty() => format!(
+            "lost unknown: {} did not report (what they would have read is not counted as lost)",
+            ids(c.consumers_missing.iter().cloned())
+        ),
+        (None, _) => "lost unknown: no consumer task reported".to_string(),
+    };
+    line(
+        w,
+        "  delivery",
+        &format!(
+            "{lost}   duplicates {}   unacknowledged seen {}   foreign {}",
+            thousands(e.duplicates),
+            e.unacknowledged_seen.map_or("unknown".into(), thousands),
+            thousands(e.foreign)
+        ),
+    );
+    if !e.clock.is_empty() {
+        line(w, "  clock", &e.clock);
+    }
+    for note in coverage.map_or(&[][..], |c| &c.notes[..]) {
+        // The missing consumers were said above, with what they mean for `lost`.
+        if !note.starts_with("lost is unknown") {
+            line(w, "  note", note);
+        }
+    }
 }
 
 fn line(w: &mut String, label: &str, value: &str) {
@@ -300,6 +395,11 @@ mod tests {
                 (id.to_string(), c)
             })
             .collect(),
+            kinesis: Some(KinesisCounts {
+                aggregation: "on".into(),
+                kinesis_records: 4_000,
+                put_records_calls: 45,
+            }),
             merge: Some(MergeInfo {
                 tasks_expected: 4,
                 tasks_reported: 3,
@@ -338,6 +438,7 @@ mod tests {
             "attempted 1,200,000   acknowledged 1,199,000   failed 1,000   retried 5",
             "  failed by    ProvisionedThroughputExceededException 1,000",
             "shards         3 answered; hot shardId-000000000001: throttled 990 (99.0% of all throttling)",
+            "kinesis        4,000 records (KPL-aggregated, 299.8 user records each), 45 PutRecords calls",
             "19,983.3/s achieved of 20,000.0/s targeted (99.9%)",
             "latest start 1,500 ms after the planned start",
             "  intended          3.100      7.000    231.400    400.000   1200.000      5.250",
@@ -351,5 +452,98 @@ mod tests {
         }
         let many = ids((0..25).map(|i| format!("t{i}")));
         assert!(many.ends_with("t19 … and 5 more (all are listed in merged/summary.json)"));
+    }
+
+    /// A merged run of 2 producers and 2 consumers: the delivery funnel, loss and duplicates,
+    /// the clocks, and end-to-end percentiles beside the producers'.
+    fn e2e_run(lost: Option<u64>, missing: &[&str]) -> Summary {
+        use crate::model::report::{E2e, E2eCoverage};
+        let mut s: Summary = serde_json::from_value(serde_json::json!({
+            "schema_version": SCHEMA_VERSION, "run_id": "run-e2e", "task_id": "merged",
+            "target": "kafka", "scenario": {}, "fleetload_version": "0",
+            "planned_start": "2026-03-01T12:00:00Z", "actual_start": null, "end": null,
+            "late_start_ms": 0, "duration_s": 10.0, "outcome": {"status": "completed"},
+            "counts": {"planned": 20000, "unsent": 0, "attempted": 20000,
+                       "acknowledged": 19990, "failed": 10, "failed_by_code": {"MessageTimedOut": 10},
+                       "retried": 0, "retried_by_code": {}},
+            "bytes": 0, "target_rate": 2000.0, "achieved_rate": 1999.0,
+            "latency_ms": {"count": 19990, "p50": 1.0, "p90": 2.0, "p99": 3.0, "p99_9": 4.0,
+                           "max": 5.0, "mean": 1.5},
+            "service_time_ms": {"count": 0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "p99_9": 0.0,
+                                "max": 0.0, "mean": 0.0},
+            "histograms": {"unit": "microseconds", "latency": "", "service_time": ""},
+            "errors_timeline": {}
+        }))
+        .unwrap();
+        s.end_to_end.e2e = Some(E2e {
+            seen: 19_991,
+            unique: Some(19_985),
+            lost,
+            duplicates: 4,
+            unacknowledged_seen: Some(2),
+            foreign: 0,
+            latency_ms: Percentiles {
+                count: 19_991,
+                p50: 12.5,
+                p90: 20.0,
+                p99: 48.25,
+                p99_9: 90.0,
+                max: 130.0,
+                mean: 14.0,
+            },
+            clock: "the consumer read on host h: producers on the same host share its clock".into(),
+            coverage: Some(E2eCoverage {
+                consumers_reported: vec!["local-consumer-01".into()],
+                consumers_missing: missing.iter().map(|m| m.to_string()).collect(),
+                notes: missing
+                    .iter()
+                    .map(|m| format!("lost is unknown: {m} did not report"))
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn renders_the_end_to_end_funnel_loss_clocks_and_percentiles() {
+        let s = e2e_run(Some(5), &[]);
+        let results = evaluate(&parse_all(&["lost==0", "e2e_p99<1s"]).unwrap(), &s);
+        let text = render(&s, &results, "r");
+        for expected in [
+            "end to end     1 of 1 consumer task(s) reported",
+            "  funnel       planned 20,000 → sent 20,000 → acknowledged 19,990 → seen 19,985 (19,991 read in all)",
+            "  delivery     lost 5   duplicates 4   unacknowledged seen 2   foreign 0",
+            "  clock        the consumer read on host h: producers on the same host share its clock",
+            "  intended          1.000      2.000      3.000      4.000      5.000      1.500",
+            "  end to end       12.500     20.000     48.250     90.000    130.000     14.000",
+            "  BROKEN lost==0      measured 5",
+            "  held   e2e_p99<1s   measured 48.25ms",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        // The funnel comes before the latency table, the end-to-end row inside it.
+        assert!(text.find("  funnel").unwrap() < text.find("latency (ms)").unwrap());
+    }
+
+    #[test]
+    fn a_missing_consumer_says_loss_is_unknown_instead_of_showing_loss() {
+        let s = e2e_run(None, &["local-consumer-02 (no report)"]);
+        let text = render(&s, &[], "r");
+        assert!(
+            text.contains("end to end     1 of 2 consumer task(s) reported"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  delivery     lost unknown: local-consumer-02 (no report) did not report (what \
+                 they would have read is not counted as lost)   duplicates 4"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("lost 0"), "{text}");
+        // Said once, not again as a note.
+        assert_eq!(text.matches("did not report").count(), 1, "{text}");
     }
 }

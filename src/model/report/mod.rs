@@ -205,6 +205,45 @@ impl ShardCounts {
     }
 }
 
+/// Kinesis only: how the user records (what `counts` counts) travelled, in Kinesis records and
+/// PutRecords calls (`kinesis` in `summary.json`; summed by the merge).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KinesisCounts {
+    /// `on` when user records were packed into KPL aggregated records
+    /// (`FLEETLOAD_KINESIS_AGGREGATE=on`), `off` when each was a Kinesis record of its own;
+    /// `mixed` in a merge of tasks that differed.
+    pub aggregation: String,
+    /// Kinesis records acknowledged: with aggregation off one per acknowledged user record,
+    /// with it on each carrying one or more (`counts.acknowledged / kinesis_records` user
+    /// records per Kinesis record).
+    pub kinesis_records: u64,
+    /// PutRecords calls made, retries included.
+    pub put_records_calls: u64,
+}
+
+impl KinesisCounts {
+    /// Adds another task's: the counts saturate (they are bounded by the checked totals in a
+    /// sound report), and the aggregation reads `mixed` when the two differ.
+    pub fn add(&mut self, other: &KinesisCounts) {
+        self.kinesis_records = self.kinesis_records.saturating_add(other.kinesis_records);
+        self.put_records_calls = self
+            .put_records_calls
+            .saturating_add(other.put_records_calls);
+        if self.aggregation != other.aggregation {
+            self.aggregation = "mixed".to_string();
+        }
+    }
+
+    /// User records per acknowledged Kinesis record, given the user records acknowledged.
+    pub fn per_record(&self, acknowledged: u64) -> f64 {
+        if self.kinesis_records == 0 {
+            0.0
+        } else {
+            acknowledged as f64 / self.kinesis_records as f64
+        }
+    }
+}
+
 /// The Kinesis error code of a record refused because its shard was over its limits.
 pub const THROTTLED_CODE: &str = "ProvisionedThroughputExceededException";
 
@@ -368,6 +407,11 @@ pub struct Summary {
     /// the merge. Absent for other targets.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_shard: BTreeMap<String, ShardCounts>,
+    /// Kinesis only: the Kinesis records and PutRecords calls that carried the user records
+    /// (see [`KinesisCounts`]); summed by the merge. Absent for other targets and in reports
+    /// written before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinesis: Option<KinesisCounts>,
     /// Whether production kept up with the schedule, and if not, why (`None` in reports
     /// written before it was measured, and for tasks that never produced).
     #[serde(default, skip_serializing_if = "Option::is_none")]

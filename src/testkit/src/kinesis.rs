@@ -25,10 +25,19 @@
 //! The double does not throttle by shard capacity (1 MiB/s or 1,000 records/s per shard): it
 //! fails exactly the share of records it is configured to fail, on every shard or only on the
 //! shards it is told are hot ([`DoubleConfig::throttled_shards`]), and counts what each shard
-//! accepted and throttled ([`KinesisDouble::by_shard`]). `ShardId` is a fast hash
-//! (FNV-1a) of the partition key modulo the shard count, not the MD5 mapping into the hash key
-//! ranges that `ListShards` reports. Injected HTTP 500s apply to `PutRecords` and `PutRecord`
-//! only, so that a client can always describe the stream.
+//! accepted and throttled ([`KinesisDouble::by_shard`]). A record with an `ExplicitHashKey`
+//! goes to the shard whose hash key range (as `ListShards` reports it) holds that key, as in
+//! the service; a record without one goes to a fast hash (FNV-1a) of its partition key modulo
+//! the shard count, not the MD5 mapping into the ranges. Injected HTTP 500s apply to
+//! `PutRecords` and `PutRecord` only, so that a client can always describe the stream.
+//!
+//! With [`DoubleConfig::count_user_records`], the double opens every KPL aggregated record it
+//! accepts or throttles (magic number, MD5 trailer and protobuf checked with its own code, not
+//! the producer's) and counts the user records inside, per shard, as a de-aggregating consumer
+//! would read them ([`KinesisDouble::user_records_by_shard`]), along with the user records
+//! whose partition key hashes (MD5) outside the range of the shard their aggregate landed on,
+//! which the KCL would drop ([`DoubleStats::user_records_off_shard`]). A record that is not a
+//! well-formed aggregate counts as one user record.
 //!
 //! The server lives until [`KinesisDouble::shutdown`] or until the handle is dropped; open
 //! connections then get a bounded grace period to finish their request.
@@ -48,6 +57,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use md5::{Digest as _, Md5};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -107,6 +117,9 @@ pub struct DoubleConfig {
     /// accepts at most `records per call / service_time` records per second, however many
     /// requests are in flight (a saturated target).
     pub one_at_a_time: bool,
+    /// Open KPL aggregated records to count the user records they carry (a base64 decoding
+    /// and an MD5 of every record; benchmarks leave it off).
+    pub count_user_records: bool,
 }
 
 impl Default for DoubleConfig {
@@ -123,6 +136,7 @@ impl Default for DoubleConfig {
             latency: None,
             service_time: None,
             one_at_a_time: false,
+            count_user_records: false,
         }
     }
 }
@@ -148,6 +162,12 @@ pub struct DoubleStats {
     pub throttled: u64,
     /// Records answered `InternalFailure`.
     pub internal_failures: u64,
+    /// With [`DoubleConfig::count_user_records`]: user records in the accepted records (an
+    /// aggregated record counts what it carries, any other record one).
+    pub user_records_accepted: u64,
+    /// With [`DoubleConfig::count_user_records`]: user records in accepted aggregated records
+    /// whose partition key hashes outside the range of the shard the record landed on.
+    pub user_records_off_shard: u64,
 }
 
 /// A running double. Dropping it stops the server, as [`KinesisDouble::shutdown`] does without
@@ -212,6 +232,8 @@ impl KinesisDouble {
             bytes_accepted: c.bytes_accepted.load(Relaxed),
             throttled: c.throttled.load(Relaxed),
             internal_failures: c.internal_failures.load(Relaxed),
+            user_records_accepted: c.user_records_accepted.load(Relaxed),
+            user_records_off_shard: c.user_records_off_shard.load(Relaxed),
         }
     }
 
@@ -221,6 +243,22 @@ impl KinesisDouble {
         s.shard_ids
             .iter()
             .zip(s.accepted_on_shard.iter().zip(&s.throttled_on_shard))
+            .map(|(id, (a, t))| (id.clone(), a.load(Relaxed), t.load(Relaxed)))
+            .collect()
+    }
+
+    /// Per shard, by shard id: user records in the records accepted and in the records
+    /// throttled so far (throttled ones each time they were throttled); zeros unless
+    /// [`DoubleConfig::count_user_records`].
+    pub fn user_records_by_shard(&self) -> Vec<(String, u64, u64)> {
+        let s = &self.shared;
+        s.shard_ids
+            .iter()
+            .zip(
+                s.users_accepted_on_shard
+                    .iter()
+                    .zip(&s.users_throttled_on_shard),
+            )
             .map(|(id, (a, t))| (id.clone(), a.load(Relaxed), t.load(Relaxed)))
             .collect()
     }
@@ -271,6 +309,8 @@ struct Counters {
     bytes_accepted: AtomicU64,
     throttled: AtomicU64,
     internal_failures: AtomicU64,
+    user_records_accepted: AtomicU64,
+    user_records_off_shard: AtomicU64,
 }
 
 /// State shared by every connection.
@@ -309,6 +349,12 @@ struct Shared {
     /// Records accepted and throttled, per shard.
     accepted_on_shard: Vec<AtomicU64>,
     throttled_on_shard: Vec<AtomicU64>,
+    /// First hash key of each shard's range, ascending (the ranges `ListShards` reports).
+    range_starts: Vec<u128>,
+    count_user_records: bool,
+    /// User records in the records accepted and throttled, per shard.
+    users_accepted_on_shard: Vec<AtomicU64>,
+    users_throttled_on_shard: Vec<AtomicU64>,
     kept: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
@@ -429,8 +475,43 @@ impl Shared {
             throttles_shard,
             accepted_on_shard: (0..cfg.shards).map(|_| AtomicU64::new(0)).collect(),
             throttled_on_shard: (0..cfg.shards).map(|_| AtomicU64::new(0)).collect(),
+            range_starts: (0..cfg.shards as usize)
+                .map(|i| hash_range(cfg.shards, i).0)
+                .collect(),
+            count_user_records: cfg.count_user_records,
+            users_accepted_on_shard: (0..cfg.shards).map(|_| AtomicU64::new(0)).collect(),
+            users_throttled_on_shard: (0..cfg.shards).map(|_| AtomicU64::new(0)).collect(),
             kept: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The shard of a record: by its explicit hash key when it has one (the range holding
+    /// it), else by the fast hash of its partition key.
+    fn shard_for(&self, partition_key: &str, hash_key: Option<u128>) -> usize {
+        match hash_key {
+            Some(h) => self.range_starts.partition_point(|&start| start <= h) - 1,
+            None => self.shard_of(partition_key),
+        }
+    }
+
+    /// User records in `data` (base64) as a de-aggregating consumer reads it, and how many of
+    /// them hash outside the range of `shard`; `(1, 0)` for a record that is not aggregated.
+    fn user_records(&self, data: &str, shard: usize) -> (u64, u64) {
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data.as_bytes()) else {
+            return (1, 0);
+        };
+        let Some(keys) = aggregated_keys(&bytes) else {
+            return (1, 0);
+        };
+        let (start, end) = hash_range(self.shards, shard);
+        let off = keys
+            .iter()
+            .filter(|k| {
+                let h = u128::from_be_bytes(Md5::digest(k).into());
+                h < start || h > end
+            })
+            .count();
+        (keys.len() as u64, off as u64)
     }
 
     fn shard_of(&self, partition_key: &str) -> usize {
@@ -499,21 +580,145 @@ impl Shared {
     }
 
     fn shard_json(&self, i: usize) -> serde_json::Value {
-        let n = u128::from(self.shards);
-        let i = i as u128;
-        let width = u128::MAX / n;
-        let start = width * i + i.min(u128::MAX % n);
-        let end = if i + 1 == n {
-            u128::MAX
-        } else {
-            width * (i + 1) + (i + 1).min(u128::MAX % n) - 1
-        };
+        let (start, end) = hash_range(self.shards, i);
         json!({
-            "ShardId": self.shard_ids[i as usize],
+            "ShardId": self.shard_ids[i],
             "HashKeyRange": {"StartingHashKey": start.to_string(), "EndingHashKey": end.to_string()},
             "SequenceNumberRange": {"StartingSequenceNumber": SEQUENCE_BASE.to_string()},
         })
     }
+}
+
+/// The hash key range of shard `i` of `shards` (both ends included): the key space cut in
+/// equal parts, the remainder spread over the first shards.
+fn hash_range(shards: u32, i: usize) -> (u128, u128) {
+    let n = u128::from(shards);
+    let i = i as u128;
+    let width = u128::MAX / n;
+    let start = width * i + i.min(u128::MAX % n);
+    let end = if i + 1 == n {
+        u128::MAX
+    } else {
+        width * (i + 1) + (i + 1).min(u128::MAX % n) - 1
+    };
+    (start, end)
+}
+
+/// The magic number of a KPL aggregated record.
+const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
+
+/// The partition keys of the user records in a KPL aggregated record (one per user record),
+/// when `data` is one: magic, a protobuf `AggregatedRecord`, and the MD5 of that body.
+fn aggregated_keys(data: &[u8]) -> Option<Vec<&[u8]>> {
+    let rest = data.strip_prefix(&KPL_MAGIC)?;
+    let body_len = rest.len().checked_sub(16)?;
+    let (body, digest) = rest.split_at(body_len);
+    if Md5::digest(body).as_slice() != digest {
+        return None;
+    }
+    let mut table = Vec::new();
+    let mut key_of_record = Vec::new();
+    let mut p = Proto(body);
+    while !p.0.is_empty() {
+        let (field, wire) = p.tag()?;
+        match (field, wire) {
+            (1, 2) => table.push(p.bytes()?),
+            (3, 2) => {
+                let mut r = Proto(p.bytes()?);
+                let mut key = None;
+                let mut has_data = false;
+                while !r.0.is_empty() {
+                    match r.tag()? {
+                        (1, 0) => key = Some(r.varint()?),
+                        (3, 2) => {
+                            r.bytes()?;
+                            has_data = true;
+                        }
+                        (_, wire) => r.skip(wire)?,
+                    }
+                }
+                if !has_data {
+                    return None;
+                }
+                key_of_record.push(key?);
+            }
+            (_, wire) => p.skip(wire)?,
+        }
+    }
+    key_of_record
+        .into_iter()
+        .map(|k| table.get(usize::try_from(k).ok()?).copied())
+        .collect()
+}
+
+/// Just enough of a protobuf reader for [`aggregated_keys`].
+struct Proto<'a>(&'a [u8]);
+
+impl<'a> Proto<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = *self.0.get(i)?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.0 = &self.0[i + 1..];
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn tag(&mut self) -> Option<(u64, u64)> {
+        let t = self.varint()?;
+        Some((t >> 3, t & 7))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.varint()?).ok()?;
+        let b = self.0.get(..n)?;
+        self.0 = &self.0[n..];
+        Some(b)
+    }
+
+    fn skip(&mut self, wire: u64) -> Option<()> {
+        let n = match wire {
+            0 => return self.varint().map(drop),
+            2 => return self.bytes().map(drop),
+            1 => 8,
+            5 => 4,
+            _ => return None,
+        };
+        self.0 = self.0.get(n..)?;
+        Some(())
+    }
+}
+
+/// An explicit hash key as the service takes it: a decimal of at most 39 digits without
+/// leading zeros, at most 2^128 - 1.
+fn parse_hash_key(index: usize, key: &str) -> Result<u128, Reply> {
+    let digits = !key.is_empty()
+        && key.len() <= 39
+        && key.bytes().all(|b| b.is_ascii_digit())
+        && (key == "0" || !key.starts_with('0'));
+    if !digits {
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            &format!(
+                "1 validation error detected: Value '{key}' at 'records.{}.member.explicitHashKey' \
+                 failed to satisfy constraint: Member must satisfy regular expression pattern: \
+                 0|([1-9]\\d{{0,38}})",
+                index + 1
+            ),
+        ));
+    }
+    key.parse::<u128>().map_err(|_| {
+        Reply::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgumentException",
+            &format!("Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {key}"),
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -587,6 +792,8 @@ struct RecordIn<'a> {
     data: Cow<'a, str>,
     #[serde(rename = "PartitionKey", borrow)]
     partition_key: Cow<'a, str>,
+    #[serde(rename = "ExplicitHashKey", borrow, default)]
+    explicit_hash_key: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -595,6 +802,8 @@ struct PutRecordRequest<'a> {
     data: Cow<'a, str>,
     #[serde(rename = "PartitionKey", borrow)]
     partition_key: Cow<'a, str>,
+    #[serde(rename = "ExplicitHashKey", borrow, default)]
+    explicit_hash_key: Option<Cow<'a, str>>,
     #[serde(rename = "StreamName", borrow, default)]
     stream_name: Option<Cow<'a, str>>,
     #[serde(rename = "StreamARN", borrow, default)]
@@ -663,8 +872,15 @@ fn put_records(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
         ));
     }
     let mut request_bytes = 0u64;
-    for r in &req.records {
+    let mut hash_keys = Vec::with_capacity(n);
+    for (i, r) in req.records.iter().enumerate() {
         check_partition_key(&r.partition_key)?;
+        hash_keys.push(
+            r.explicit_hash_key
+                .as_deref()
+                .map(|k| parse_hash_key(i, k))
+                .transpose()?,
+        );
         let size = decoded_len(&r.data) + r.partition_key.len() as u64;
         if size > MAX_RECORD_BYTES {
             return Err(Reply::error(
@@ -700,11 +916,21 @@ fn put_records(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
             out.push(b',');
         }
         let index = first + i as u64;
-        let shard = shared.shard_of(&r.partition_key);
+        let shard = shared.shard_for(&r.partition_key, hash_keys[i]);
+        let (users, off_shard) = if shared.count_user_records {
+            shared.user_records(&r.data, shard)
+        } else {
+            (0, 0)
+        };
         match shared.record_fate(index, shard) {
             Fate::Accepted => {
                 accepted += 1;
                 shared.accepted_on_shard[shard].fetch_add(1, Relaxed);
+                if users > 0 {
+                    shared.users_accepted_on_shard[shard].fetch_add(users, Relaxed);
+                    c.user_records_accepted.fetch_add(users, Relaxed);
+                    c.user_records_off_shard.fetch_add(off_shard, Relaxed);
+                }
                 bytes += decoded_len(&r.data);
                 out.extend_from_slice(b"{\"SequenceNumber\":\"");
                 out.extend_from_slice(seq.format(SEQUENCE_BASE + u128::from(index)).as_bytes());
@@ -721,6 +947,7 @@ fn put_records(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
             Fate::Throttled => {
                 throttled += 1;
                 shared.throttled_on_shard[shard].fetch_add(1, Relaxed);
+                shared.users_throttled_on_shard[shard].fetch_add(users, Relaxed);
                 out.extend_from_slice(shared.throttled_entry[shard].as_bytes());
             }
             Fate::Failed => {
@@ -751,6 +978,11 @@ fn put_record(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
     let req: PutRecordRequest = parse(body)?;
     shared.check_stream(req.stream_name.as_deref(), req.stream_arn.as_deref())?;
     check_partition_key(&req.partition_key)?;
+    let hash_key = req
+        .explicit_hash_key
+        .as_deref()
+        .map(|k| parse_hash_key(0, k))
+        .transpose()?;
     let size = decoded_len(&req.data) + req.partition_key.len() as u64;
     if size > MAX_RECORD_BYTES {
         return Err(Reply::error(
@@ -766,7 +998,7 @@ fn put_record(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
         return Ok(Reply::injected_500());
     }
     let index = shared.next_record.fetch_add(1, Relaxed);
-    let shard = shared.shard_of(&req.partition_key);
+    let shard = shared.shard_for(&req.partition_key, hash_key);
     match shared.record_fate(index, shard) {
         Fate::Accepted => {
             c.records_accepted.fetch_add(1, Relaxed);
@@ -1112,6 +1344,91 @@ mod tests {
             }
             assert_eq!(next, 0, "the last range ends at 2^128 - 1");
         }
+    }
+
+    #[test]
+    fn an_explicit_hash_key_picks_the_shard_whose_range_holds_it() {
+        let s = shared(DoubleConfig::default());
+        for i in 0..4 {
+            let (start, end) = hash_range(4, i);
+            assert_eq!(s.shard_for("any", Some(start)), i);
+            assert_eq!(s.shard_for("any", Some(end)), i);
+        }
+        assert_eq!(parse_hash_key(0, "0").ok(), Some(0));
+        assert_eq!(
+            parse_hash_key(0, "340282366920938463463374607431768211455").ok(),
+            Some(u128::MAX)
+        );
+        for bad in [
+            "",
+            "01",
+            "-1",
+            "1e3",
+            "340282366920938463463374607431768211456",
+        ] {
+            assert!(parse_hash_key(0, bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A KPL aggregated record of `records` (partition key, data), written here by hand.
+    fn aggregated(records: &[(&str, &str)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut keys: Vec<&str> = Vec::new();
+        for (k, _) in records {
+            if !keys.contains(k) {
+                keys.push(k);
+                body.extend_from_slice(&[0x0a, k.len() as u8]);
+                body.extend_from_slice(k.as_bytes());
+            }
+        }
+        for (k, d) in records {
+            let index = keys.iter().position(|x| x == k).unwrap() as u8;
+            body.extend_from_slice(&[0x1a, 4 + d.len() as u8, 0x08, index, 0x1a, d.len() as u8]);
+            body.extend_from_slice(d.as_bytes());
+        }
+        let mut data = KPL_MAGIC.to_vec();
+        data.extend_from_slice(&body);
+        data.extend_from_slice(&Md5::digest(&body));
+        data
+    }
+
+    #[test]
+    fn the_user_records_of_an_aggregated_record_are_counted_and_placed() {
+        let s = shared(DoubleConfig {
+            count_user_records: true,
+            ..Default::default()
+        });
+        let shard_of_key = |k: &str| {
+            let h = u128::from_be_bytes(Md5::digest(k.as_bytes()).into());
+            s.shard_for(k, Some(h))
+        };
+        let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        let on_0: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| shard_of_key(k) == 0)
+            .collect();
+        let on_1: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| shard_of_key(k) == 1)
+            .collect();
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let data = b64(&aggregated(&[
+            (on_0[0], "x"),
+            (on_0[1], "y"),
+            (on_0[0], "z"),
+        ]));
+        assert_eq!(s.user_records(&data, 0), (3, 0));
+        // Landed on shard 1, its user records belong to shard 0: a KCL reader would drop them.
+        assert_eq!(s.user_records(&data, 1), (3, 3));
+        let mixed = b64(&aggregated(&[(on_0[0], "x"), (on_1[0], "y")]));
+        assert_eq!(s.user_records(&mixed, 0), (2, 1));
+        // Not aggregated, or damaged: one user record.
+        assert_eq!(s.user_records(&b64(b"{\"a\":1}"), 0), (1, 0));
+        let mut damaged = aggregated(&[(on_0[0], "x"), (on_0[1], "y")]);
+        damaged[6] ^= 1;
+        assert_eq!(s.user_records(&b64(&damaged), 0), (1, 0));
     }
 
     #[test]

@@ -3,6 +3,21 @@
 //! whose index is `n mod consumers` (`FLEETLOAD_CONSUMER`). The shard list is read again every
 //! few seconds, so shards created by resharding during the run (children of a split or merge)
 //! are found and read from their start; a closed parent is read to its end.
+//!
+//! A record in the KPL aggregated format (magic number and MD5 trailer checked) is read as the
+//! user records it carries, so events produced with aggregation are traced one by one; any
+//! other record is read as it is.
+//!
+//! **When a record was there.** A caught-up shard is polled every [`IDLE_WAIT`] (Kinesis
+//! serves 5 GetRecords calls a second per shard, shared by every application reading it), so
+//! the moment a poll returns a record is up to a poll interval after the record arrived:
+//! measured to the read, end-to-end latency would carry that error, up to 250 ms. The end of
+//! a record's latency is therefore its arrival (`ApproximateArrivalTimestamp`, which Kinesis
+//! stamps when it accepts the record), kept between the start of the last poll that found the
+//! shard caught up without it and the read that returned it: the record became readable in
+//! that window, so a clock that disagrees with Kinesis's moves the end by at most a poll
+//! interval, and by nothing when the clocks agree. A consumer that is behind (a backlog) still
+//! measures the pipeline, not its own delay in reading.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -17,8 +32,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{now_us, stopped, Read};
+use super::{now_us, stopped, Read, KINESIS_CLOCK_NOTE};
 use crate::model::delivery::ConsumerRecorder;
+use crate::model::kpl;
 use crate::model::report::Outcome;
 use crate::model::scenario::StreamRef;
 use crate::model::trace::EndToEnd;
@@ -149,7 +165,21 @@ pub(super) async fn read(
             e2e.consumers
         ),
         outcome,
+        clock: KINESIS_CLOCK_NOTE,
     })
+}
+
+/// When a record was there to be read, epoch µs: its arrival in the stream, kept between
+/// `caught_up_at` (the start of the last poll that found the shard caught up, when the shard
+/// was) and `read_at` (when the poll that returned it came back).
+fn arrived_us(arrival: Option<&AwsDateTime>, caught_up_at: Option<u64>, read_at: u64) -> u64 {
+    let Some(arrival) = arrival else {
+        return read_at;
+    };
+    let us = (arrival.secs().max(0) as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(arrival.subsec_nanos()) / 1000);
+    us.max(caught_up_at.unwrap_or(0)).min(read_at)
 }
 
 /// Reads one shard from the start instant until the deadline, the end signal, or its end
@@ -166,6 +196,8 @@ async fn read_shard(
     let start = AwsDateTime::from_millis(planned_start.timestamp_millis());
     let mut last_sequence: Option<String> = None;
     let mut iterator: Option<String> = None;
+    // The start of the last poll that found the shard caught up (see `arrived_us`).
+    let mut caught_up_at: Option<u64> = None;
     let mut errors = 0u64;
     loop {
         if *end.borrow() || now_us() >= deadline_us {
@@ -202,6 +234,7 @@ async fn read_shard(
             }
         }
         let it = iterator.clone().expect("set above");
+        let asked_at = now_us();
         match client
             .get_records()
             .shard_iterator(it)
@@ -215,7 +248,20 @@ async fn read_shard(
                 if !records.is_empty() {
                     let mut r = recorder.lock().unwrap_or_else(|p| p.into_inner());
                     for record in records {
-                        r.record(record.data().as_ref(), read_at);
+                        let at = arrived_us(
+                            record.approximate_arrival_timestamp(),
+                            caught_up_at,
+                            read_at,
+                        );
+                        let data = record.data().as_ref();
+                        match kpl::deaggregate(data) {
+                            Some(users) => {
+                                for user in users {
+                                    r.record(user.data, at);
+                                }
+                            }
+                            None => r.record(data, at),
+                        }
                     }
                     last_sequence = records.last().map(|r| r.sequence_number().to_string());
                 }
@@ -224,7 +270,10 @@ async fn read_shard(
                     tracing::info!(shard = %shard_id, "shard closed and read to its end");
                     return;
                 }
-                if records.is_empty() || out.millis_behind_latest() == Some(0) {
+                let caught_up = records.is_empty() || out.millis_behind_latest() == Some(0);
+                // Nothing arrived before this poll started that it did not return.
+                caught_up_at = caught_up.then_some(asked_at);
+                if caught_up {
                     wait(&mut end, IDLE_WAIT).await;
                 }
             }
@@ -255,6 +304,36 @@ async fn wait(end: &mut watch::Receiver<bool>, d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_ends_at_its_arrival_kept_within_the_window_it_became_readable_in() {
+        let at = |us: i64| {
+            AwsDateTime::from_secs_and_nanos(us / 1_000_000, (us % 1_000_000) as u32 * 1000)
+        };
+        let t = 1_700_000_000_000_000u64;
+        // Arrived 200 ms before the poll that returned it: the poll interval is not latency.
+        assert_eq!(
+            arrived_us(Some(&at(t as i64 - 200_000)), Some(t - 250_000), t),
+            t - 200_000
+        );
+        // A Kinesis clock ahead of ours: never after the read.
+        assert_eq!(
+            arrived_us(Some(&at(t as i64 + 5_000)), Some(t - 250_000), t),
+            t
+        );
+        // Behind ours: never before the last poll that did not see it.
+        assert_eq!(
+            arrived_us(Some(&at(t as i64 - 900_000)), Some(t - 250_000), t),
+            t - 250_000
+        );
+        // A backlog (not caught up): the arrival as it is.
+        assert_eq!(
+            arrived_us(Some(&at(t as i64 - 60_000_000)), None, t),
+            t - 60_000_000
+        );
+        // No arrival time: the read.
+        assert_eq!(arrived_us(None, Some(t - 250_000), t), t);
+    }
 
     #[test]
     fn shards_are_shared_by_their_number() {

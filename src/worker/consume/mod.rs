@@ -23,10 +23,37 @@ use crate::model::trace::TraceFinder;
 use crate::worker::exit::{TaskResult, WorkerExit};
 use crate::worker::produce::StopSignal;
 use crate::worker::store::ReportStore;
+use crate::worker::task_id::hostname;
 use crate::worker::task_report::{failed, store_report, ReportContext};
 
-/// The clock note of every end-to-end report.
-pub(crate) const CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the consumer's read, on two wall clocks: the same clock when producers and consumers share a host (the local backend); on ECS each task's clock, kept by NTP (Amazon Time Sync), within about a millisecond";
+/// Where the latency of a record read from Kafka ends.
+pub(crate) const CLOCK_NOTE: &str =
+    "latency runs from the producer's intended send time to the consumer's read";
+/// Where the latency of a record read from Kinesis ends: its arrival in the stream rather than
+/// the moment a poll found it.
+pub(crate) const KINESIS_CLOCK_NOTE: &str = "latency runs from the producer's intended send time to the record's arrival in the stream read (Kinesis's ApproximateArrivalTimestamp, kept between the consumer's last poll that found the shard caught up and the read that returned it, so the consumer's polling interval does not add to it, and any disagreement of Kinesis's clock beyond the poll interval is cut off by those bounds)";
+/// The clock note of a consumer on ECS: two tasks, two clocks, each kept by NTP.
+const ECS_CLOCK: &str = "producers and consumers ran as ECS tasks, each on its own clock kept by NTP (the Amazon Time Sync Service, typically within about 1 ms of UTC): read every end-to-end latency as ±2 ms";
+
+/// How this consumer's clock relates to the producers': latency runs from the producer's
+/// intended send time to this consumer's read, on two wall clocks, so their offset is the error
+/// bar of every end-to-end latency. ECS sets `ECS_CONTAINER_METADATA_URI_V4` in every task.
+fn clock_note() -> String {
+    let on_ecs = [
+        "ECS_CONTAINER_METADATA_URI_V4",
+        "ECS_CONTAINER_METADATA_URI",
+    ]
+    .iter()
+    .any(|k| std::env::var_os(k).is_some());
+    if on_ecs {
+        ECS_CLOCK.to_string()
+    } else {
+        format!(
+            "the consumer read on host {}: producers on the same host (the local backend runs every task there) share its clock, so end-to-end latency has no clock error; producers on other hosts add their clock's offset from it",
+            hostname()
+        )
+    }
+}
 
 /// Epoch microseconds now (the consumer's read time).
 pub(crate) fn now_us() -> u64 {
@@ -40,6 +67,8 @@ pub(crate) struct Read {
     pub(crate) recorder: ConsumerRecorder,
     pub(crate) source: String,
     pub(crate) outcome: Outcome,
+    /// Where the measured latency ends, and which clocks it rests on.
+    pub(crate) clock: &'static str,
 }
 
 /// Runs a consumer task and stores its report.
@@ -89,7 +118,7 @@ pub(crate) async fn run(
             )
             .await
         }
-        TargetConfig::Kinesis { stream } => {
+        TargetConfig::Kinesis { stream, .. } => {
             kinesis::read(stream, e2e, planned_start, deadline, recorder, stop).await
         }
         TargetConfig::Null => Err("a consumer needs kinesis or kafka to read from".to_string()),
@@ -118,6 +147,7 @@ pub(crate) async fn run(
     let summary = consumer_summary(
         ctx.summary(outcome.clone(), Some(actual_start), 0, duration, None),
         &read.source,
+        read.clock,
         measured,
     );
     if let Some(e) = &summary.end_to_end.e2e {
@@ -147,7 +177,12 @@ pub(crate) async fn run(
 }
 
 /// A consumer's summary: the task's fields with no produced counts, and its `e2e` object.
-fn consumer_summary(mut summary: Summary, source: &str, m: ConsumerMeasurements) -> Summary {
+fn consumer_summary(
+    mut summary: Summary,
+    source: &str,
+    clock: &str,
+    m: ConsumerMeasurements,
+) -> Summary {
     summary.target_rate = None;
     summary.saturation = None;
     summary.end_to_end = EndToEndReport {
@@ -162,7 +197,7 @@ fn consumer_summary(mut summary: Summary, source: &str, m: ConsumerMeasurements)
             foreign: m.foreign,
             latency_ms: Percentiles::of(&m.latency),
             histogram: encode_histogram(&m.latency),
-            clock: CLOCK_NOTE.into(),
+            clock: format!("{clock}; {}", clock_note()),
             source: Some(source.to_string()),
             delivered: m
                 .delivered

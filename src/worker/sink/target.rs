@@ -42,9 +42,10 @@ impl Target {
         recorder: SharedRecorder,
     ) -> Result<Target, PreflightError> {
         Ok(match &scenario.target {
-            TargetConfig::Kinesis { stream } => Target::Kinesis(
+            TargetConfig::Kinesis { stream, aggregate } => Target::Kinesis(
                 KinesisSink::connect(
                     stream.clone(),
+                    *aggregate,
                     scenario.batch_size,
                     scenario.max_in_flight,
                     recorder,
@@ -73,6 +74,14 @@ impl Sink for Target {
             Target::Kinesis(s) => s.flush().await,
             Target::Kafka(s) => s.flush().await,
             Target::Null(s) => s.flush().await,
+        }
+    }
+
+    fn flush_due(&self) -> Option<Instant> {
+        match self {
+            Target::Kinesis(s) => s.flush_due(),
+            Target::Kafka(s) => s.flush_due(),
+            Target::Null(s) => s.flush_due(),
         }
     }
 

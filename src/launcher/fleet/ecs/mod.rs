@@ -7,7 +7,9 @@
 //! - `overrides`: the worker's environment as RunTask container overrides, sized against
 //!   [`OVERRIDES_MAX_BYTES`];
 //! - `start`: [`EcsFleet::start`] fans a run out with RunTask — at most
-//!   `RUN_TASK_MAX_COUNT` (10) tasks per call, every call with the same container overrides — and
+//!   `RUN_TASK_MAX_COUNT` (10) tasks per call, every call of a [`TaskGroup`] with the same
+//!   container overrides ([`EcsFleet::start_groups`]: producers, and each consumer task with
+//!   its own place among the consumers) — and
 //!   keeps asking until the whole fleet runs or the caller's deadline passes. Placement failures
 //!   (`failures[]` in a successful answer) and throttling are data: they are counted, reported,
 //!   and only the missing tasks are asked for again;
@@ -31,5 +33,5 @@ pub use config::{CapacityProvider, EcsConfig, EcsConfigError};
 pub use fleet::{EcsFleet, WATCH_RETRY_FOR};
 pub use limits::{OVERRIDES_MAX_BYTES, RUN_ID_TAG};
 pub use overrides::OverridesTooLarge;
-pub use start::{StartError, StartProgress, StartReport, StartStop};
+pub use start::{StartError, StartProgress, StartReport, StartStop, TaskGroup};
 pub use watch::{NotStopped, TaskState};

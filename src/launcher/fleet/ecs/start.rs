@@ -45,6 +45,16 @@ pub struct StartProgress {
     pub retrying: Option<(Duration, String)>,
 }
 
+/// Tasks that share one environment: every RunTask call for them carries the same container
+/// overrides (RunTask starts up to 10 tasks per call, all with the same overrides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskGroup {
+    /// The worker container's environment override.
+    pub env: Vec<(String, String)>,
+    /// How many tasks.
+    pub count: u32,
+}
+
 /// What [`EcsFleet::start`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartReport {
@@ -52,6 +62,8 @@ pub struct StartReport {
     pub(crate) requested: u32,
     /// ARNs of the tasks started, in the order RunTask returned them.
     pub tasks: Vec<String>,
+    /// The same ARNs by [`TaskGroup`], in the order the groups were given.
+    pub by_group: Vec<Vec<String>>,
     /// The `count` of each RunTask call made, in order (throttled calls included).
     pub calls: Vec<u32>,
     /// Every `failures[]` entry RunTask answered with, aggregated: reason, ARN (of the container
@@ -234,23 +246,44 @@ impl EcsFleet {
         deadline: Instant,
         on_progress: &(dyn Fn(&StartProgress) + Sync),
     ) -> anyhow::Result<StartReport> {
-        self.cfg.validate()?;
-        validate_run_id(run_id)?;
-        if count == 0 {
-            return Err(EcsConfigError::ZeroTasks.into());
-        }
-        check_overrides(&self.cfg.container, env)?;
-        let overrides = task_override(&self.cfg.container, env);
+        let group = TaskGroup {
+            env: env.to_vec(),
+            count,
+        };
+        self.start_groups(run_id, &[group], deadline, on_progress)
+            .await
+    }
+
+    /// [`EcsFleet::start`] for several groups of tasks, each with its own environment (the
+    /// producers, and each consumer task with its place among the consumers): the groups are
+    /// started in order, each in calls of at most `RUN_TASK_MAX_COUNT`, with the same retries,
+    /// deadline and all-or-nothing rule over the whole run. Every group's overrides are sized
+    /// before the first call.
+    pub async fn start_groups(
+        &self,
+        run_id: &str,
+        groups: &[TaskGroup],
+        deadline: Instant,
+        on_progress: &(dyn Fn(&StartProgress) + Sync),
+    ) -> anyhow::Result<StartReport> {
+        self.check_groups(run_id, groups)?;
+        let count: u32 = groups.iter().map(|g| g.count).sum();
+        let overrides: Vec<TaskOverride> = groups
+            .iter()
+            .map(|g| task_override(&self.cfg.container, &g.env))
+            .collect();
 
         let mut report = StartReport {
             requested: count,
+            by_group: vec![Vec::new(); groups.len()],
             ..StartReport::default()
         };
         on_progress(&report.progress(None));
         let mut attempt = 0u32;
-        // The client token of a request that got no usable answer: sent again unchanged, so a
-        // RunTask that did start tasks before its answer was lost is not started twice.
-        let mut retry_token: Option<(u32, String)> = None;
+        // The client token of a request that got no usable answer: sent again unchanged (same
+        // group, same count), so a RunTask that did start tasks before its answer was lost is
+        // not started twice.
+        let mut retry_token: Option<(usize, u32, String)> = None;
         let mut halted = self.halt.subscribe();
         let cause = loop {
             let missing = report.missing();
@@ -263,22 +296,34 @@ impl EcsFleet {
             if Instant::now() >= deadline {
                 break StartStop::Deadline;
             }
-            let (n, token) = retry_token.take().unwrap_or_else(|| {
+            let (group, n, token) = retry_token.take().unwrap_or_else(|| {
+                // The first group with tasks still to start.
+                let (group, left) = groups
+                    .iter()
+                    .zip(&report.by_group)
+                    .map(|(g, started)| {
+                        g.count
+                            .saturating_sub(u32::try_from(started.len()).unwrap_or(u32::MAX))
+                    })
+                    .enumerate()
+                    .find(|(_, left)| *left > 0)
+                    .unwrap_or((0, missing));
                 (
-                    missing.min(RUN_TASK_MAX_COUNT),
+                    group,
+                    left.min(RUN_TASK_MAX_COUNT),
                     uuid::Uuid::new_v4().to_string(),
                 )
             });
             report.calls.push(n);
             let outcome = self
-                .run_task_once(run_id, &overrides, n, &token, &mut report)
+                .run_task_once(run_id, &overrides[group], group, n, &token, &mut report)
                 .await;
             let why = match outcome {
                 CallOutcome::Fatal(why) => break StartStop::Fatal(why),
                 CallOutcome::Retry(err) => {
                     report.throttled += 1;
                     report.last_error = Some(err.clone());
-                    retry_token = Some((n, token));
+                    retry_token = Some((group, n, token));
                     err
                 }
                 CallOutcome::Answered { placed, .. } if placed >= n => {
@@ -323,11 +368,28 @@ impl EcsFleet {
         .into())
     }
 
-    /// One RunTask call for `n` tasks; records started tasks and failures in `report`.
+    /// What [`EcsFleet::start_groups`] checks before its first call, for a caller that wants
+    /// to refuse a run before anything else happens: the configuration, the run id, no empty
+    /// group, and every group's overrides within ECS's 8 KiB.
+    pub fn check_groups(&self, run_id: &str, groups: &[TaskGroup]) -> anyhow::Result<()> {
+        self.cfg.validate()?;
+        validate_run_id(run_id)?;
+        if groups.is_empty() || groups.iter().any(|g| g.count == 0) {
+            return Err(EcsConfigError::ZeroTasks.into());
+        }
+        for g in groups {
+            check_overrides(&self.cfg.container, &g.env)?;
+        }
+        Ok(())
+    }
+
+    /// One RunTask call for `n` tasks of group `group`; records started tasks and failures in
+    /// `report`.
     async fn run_task_once(
         &self,
         run_id: &str,
         overrides: &TaskOverride,
+        group: usize,
         n: u32,
         token: &str,
         report: &mut StartReport,
@@ -401,6 +463,7 @@ impl EcsFleet {
                     .collect();
                 self.record_started(&arns);
                 let placed = u32::try_from(arns.len()).unwrap_or(u32::MAX);
+                report.by_group[group].extend(arns.iter().cloned());
                 report.tasks.extend(arns);
                 let mut reasons = Vec::new();
                 for f in out.failures() {

@@ -1,7 +1,8 @@
-//! The page's four charts, built from a merged run: which series each one draws, in which
-//! colour, with which bands and markers. The series names are the names of the data they carry:
-//! the columns of `merged/timeseries.csv` (`attempted`, `p99_ms`, …), the error codes, and
-//! `latency` and `service_time` on the spectrum.
+//! The page's charts, built from a merged run: which series each one draws, in which colour,
+//! with which bands and markers. The series names are the names of the data they carry: the
+//! columns of `merged/timeseries.csv` (`attempted`, `p99_ms`, …), the error codes, `latency`
+//! and `service_time` on the spectrum, and the fields of the merged `e2e.timeline` on the
+//! end-to-end chart.
 
 use hdrhistogram::Histogram;
 
@@ -11,7 +12,7 @@ use super::spectrum::{spectrum_quantiles, spectrum_value, SPECTRUM_NINES};
 use crate::launcher::merge::Merged;
 use crate::launcher::render::format::compact;
 use crate::model::profile::LoadProfile;
-use crate::model::report::{SecondRow, Summary};
+use crate::model::report::{E2e, SecondRow, Summary};
 
 /// Stage boundaries are drawn on the throughput chart for profiles of at most this many stages.
 const MAX_STAGE_MARKS: usize = 24;
@@ -37,8 +38,15 @@ impl TimeAxis {
             .flat_map(|p| p.iter().map(|(s, _)| *s))
             .max()
             .unwrap_or(0);
+        let last_e2e = m
+            .summary
+            .end_to_end
+            .e2e
+            .as_ref()
+            .and_then(|e| e.timeline.last())
+            .map_or(0, |t| t.second);
         TimeAxis {
-            last: last_row.max(last_error),
+            last: last_row.max(last_error).max(last_e2e),
         }
     }
 
@@ -155,6 +163,44 @@ pub(super) fn latency(rows: &[SecondRow], time: &TimeAxis) -> Option<Chart> {
             s
         })
         .collect(),
+        bands: Vec::new(),
+        band_label: "",
+        markers: Vec::new(),
+        bars: false,
+    })
+}
+
+/// End-to-end latency per second of the intended send time (p50, p99 and max of the merged
+/// per-second end-to-end histograms), on a log scale; `None` when no consumer read anything.
+pub(super) fn e2e_latency(e: &E2e, time: &TimeAxis) -> Option<Chart> {
+    if e.timeline.is_empty() {
+        return None;
+    }
+    let column = |f: fn(&crate::model::report::E2eSecond) -> f64| -> Vec<(f64, f64)> {
+        e.timeline.iter().map(|t| (t.second as f64, f(t))).collect()
+    };
+    let series = [
+        ("p50_ms", "#1f77b4", column(|t| t.p50_ms)),
+        ("p99_ms", "#ff7f0e", column(|t| t.p99_ms)),
+        ("max_ms", "#c0392b", column(|t| t.max_ms)),
+    ]
+    .into_iter()
+    .map(|(name, color, points)| {
+        let mut s = Series::new(name, color, points);
+        s.label = format!("end to end {}", name.trim_end_matches("_ms"));
+        s.zero_is_gap = true;
+        s
+    })
+    .collect();
+    Some(Chart {
+        id: "e2e",
+        x: XScale::Seconds,
+        x_domain: time.domain(),
+        x_label: "second of the intended send time, from the planned start",
+        y: YScale::Log,
+        unit: Unit::Millis,
+        y_label: "end-to-end latency (log scale)",
+        series,
         bands: Vec::new(),
         band_label: "",
         markers: Vec::new(),

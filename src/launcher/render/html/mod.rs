@@ -5,7 +5,8 @@
 //! anything.
 //!
 //! The parts: this module assembles the page (head, header, sections in order, footer, the
-//! charts' data); `page` writes the sections; `shards` the per-shard table of a Kinesis run; `figures` builds the charts of a merged run;
+//! charts' data); `page` writes the sections (the end-to-end one when the run had consumer
+//! tasks); `shards` the per-shard table of a Kinesis run; `figures` builds the charts of a merged run;
 //! `chart` draws SVG charts and knows nothing about runs. Every text is escaped by `esc`.
 //!
 //! Every chart carries its data in a machine-checkable form, twice: as `data-*` attributes on
@@ -55,11 +56,13 @@ pub(crate) fn render_with_fleet_problems(
     let s = &merged.summary;
     let time = TimeAxis::of(merged);
 
+    let e2e = s.end_to_end.e2e.as_ref();
     let charts = [
         figures::throughput(merged, &time),
         figures::latency(&merged.rows, &time),
         figures::spectrum(&merged.latency, &merged.service),
         figures::errors(s, &time),
+        e2e.and_then(|e| figures::e2e_latency(e, &time)),
     ];
 
     let mut out = String::with_capacity(64 * 1024 + merged.rows.len() * 700);
@@ -72,20 +75,16 @@ pub(crate) fn render_with_fleet_problems(
         esc(if s.target.is_empty() { "?" } else { &s.target }),
         esc(&timestamp(Some(s.planned_start))),
         esc(&s.fleetload_version),
-        if s.by_shard.is_empty() {
-            NAV.to_string()
-        } else {
-            NAV.replace(
-                "<a href=\"#tasks\">",
-                "<a href=\"#shards\">Shards</a><a href=\"#tasks\">",
-            )
-        },
+        nav(s),
     );
     page::verdict(&mut out, merged, thresholds, fleet_problems);
     page::throughput(&mut out, charts[0].as_ref());
     page::latency(&mut out, charts[1].as_ref());
     page::spectrum(&mut out, s, charts[2].as_ref());
     page::errors(&mut out, s, charts[3].as_ref());
+    if let Some(e) = e2e {
+        page::end_to_end(&mut out, s, e, charts[4].as_ref());
+    }
     shards::shards(&mut out, s);
     page::tasks(&mut out, merged);
     page::scenario(&mut out, s);
@@ -113,6 +112,21 @@ pub(crate) fn render_with_fleet_problems(
         json.replace('<', "\\u003c")
     );
     out
+}
+
+/// The links to the sections, with the optional ones the run has.
+fn nav(s: &Summary) -> String {
+    let mut extra = String::new();
+    if s.end_to_end.e2e.is_some() {
+        extra.push_str("<a href=\"#e2e\">End to end</a>");
+    }
+    if !s.by_shard.is_empty() {
+        extra.push_str("<a href=\"#shards\">Shards</a>");
+    }
+    NAV.replace(
+        "<a href=\"#tasks\">",
+        &format!("{extra}<a href=\"#tasks\">"),
+    )
 }
 
 fn head(out: &mut String, s: &Summary, thresholds: &[ThresholdResult], problems: &[String]) {

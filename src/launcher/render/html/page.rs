@@ -1,6 +1,7 @@
 //! The sections of the report page, in the order a reader needs them: the verdict, throughput,
-//! latency over time, the latency percentile spectrum, errors by code, one row per task, and the
-//! scenario as run. Each writes its `<section>`; the charts come drawn by the chart engine.
+//! latency over time, the latency percentile spectrum, errors by code, end to end (when the run
+//! had consumer tasks), one row per task, and the scenario as run. Each writes its
+//! `<section>`; the charts come drawn by the chart engine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -10,7 +11,7 @@ use super::escape::esc;
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::merge::Merged;
 use crate::launcher::render::format::{rate, thousands, timestamp, trim};
-use crate::model::report::{saturation_words, Outcome, Percentiles, Summary};
+use crate::model::report::{saturation_words, E2e, Outcome, Percentiles, Summary};
 
 fn section_open(out: &mut String, id: &str, title: &str) {
     let _ = writeln!(out, "<section id=\"{id}\"><h2>{}</h2>", esc(title));
@@ -207,7 +208,7 @@ pub(super) fn verdict(
          <tr class=\"{}\"><th>failed</th><td class=\"num\">{}</td></tr>\
          <tr><th>retried</th><td class=\"num\">{}</td></tr>\
          <tr><th>error rate</th><td class=\"num\">{:.4} %</td></tr>\
-         <tr><th>bytes</th><td class=\"num\">{}</td></tr></table>",
+         <tr><th>bytes</th><td class=\"num\">{}</td></tr>",
         thousands(c.attempted),
         thousands(c.acknowledged),
         if c.failed > 0 { "bad" } else { "" },
@@ -216,6 +217,21 @@ pub(super) fn verdict(
         c.error_rate() * 100.0,
         thousands(s.bytes)
     );
+    if let Some(k) = &s.kinesis {
+        // What carried the events: counts above are user records, whatever the packing.
+        let _ = write!(
+            out,
+            "<tr id=\"kinesis-aggregation\"><th>KPL aggregation</th><td class=\"num\">{}</td></tr>\
+             <tr id=\"kinesis-records\"><th>Kinesis records</th><td class=\"num\">{}</td></tr>\
+             <tr><th>events per Kinesis record</th><td class=\"num\">{}</td></tr>\
+             <tr id=\"put-records-calls\"><th>PutRecords calls</th><td class=\"num\">{}</td></tr>",
+            esc(&k.aggregation),
+            thousands(k.kinesis_records),
+            trim(k.per_record(c.acknowledged), 1),
+            thousands(k.put_records_calls),
+        );
+    }
+    out.push_str("</table>");
     let firsts = error_spans(s);
     if !firsts.is_empty() {
         out.push_str("<p class=\"bad\">errors by code:</p><ul class=\"ids\">");
@@ -244,7 +260,157 @@ pub(super) fn verdict(
         ms_text(&s.latency_ms, s.latency_ms.max),
         ms_text(&s.service_time_ms, s.service_time_ms.p99),
     );
+    if let Some(e) = &s.end_to_end.e2e {
+        let _ = writeln!(
+            out,
+            "<div class=\"card\" id=\"e2e-summary\"><h3>End to end</h3>\
+             <p class=\"big\">p99 {}</p><p class=\"{}\">{}</p><p>duplicates {}</p>\
+             <p class=\"muted\"><a href=\"#e2e\">delivery and latency over time</a></p></div>",
+            ms_text(&e.latency_ms, e.latency_ms.p99),
+            match e.lost {
+                Some(0) => "ok",
+                Some(_) => "bad",
+                None => "warn",
+            },
+            esc(&match e.lost {
+                Some(n) => format!("lost {}", thousands(n)),
+                None => "lost unknown (a consumer did not report)".to_string(),
+            }),
+            thousands(e.duplicates),
+        );
+    }
     out.push_str("</div>\n</section>\n");
+}
+
+/// End to end: how producer and consumer clocks relate, the delivery funnel (planned → sent →
+/// acknowledged → seen) with what was lost or duplicated, end-to-end latency per second and its
+/// percentiles, and what the numbers cannot say (coverage).
+pub(super) fn end_to_end(out: &mut String, s: &Summary, e: &E2e, chart: Option<&Chart>) {
+    section_open(out, "e2e", "End to end");
+    let coverage = e.coverage.as_ref();
+    let reported = coverage.map_or(0, |c| c.consumers_reported.len());
+    let missing = coverage.map_or(0, |c| c.consumers_missing.len());
+    let _ = writeln!(
+        out,
+        "<p class=\"note\">Each produced event carried a trace (producer task, sequence number, \
+         intended send time); consumer tasks read the system under test's output and matched \
+         the traces they found. Latency runs from the <em>intended</em> send time to the \
+         consumer's read. {reported} of {} consumer task(s) reported.</p>",
+        reported + missing
+    );
+    let _ = writeln!(
+        out,
+        "<p class=\"clock\" id=\"e2e-clock\"><b>Clocks.</b> {}</p>",
+        esc(&sentence(if e.clock.is_empty() {
+            "not stated by the consumers"
+        } else {
+            &e.clock
+        }))
+    );
+
+    // The funnel: each stage's bar against the largest.
+    let c = &s.counts;
+    let seen = e.unique.unwrap_or(0);
+    let mut stages: Vec<(&str, &str, u64)> = Vec::new();
+    if s.target_rate.is_some() || c.unsent > 0 {
+        stages.push(("planned", "planned by the load profile", c.planned));
+    }
+    stages.push(("sent", "sent (handed to the target)", c.attempted));
+    stages.push(("acknowledged", "acknowledged by the target", c.acknowledged));
+    stages.push(("seen", "seen by a consumer (distinct)", seen));
+    let widest = stages.iter().map(|t| t.2).max().unwrap_or(0).max(1) as f64;
+    out.push_str("<h3>Delivery</h3><div class=\"funnel\" id=\"e2e-funnel\">");
+    for (key, label, n) in &stages {
+        let _ = write!(
+            out,
+            "<div class=\"stage\" data-stage=\"{key}\" data-value=\"{n}\"><span class=\"label\">\
+             {label}</span><span class=\"track\"><span class=\"fbar {key}\" \
+             style=\"width:{:.2}%\"></span></span><span class=\"num\">{}</span></div>",
+            *n as f64 / widest * 100.0,
+            thousands(*n)
+        );
+    }
+    out.push_str("</div>\n");
+    let lost_row = match e.lost {
+        Some(n) => format!(
+            "<tr class=\"{}\" data-key=\"lost\" data-value=\"{n}\"><th>lost</th><td class=\"num\">{}\
+             </td><td>acknowledged by the target, never seen by a consumer</td></tr>",
+            if n > 0 { "bad" } else { "" },
+            thousands(n)
+        ),
+        None => format!(
+            "<tr class=\"warn\" data-key=\"lost\" data-value=\"\"><th>lost</th><td class=\"num\">\
+             unknown</td><td>{}</td></tr>",
+            esc(&match coverage.filter(|c| !c.consumers_missing.is_empty()) {
+                Some(c) => format!(
+                    "{} did not report: what they would have read is not counted as lost \
+                     (coverage)",
+                    c.consumers_missing.join(", ")
+                ),
+                None => "no consumer task reported (coverage)".to_string(),
+            })
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "<table class=\"kv\" id=\"e2e-delivery\">{lost_row}\
+         <tr class=\"{}\" data-key=\"duplicates\" data-value=\"{}\"><th>duplicates</th>\
+         <td class=\"num\">{}</td><td>copies beyond the first of an event</td></tr>\
+         <tr data-key=\"unacknowledged_seen\" data-value=\"{}\"><th>unacknowledged seen</th>\
+         <td class=\"num\">{}</td><td>counted failed or unanswered by their producer, yet \
+         delivered</td></tr>\
+         <tr data-key=\"foreign\" data-value=\"{}\"><th>foreign</th><td class=\"num\">{}</td>\
+         <td>records without a trace of this run</td></tr>\
+         <tr data-key=\"read\" data-value=\"{}\"><th>records read</th><td class=\"num\">{}</td>\
+         <td>every copy of every traced event</td></tr></table>",
+        if e.duplicates > 0 { "warn" } else { "" },
+        e.duplicates,
+        thousands(e.duplicates),
+        e.unacknowledged_seen
+            .map_or(String::new(), |n| n.to_string()),
+        e.unacknowledged_seen.map_or("unknown".into(), thousands),
+        e.foreign,
+        thousands(e.foreign),
+        e.seen,
+        thousands(e.seen),
+    );
+
+    out.push_str(
+        "<h3>Latency per second</h3><p class=\"note\">End-to-end latency of the events intended \
+         in each second (p50, p99 and max, exact from the summed per-second histograms of the \
+         consumers). Log scale.</p>\n",
+    );
+    match chart {
+        Some(_) => draw(out, chart),
+        None => out.push_str("<p class=\"empty\">No consumer read a traced event.</p>\n"),
+    }
+    let p = &e.latency_ms;
+    out.push_str(
+        "<table id=\"e2e-percentiles\" class=\"compact\"><thead><tr><th>ms</th>\
+         <th class=\"num\">p50</th><th class=\"num\">p90</th><th class=\"num\">p99</th>\
+         <th class=\"num\">p99.9</th><th class=\"num\">max</th><th class=\"num\">mean</th>\
+         <th class=\"num\">count</th></tr></thead><tbody><tr><th>end to end</th>",
+    );
+    if p.count == 0 {
+        out.push_str("<td colspan=\"7\" class=\"muted\">nothing measured</td>");
+    } else {
+        for v in [p.p50, p.p90, p.p99, p.p99_9, p.max, p.mean] {
+            let _ = write!(out, "<td class=\"num\">{}</td>", trim(v, 3));
+        }
+        let _ = write!(out, "<td class=\"num\">{}</td>", thousands(p.count));
+    }
+    out.push_str("</tr></tbody></table>\n");
+    let notes: Vec<&String> = coverage
+        .map(|c| c.notes.iter().collect())
+        .unwrap_or_default();
+    if !notes.is_empty() {
+        out.push_str("<ul class=\"notes\" id=\"e2e-notes\">");
+        for n in notes {
+            let _ = write!(out, "<li>{}</li>", esc(n));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</section>\n");
 }
 
 /// Events attempted, acknowledged and failed per second.
@@ -286,6 +452,20 @@ pub(super) fn spectrum(out: &mut String, s: &Summary, chart: Option<&Chart>) {
     }
     percentile_table(out, s);
     out.push_str("</section>\n");
+}
+
+/// `text` as a sentence: its first letter upper-cased, a full stop at the end.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
 }
 
 fn ms_text(p: &Percentiles, v: f64) -> String {
@@ -425,6 +605,8 @@ struct TaskLine<'a> {
     reason: Option<String>,
     numbers: Option<TaskNumbers>,
     late_ms: Option<u64>,
+    /// A consumer task's reads: records with a trace of the run, and their end-to-end p99.
+    consumer: Option<(u64, f64)>,
 }
 
 struct TaskNumbers {
@@ -469,6 +651,12 @@ pub(super) fn tasks(out: &mut String, m: &Merged) {
                     max: t.max_ms,
                 }),
                 late_ms: summary.map(|s| s.late_start_ms),
+                consumer: summary.filter(|s| s.end_to_end.is_consumer()).map(|s| {
+                    s.end_to_end
+                        .e2e
+                        .as_ref()
+                        .map_or((0, 0.0), |e| (e.seen, e.latency_ms.p99))
+                }),
             }
         })
         .chain(info.tasks_missing.iter().map(|id| TaskLine {
@@ -477,6 +665,7 @@ pub(super) fn tasks(out: &mut String, m: &Merged) {
             reason: Some("no report".into()),
             numbers: None,
             late_ms: None,
+            consumer: None,
         }))
         .collect();
     // Unhealthy tasks first, then the slowest: the task to look at is at the top of a table of
@@ -562,8 +751,17 @@ pub(super) fn tasks(out: &mut String, m: &Merged) {
                 .map(|r| format!("<div class=\"reason\">{}</div>", esc(r)))
                 .unwrap_or_default()
         );
-        match &l.numbers {
-            Some(n) => {
+        match (&l.numbers, l.consumer) {
+            (_, Some((seen, p99))) => {
+                let _ = writeln!(
+                    out,
+                    "<td class=\"muted\" colspan=\"7\"><span class=\"tag\">consumer</span> read \
+                     {} traced record(s); end-to-end p99 {} ms (see End to end)</td></tr>",
+                    thousands(seen),
+                    trim(p99, 3)
+                );
+            }
+            (Some(n), None) => {
                 let width = if max_p99 > 0.0 {
                     n.p99 / max_p99 * 100.0
                 } else {
@@ -584,7 +782,7 @@ pub(super) fn tasks(out: &mut String, m: &Merged) {
                     l.late_ms.map_or("—".into(), thousands),
                 );
             }
-            None => out.push_str(
+            (None, None) => out.push_str(
                 "<td class=\"muted\" colspan=\"7\">no report: nothing it did is in the totals \
                  above</td></tr>\n",
             ),

@@ -74,9 +74,7 @@ pub(super) fn shards(out: &mut String, s: &Summary) {
             out,
             "<tr data-shard=\"{}\" data-acknowledged=\"{}\" data-throttled=\"{}\"{}>\
              <td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{}%</td>\
-             <td class=\"barcell\"><div class=\"bar ack\" style=\"width:{:.1}%\"></div></td>\
-             <td class=\"num{}\">{}</td>\
-             <td class=\"barcell\"><div class=\"bar thr\" style=\"width:{:.1}%\"></div></td>\
+             <td class=\"barcell\">{}</td><td class=\"num{}\">{}</td><td class=\"barcell\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             esc(id),
             c.acknowledged,
@@ -85,14 +83,10 @@ pub(super) fn shards(out: &mut String, s: &Summary) {
             esc(id),
             thousands(c.acknowledged),
             trim(pct(c.acknowledged, acked_total), 1),
-            100.0 * c.acknowledged as f64 / max_acked as f64,
+            bar("ack", c.acknowledged, max_acked),
             if throttled > 0 { " bad" } else { "" },
             thousands(throttled),
-            if max_throttled > 0 {
-                100.0 * throttled as f64 / max_throttled as f64
-            } else {
-                0.0
-            },
+            bar("thr", throttled, max_throttled),
             if attempts > 0 {
                 format!("{}%", trim(pct(throttled, attempts), 1))
             } else {
@@ -121,4 +115,16 @@ fn pct(n: u64, of: u64) -> f64 {
     } else {
         100.0 * n as f64 / of as f64
     }
+}
+
+/// A bar of `value` against `max`, or nothing for 0: the bars keep a visible minimum width, so
+/// that a shard throttled a few times still shows, and a bar at 0 would look like a few.
+fn bar(class: &str, value: u64, max: u64) -> String {
+    if value == 0 || max == 0 {
+        return String::new();
+    }
+    format!(
+        "<div class=\"bar {class}\" style=\"width:{:.1}%\"></div>",
+        100.0 * value as f64 / max as f64
+    )
 }

@@ -75,6 +75,7 @@ fn summary(rows: &[SecondRow]) -> Summary {
         errors_timeline: [("Throttled</script>".to_string(), vec![(2, 20), (3, 30)])].into(),
         saturation: None,
         by_shard: Default::default(),
+        kinesis: None,
         merge: Some(MergeInfo {
             tasks_expected: 3,
             tasks_reported: 2,
@@ -290,4 +291,139 @@ fn the_shards_section_puts_the_hot_shard_first_and_names_it() {
     );
     assert_eq!(section.matches("class=\"row-bad\"").count(), 1);
     assert!(section.contains("data-acknowledged=\"300\" data-throttled=\"700\""));
+    // Throttling bars for the two throttled shards only: a shard never throttled has none
+    // (a bar's minimum width would show it throttled a little).
+    assert_eq!(section.matches("class=\"bar thr\"").count(), 2, "{section}");
+    assert_eq!(section.matches("class=\"bar ack\"").count(), 3, "{section}");
+}
+
+#[test]
+fn a_kinesis_run_says_what_carried_its_events() {
+    let mut m = merged(3);
+    let html = render(&m, &[]);
+    assert!(!html.contains("id=\"kinesis-records\""), "not Kinesis");
+    m.summary.kinesis = Some(crate::model::report::KinesisCounts {
+        aggregation: "on".into(),
+        kinesis_records: 4,
+        put_records_calls: 3,
+    });
+    let html = render(&m, &[]);
+    let events = &html[html.find("id=\"events\"").unwrap()..];
+    let events = &events[..events.find("</div>").unwrap()];
+    for expected in [
+        "<tr id=\"kinesis-aggregation\"><th>KPL aggregation</th><td class=\"num\">on</td></tr>",
+        "<tr id=\"kinesis-records\"><th>Kinesis records</th><td class=\"num\">4</td></tr>",
+        // 50 acknowledged events in 4 Kinesis records.
+        "<th>events per Kinesis record</th><td class=\"num\">12.5</td>",
+        "<tr id=\"put-records-calls\"><th>PutRecords calls</th><td class=\"num\">3</td></tr>",
+    ] {
+        assert!(events.contains(expected), "{expected} in {events}");
+    }
+}
+
+/// A merged `e2e` object: 3 seconds of timeline, delivery as given.
+fn e2e(lost: Option<u64>, missing: &[&str]) -> crate::model::report::E2e {
+    use crate::model::report::{E2e, E2eCoverage, E2eSecond};
+    let h = histogram();
+    E2e {
+        seen: 52,
+        unique: Some(48),
+        lost,
+        duplicates: 3,
+        unacknowledged_seen: Some(1),
+        foreign: 7,
+        latency_ms: Percentiles::of(&h),
+        histogram: encode_histogram(&h),
+        clock: "same <host> clock".into(),
+        timeline: (0..3)
+            .map(|s| E2eSecond {
+                second: s,
+                seen: 10 + s,
+                p50_ms: 3.5 + s as f64,
+                p99_ms: 9.25,
+                max_ms: 12.0 + s as f64,
+            })
+            .collect(),
+        coverage: Some(E2eCoverage {
+            consumers_reported: vec!["c1".into()],
+            consumers_missing: missing.iter().map(|m| m.to_string()).collect(),
+            producers_traced: 2,
+            notes: if missing.is_empty() {
+                Vec::new()
+            } else {
+                vec!["lost is unknown: c2 did not report".into()]
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_end_to_end_section_shows_the_funnel_the_clocks_and_latency_per_second() {
+    let mut m = merged(3);
+    let html = render(&m, &[]);
+    assert!(!html.contains("id=\"e2e\""), "no consumers, no section");
+    m.summary.end_to_end.e2e = Some(e2e(Some(2), &[]));
+    let html = render(&m, &[]);
+    assert!(html.contains("<a href=\"#e2e\">End to end</a>"));
+    let section = &html[html.find("<section id=\"e2e\">").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(
+        section.contains("1 of 1 consumer task(s) reported"),
+        "{section}"
+    );
+    assert!(section.contains("Same &lt;host&gt; clock."), "{section}");
+    // planned → sent → acknowledged → seen, from the producers' counts and the distinct seen.
+    let stages: Vec<&str> = section
+        .match_indices("data-stage=\"")
+        .map(|(at, _)| {
+            let rest = &section[at + 12..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect();
+    assert_eq!(stages, ["planned", "sent", "acknowledged", "seen"]);
+    assert!(section.contains("data-stage=\"sent\" data-value=\"100\""));
+    assert!(section.contains("data-stage=\"acknowledged\" data-value=\"50\""));
+    assert!(section.contains("data-stage=\"seen\" data-value=\"48\""));
+    assert!(section.contains("data-key=\"lost\" data-value=\"2\""));
+    assert!(section.contains("data-key=\"duplicates\" data-value=\"3\""));
+    assert!(section.contains("data-key=\"foreign\" data-value=\"7\""));
+    assert!(html.contains("id=\"e2e-summary\""), "a verdict card");
+    // The chart carries the merged timeline exactly.
+    let data_start = html.find("id=\"chart-data\">").unwrap() + "id=\"chart-data\">".len();
+    let data_end = html[data_start..].find("</script>").unwrap() + data_start;
+    let data: Value = serde_json::from_str(&html[data_start..data_end]).unwrap();
+    let p50: Vec<(f64, f64)> = data["e2e"]["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(data["e2e"]["series"][0]["name"], "p50_ms");
+    assert_eq!(p50, vec![(0.0, 3.5), (1.0, 4.5), (2.0, 5.5)]);
+}
+
+#[test]
+fn a_missing_consumer_makes_loss_unknown_not_a_loss() {
+    let mut m = merged(3);
+    m.summary.end_to_end.e2e = Some(e2e(None, &["c2 (no report)"]));
+    let html = render(&m, &[]);
+    let section = &html[html.find("<section id=\"e2e\">").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(
+        section.contains("1 of 2 consumer task(s) reported"),
+        "{section}"
+    );
+    assert!(
+        section.contains("data-key=\"lost\" data-value=\"\""),
+        "{section}"
+    );
+    assert!(
+        section.contains(
+            "c2 (no report) did not report: what they would have read is not counted as lost"
+        ),
+        "{section}"
+    );
+    assert!(html.contains("lost unknown (a consumer did not report)"));
 }

@@ -1,5 +1,8 @@
-//! The producer's librdkafka configuration: the worker's defaults, then every `FLEETLOAD_KAFKA_*`
-//! property the user gave (which always wins), and the one message a rejected configuration
+//! The librdkafka configuration of every Kafka client the worker makes, the producer and a
+//! consumer task's reader alike: the role's defaults, the security settings the worker derives
+//! (MSK IAM's mechanism turned into OAUTHBEARER over TLS, the system CA bundle for TLS), then
+//! every `FLEETLOAD_KAFKA_*` property the user gave. One path for both roles, so a consumer
+//! reaches every cluster a producer reaches. Also the one message a rejected configuration
 //! gets (property names only: values may be secrets).
 
 use std::collections::BTreeMap;
@@ -32,6 +35,32 @@ pub(crate) fn client_config(properties: &BTreeMap<String, String>, task_id: &str
     for (k, v) in DEFAULTS {
         config.set(*k, *v);
     }
+    shared(&mut config, properties, task_id);
+    config
+}
+
+/// The configuration of consumer task `task_id`'s reader in consumer group `group`: the same
+/// security settings and user properties as a producer's, then the consumer's own settings,
+/// set last because the exact count depends on them: positions are committed by the reader
+/// itself, never automatically (see `worker::consume::kafka`).
+pub(crate) fn consumer_config(
+    properties: &BTreeMap<String, String>,
+    task_id: &str,
+    group: &str,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("auto.offset.reset", "earliest");
+    shared(&mut config, properties, task_id);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    config
+}
+
+/// What every client gets, whatever its role: its id, the security settings derived from the
+/// properties, and the properties themselves (which win over any default).
+fn shared(config: &mut ClientConfig, properties: &BTreeMap<String, String>, task_id: &str) {
     config.set("client.id", format!("fleetload-{task_id}"));
     let msk_iam = uses_msk_iam(properties);
     if msk_iam && !properties.contains_key("security.protocol") {
@@ -54,7 +83,13 @@ pub(crate) fn client_config(properties: &BTreeMap<String, String>, task_id: &str
             config.set(k, v);
         }
     }
+}
+
+/// Whether a configuration made by [`client_config`] or [`consumer_config`] connects over TLS.
+pub(crate) fn is_tls(config: &ClientConfig) -> bool {
     config
+        .get("security.protocol")
+        .is_some_and(|p| p.to_ascii_uppercase().ends_with("SSL"))
 }
 
 fn is_mechanism_key(name: &str) -> bool {
@@ -228,17 +263,22 @@ fn own_names(desc: &str, property: &str, value: &str) -> String {
     out
 }
 
-/// What to say when librdkafka rejects the configuration at preflight (validation has already
-/// tried it, so this is for what only a real client finds): property names only, and the
-/// values of secret properties removed from librdkafka's own text, which echoes them.
-pub(crate) fn config_error(e: &KafkaError, properties: &BTreeMap<String, String>) -> String {
+/// What to say when librdkafka rejects the configuration of a `client` (`producer`,
+/// `consumer`) at preflight (validation has already tried it, so this is for what only a real
+/// client finds): property names only, and the values of secret properties removed from
+/// librdkafka's own text, which echoes them.
+pub(crate) fn config_error(
+    e: &KafkaError,
+    properties: &BTreeMap<String, String>,
+    client: &str,
+) -> String {
     let shown: Vec<String> = properties
         .keys()
         .map(|k| variable_name(k))
         .filter(|k| !is_secret_name(k))
         .collect();
     format!(
-        "librdkafka rejected the producer configuration: {} (properties given: {})",
+        "librdkafka rejected the {client} configuration: {} (properties given: {})",
         redact_values(&e.to_string(), &secret_values(properties)),
         shown.join(", ")
     )
@@ -361,6 +401,6 @@ mod tests {
             err.to_string().contains("hunter2"),
             "librdkafka no longer echoes: {err}"
         );
-        assert!(!config_error(&err, &p).contains("hunter2"));
+        assert!(!config_error(&err, &p, "producer").contains("hunter2"));
     }
 }

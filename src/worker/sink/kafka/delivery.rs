@@ -1,5 +1,7 @@
 //! The outcome side of the Kafka sink: each message's delivery report, recorded with the
-//! intended and actual send times it carried, and librdkafka's errors by name.
+//! intended and actual send times it carried, and librdkafka's errors by name; and the
+//! [`ClientWatch`] every Kafka client of the worker keeps (MSK IAM tokens, connection
+//! problems), the consumer task's reader included.
 
 use std::error::Error;
 use std::sync::Mutex;
@@ -9,7 +11,6 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::ClientContext;
 
 use super::msk_iam::MskIamTokens;
 use crate::model::measure::SharedRecorder;
@@ -86,21 +87,22 @@ impl ConnectionProblem {
     }
 }
 
-/// Receives delivery reports and librdkafka's logs and errors, and makes MSK IAM tokens.
-pub struct DeliveryContext {
-    pub(crate) recorder: SharedRecorder,
+/// What every Kafka client of the worker keeps in its context, the producer and a consumer
+/// task's reader alike: the MSK IAM token source, and the connection problem librdkafka
+/// reported, so that a preflight can stop at a certificate or password problem at once and
+/// name it. Each client's context holds one and hands librdkafka's callbacks to it.
+pub(crate) struct ClientWatch {
     /// The token source when MSK IAM authentication is selected.
-    pub(crate) tokens: Option<MskIamTokens>,
+    tokens: Option<MskIamTokens>,
     /// The most telling connection problem so far (a decisive one is never replaced by the
     /// generic "all brokers are down" that follows it), for the preflight's message.
-    pub(crate) problem: Mutex<Option<ConnectionProblem>>,
+    problem: Mutex<Option<ConnectionProblem>>,
 }
 
-impl DeliveryContext {
-    /// A context recording into `recorder`, signing MSK IAM tokens with `tokens` if given.
-    pub(crate) fn new(recorder: SharedRecorder, tokens: Option<MskIamTokens>) -> Self {
-        DeliveryContext {
-            recorder,
+impl ClientWatch {
+    /// A watch signing MSK IAM tokens with `tokens` if given.
+    pub(crate) fn new(tokens: Option<MskIamTokens>) -> Self {
+        ClientWatch {
             tokens,
             problem: Mutex::new(None),
         }
@@ -116,21 +118,13 @@ impl DeliveryContext {
         }
     }
 
-    /// The connection problem librdkafka reported last (see [`DeliveryContext::problem`]).
+    /// The connection problem librdkafka reported last (a decisive one kept over later ones).
     pub(crate) fn problem(&self) -> Option<ConnectionProblem> {
         self.problem.lock().ok()?.clone()
     }
-}
 
-impl ClientContext for DeliveryContext {
-    // Only ever asked for when `sasl.mechanism` is OAUTHBEARER without librdkafka's own OIDC
-    // token source, that is with MSK IAM.
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _oauthbearer_config: Option<&str>,
-    ) -> Result<OAuthToken, Box<dyn Error>> {
+    /// A token for librdkafka's OAUTHBEARER refresh callback.
+    pub(crate) fn oauth_token(&self) -> Result<OAuthToken, Box<dyn Error>> {
         let Some(tokens) = &self.tokens else {
             return Err("OAUTHBEARER needs a token source: sasl.oauthbearer.method=oidc with its client settings, or sasl.mechanism=AWS_MSK_IAM".into());
         };
@@ -145,7 +139,9 @@ impl ClientContext for DeliveryContext {
         })
     }
 
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    /// librdkafka's log line: kept as a connection problem when a broker connection failed,
+    /// and passed on to the worker's log.
+    pub(crate) fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         if fac == "FAIL" {
             // A broker connection failed. librdkafka logs some decisive causes (a plaintext
             // client disconnected by a TLS listener) only here, at info level, and never as an
@@ -169,7 +165,8 @@ impl ClientContext for DeliveryContext {
         }
     }
 
-    fn error(&self, error: KafkaError, reason: &str) {
+    /// librdkafka's error event: logged and kept as a connection problem.
+    pub(crate) fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
         self.note_problem(ConnectionProblem {
             code: error.rdkafka_error_code(),
@@ -177,6 +174,55 @@ impl ClientContext for DeliveryContext {
         });
     }
 }
+
+/// Implements [`ClientContext`] for a context type with a `watch: ClientWatch` field: MSK IAM
+/// tokens, logs and errors all go to the watch. The producer's and the consumer's contexts
+/// differ in what they do with messages, never in how they connect.
+macro_rules! watched_client_context {
+    ($context:ty) => {
+        impl rdkafka::ClientContext for $context {
+            // Only ever asked for when `sasl.mechanism` is OAUTHBEARER without librdkafka's own
+            // OIDC token source, that is with MSK IAM.
+            const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+            fn generate_oauth_token(
+                &self,
+                _oauthbearer_config: Option<&str>,
+            ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+                self.watch.oauth_token()
+            }
+
+            fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+                self.watch.log(level, fac, message)
+            }
+
+            fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+                self.watch.error(error, reason)
+            }
+        }
+    };
+}
+pub(crate) use watched_client_context;
+
+/// Receives delivery reports; librdkafka's logs, errors and token requests go to its
+/// [`ClientWatch`].
+pub struct DeliveryContext {
+    pub(crate) recorder: SharedRecorder,
+    /// Tokens and connection problems, as every client of the worker keeps them.
+    pub(crate) watch: ClientWatch,
+}
+
+impl DeliveryContext {
+    /// A context recording into `recorder`, signing MSK IAM tokens with `tokens` if given.
+    pub(crate) fn new(recorder: SharedRecorder, tokens: Option<MskIamTokens>) -> Self {
+        DeliveryContext {
+            recorder,
+            watch: ClientWatch::new(tokens),
+        }
+    }
+}
+
+watched_client_context!(DeliveryContext);
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
@@ -241,29 +287,20 @@ mod tests {
 
     #[test]
     fn a_decisive_problem_is_not_replaced_by_the_generic_one_after_it() {
-        let context = DeliveryContext::new(
-            SharedRecorder::new(crate::model::measure::Recorder::new(
-                std::time::Instant::now(),
-                0,
-            )),
-            None,
-        );
-        context.note_problem(problem(
+        let watch = ClientWatch::new(None);
+        watch.note_problem(problem(
             Some(RDKafkaErrorCode::BrokerTransportFailure),
             "Connection refused",
         ));
-        context.note_problem(problem(
+        watch.note_problem(problem(
             Some(RDKafkaErrorCode::SSL),
             "certificate verify failed",
         ));
-        context.note_problem(problem(
+        watch.note_problem(problem(
             Some(RDKafkaErrorCode::AllBrokersDown),
             "1/1 brokers are down",
         ));
-        assert_eq!(
-            context.problem().unwrap().reason,
-            "certificate verify failed"
-        );
+        assert_eq!(watch.problem().unwrap().reason, "certificate verify failed");
     }
 
     #[test]

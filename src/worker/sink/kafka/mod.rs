@@ -7,6 +7,9 @@
 //!
 //! Split as every sink is: [`config`] (the librdkafka configuration), this module (the producer
 //! and the service calls: preflight, send, flush) and [`delivery`] (the outcome of each message).
+//! A consumer task's Kafka reader (`worker::consume::kafka`) connects through the same path:
+//! [`consumer_config`], [`token_source`] (the MSK IAM token source) and [`check_topic`] (the
+//! preflight that names a TLS or authentication failure at once).
 
 mod config;
 mod delivery;
@@ -23,11 +26,13 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
-pub(crate) use self::config::check_properties;
 pub use self::config::Files;
-use self::config::{client_config, config_error, uses_msk_iam};
+pub(crate) use self::config::{check_properties, config_error, consumer_config, is_tls};
+use self::config::{client_config, uses_msk_iam};
 use self::delivery::{error_name, pack, DeliveryContext};
-use self::msk_iam::{region_of_bootstrap, MskIamTokens};
+pub(crate) use self::delivery::{watched_client_context, ClientWatch};
+use self::msk_iam::region_of_bootstrap;
+pub(crate) use self::msk_iam::MskIamTokens;
 use super::boundary::{Event, PreflightError, Sink};
 use crate::model::measure::SharedRecorder;
 
@@ -57,28 +62,49 @@ impl KafkaSink {
             .get("bootstrap.servers")
             .cloned()
             .unwrap_or_default();
-        let tokens = if uses_msk_iam(properties) {
-            Some(msk_iam_tokens(&servers).await?)
-        } else {
-            None
-        };
         let producer: ThreadedProducer<DeliveryContext> = config
-            .create_with_context(DeliveryContext::new(recorder.clone(), tokens))
-            .map_err(|e| PreflightError(config_error(&e, properties)))?;
-        let tls = config
-            .get("security.protocol")
-            .is_some_and(|p| p.to_ascii_uppercase().ends_with("SSL"));
+            .create_with_context(DeliveryContext::new(
+                recorder.clone(),
+                token_source(properties).await?,
+            ))
+            .map_err(|e| PreflightError(config_error(&e, properties, "producer")))?;
+        let tls = is_tls(&config);
         let topic_owned = topic.to_string();
         let probe = producer.clone();
-        tokio::task::spawn_blocking(move || check_topic(&probe, &topic_owned, &servers, tls))
-            .await
-            .map_err(|e| PreflightError(format!("Kafka preflight did not finish: {e}")))??;
+        tokio::task::spawn_blocking(move || {
+            check_topic(
+                probe.client(),
+                &probe.context().watch,
+                // The threaded producer polls on its own thread.
+                || {},
+                &topic_owned,
+                &servers,
+                tls,
+            )
+        })
+        .await
+        .map_err(|e| PreflightError(format!("Kafka preflight did not finish: {e}")))??;
         Ok(KafkaSink {
             producer,
             topic: topic.to_string(),
             recorder,
         })
     }
+}
+
+/// The token source of a new client with `properties`: with MSK IAM selected, the one its
+/// context signs OAUTHBEARER tokens with ([`ClientWatch::new`]); otherwise none.
+pub(crate) async fn token_source(
+    properties: &BTreeMap<String, String>,
+) -> Result<Option<MskIamTokens>, PreflightError> {
+    if !uses_msk_iam(properties) {
+        return Ok(None);
+    }
+    let servers = properties
+        .get("bootstrap.servers")
+        .map(String::as_str)
+        .unwrap_or_default();
+    Ok(Some(msk_iam_tokens(servers).await?))
 }
 
 /// The MSK IAM token source: the standard AWS credential chain, and the region of the MSK
@@ -103,19 +129,28 @@ async fn msk_iam_tokens(servers: &str) -> Result<MskIamTokens, PreflightError> {
     })
 }
 
-fn check_topic(
-    producer: &ThreadedProducer<DeliveryContext>,
+/// The preflight of a Kafka client (the producer, a consumer task's reader): waits for the
+/// brokers' metadata of `topic` for at most [`METADATA_TIMEOUT`], stopping at once at a TLS or
+/// authentication failure `watch` saw, and checks that the topic exists with partitions.
+/// `serve` is called before each attempt: a client without a polling thread of its own (a
+/// consumer) serves its events there, or neither its errors nor its token requests would reach
+/// its context. Returns the number of partitions. Blocking: call it off the runtime's threads.
+pub(crate) fn check_topic<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    watch: &ClientWatch,
+    serve: impl Fn(),
     topic: &str,
     servers: &str,
     tls: bool,
-) -> Result<(), PreflightError> {
+) -> Result<usize, PreflightError> {
     let started = Instant::now();
     let metadata = loop {
+        serve();
         let attempt = METADATA_ATTEMPT.min(METADATA_TIMEOUT.saturating_sub(started.elapsed()));
-        match producer.client().fetch_metadata(Some(topic), attempt) {
+        match client.fetch_metadata(Some(topic), attempt) {
             Ok(metadata) => break metadata,
             Err(e) => {
-                let problem = producer.context().problem();
+                let problem = watch.problem();
                 if let Some(p) = problem.as_ref().filter(|p| p.is_decisive()) {
                     return Err(PreflightError(
                         if p.reason.starts_with("Failed to acquire SASL") {
@@ -173,7 +208,7 @@ fn check_topic(
             "topic {topic} on {servers} has no partitions"
         )));
     }
-    Ok(())
+    Ok(t.partitions().len())
 }
 
 impl Sink for KafkaSink {

@@ -6,13 +6,19 @@
 //! (throttling, internal failures) are sent again with backoff and jitter, keeping their
 //! intended send time, so a throttled stream shows up as latency and retries, never as success.
 //!
+//! With `FLEETLOAD_KINESIS_AGGREGATE=on`, events (user records) are packed into KPL aggregated
+//! records per shard first ([`aggregate`]); a request then carries up to
+//! `FLEETLOAD_BATCH_SIZE` of those, and goes out when it is full or when its oldest user record
+//! has waited its buffering time. Everything counted stays in user records: a Kinesis record
+//! that fails fails, and is retried as, all the user records it carries ([`carried`]).
+//!
 //! The SDK configures the client and checks the stream; the PutRecords calls themselves are
 //! built in [`request`], signed and sent in [`client`] and read in [`answer`], which costs a fraction of the
 //! SDK's per-record work.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -23,17 +29,22 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinError, JoinSet};
 
+mod aggregate;
 mod answer;
+mod carried;
 mod client;
 mod request;
 mod shards;
 
+use self::aggregate::{Aggregator, Payload, Ready, AGGREGATE_MAX_BYTES};
 use self::answer::{Answer, RecordAnswer};
+use self::carried::{Carried, RecordMeta};
 use self::client::PutRecordsClient;
 use self::request::{Batch, RequestBody};
-use self::shards::ShardMap;
+use self::shards::{ShardMap, ShardMaps};
 use super::boundary::{Event, PreflightError, Sink};
 use crate::model::backoff::Backoff;
+use crate::model::kpl;
 use crate::model::measure::{Recorder, SharedRecorder, RETRY_ABANDONED, SEND_PANICKED};
 use crate::model::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};
 
@@ -71,25 +82,19 @@ pub const RETRYABLE_REQUEST_CODES: &[&str] = &[
     "DispatchFailure",
 ];
 
-#[derive(Debug, Clone, Copy)]
-struct RecordMeta {
-    intended_ns: u64,
-    sent_ns: u64,
-    /// The event's sequence number, to name it when it fails.
-    seq: u64,
-    bytes: u64,
-}
-
 /// The Kinesis sink: batches, requests in flight, per-record outcomes.
 pub struct KinesisSink {
     client: Arc<PutRecordsClient>,
     /// The stream's open shards, once `ListShards` has answered (read in the background, so
-    /// that a slow or refused `ListShards` never delays production; empty when not allowed).
-    shards: Arc<OnceLock<ShardMap>>,
+    /// that a slow or refused `ListShards` never delays production).
+    shards: Arc<ShardMaps>,
     batch_size: usize,
     body: RequestBody,
+    /// Aggregation off: the user records of the batch being filled, one per Kinesis record.
     meta: Vec<RecordMeta>,
     batch_bytes: usize,
+    /// Aggregation on: the open aggregates and the Kinesis records of the next request.
+    aggregation: Option<Box<Aggregation>>,
     permits: Arc<Semaphore>,
     /// The in-flight slot of the batch being filled: taken before its first record, so that
     /// sending a full batch never waits, and waiting for room happens before an event is
@@ -99,6 +104,39 @@ pub struct KinesisSink {
     recorder: SharedRecorder,
     /// Set when the drain deadline passes: records waiting to be retried give up at once.
     give_up: watch::Sender<bool>,
+}
+
+/// Aggregation's state: aggregates being filled, and closed Kinesis records waiting for their
+/// request (`pending`, which holds the reserved in-flight slot whenever it is not empty).
+struct Aggregation {
+    aggregator: Aggregator,
+    pending: Vec<Ready>,
+    /// Data and keys of `pending`, against the request's 5 MiB.
+    pending_bytes: usize,
+    /// When the oldest user record in `pending` has waited its buffering time.
+    pending_due: Option<Instant>,
+}
+
+/// The largest Kinesis record aggregation makes of a user record of `size` bytes (data and
+/// key): a full aggregate with its one-byte key, or the user record alone.
+fn largest_record(size: usize) -> usize {
+    (AGGREGATE_MAX_BYTES + 1).max(size)
+}
+
+impl Aggregation {
+    /// Whether the next request can take another Kinesis record of `size` bytes.
+    fn has_room(&self, size: usize, batch_size: usize) -> bool {
+        self.pending.len() < batch_size && self.pending_bytes + size <= KINESIS_MAX_BATCH_BYTES
+    }
+
+    fn push(&mut self, ready: Ready) {
+        self.pending_bytes += ready.size();
+        self.pending_due = Some(
+            self.pending_due
+                .map_or(ready.deadline, |d| d.min(ready.deadline)),
+        );
+        self.pending.push(ready);
+    }
 }
 
 /// A Kinesis client from the standard AWS configuration chain (region, credentials, and
@@ -120,9 +158,11 @@ async fn client_and_config() -> (aws_sdk_kinesis::Client, aws_config::SdkConfig)
 }
 
 impl KinesisSink {
-    /// Connects and checks that the stream exists and is active.
+    /// Connects and checks that the stream exists and is active; with `aggregate`, user
+    /// records are packed into KPL aggregated records.
     pub async fn connect(
         stream: StreamRef,
+        aggregate: bool,
         batch_size: usize,
         max_in_flight: Option<usize>,
         recorder: SharedRecorder,
@@ -142,29 +182,36 @@ impl KinesisSink {
         let put_client = PutRecordsClient::new(target, provider, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
             .map_err(PreflightError)?;
         let max_in_flight = max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
-        // The shard map only names the shard of failures that Kinesis did not name: a task
-        // role without kinesis:ListShards still produces, and production does not wait for it.
-        let shards = Arc::new(OnceLock::new());
-        {
-            let shards = Arc::clone(&shards);
-            let stream = stream.clone();
-            tokio::spawn(async move {
-                match shards::list_open_shards(&client, &stream).await {
-                    Ok(map) => {
-                        let _ = shards.set(map);
-                    }
-                    Err(e) => {
-                        tracing::warn!("no shard map of Kinesis stream {stream}: {e}; failures Kinesis does not attribute count under shard {UNKNOWN_SHARD:?}");
-                    }
-                }
-            });
-        }
+        // The shard map names the shard of failures that Kinesis did not name, and tells
+        // aggregation which user records share a shard. A task role without
+        // kinesis:ListShards still produces, and production does not wait for it.
+        let without_map = if aggregate {
+            "until it is read, user records are sent one per Kinesis record (not aggregated), and failures Kinesis does not attribute count under shard \"unknown\""
+        } else {
+            "until it is read, failures Kinesis does not attribute count under shard \"unknown\""
+        };
+        let shards = ShardMaps::new(client, stream.clone(), without_map);
+        shards.load();
+        recorder.lock().kinesis_records(aggregate);
         Ok(KinesisSink {
             client: Arc::new(put_client),
+            aggregation: aggregate.then(|| {
+                Box::new(Aggregation {
+                    aggregator: Aggregator::new(shards.clone()),
+                    pending: Vec::new(),
+                    pending_bytes: 0,
+                    pending_due: None,
+                })
+            }),
             shards,
             batch_size,
-            body: RequestBody::new(&stream, batch_size, 128),
-            meta: Vec::with_capacity(batch_size),
+            // Aggregated records are up to 50 KiB each: room for about 1 MiB to start with.
+            body: if aggregate {
+                RequestBody::new(&stream, 16, AGGREGATE_MAX_BYTES)
+            } else {
+                RequestBody::new(&stream, batch_size, 128)
+            },
+            meta: Vec::with_capacity(if aggregate { 0 } else { batch_size }),
             batch_bytes: 0,
             permits: Arc::new(Semaphore::new(max_in_flight)),
             reserved: None,
@@ -179,30 +226,153 @@ impl KinesisSink {
         if self.body.is_empty() {
             return;
         }
-        let permit = self
-            .reserved
-            .take()
-            .expect("a batch being filled holds an in-flight slot");
-        self.tasks.reap_finished(&self.recorder);
         let batch = self.body.take();
-        let mut meta = std::mem::replace(&mut self.meta, Vec::with_capacity(self.batch_size));
+        let meta = std::mem::replace(&mut self.meta, Vec::with_capacity(self.batch_size));
         self.batch_bytes = 0;
+        self.spawn_send(batch, Carried::one_each(meta));
+    }
+
+    /// Aggregation: sends the Kinesis records waiting for a request, in the slot it reserved
+    /// (or, at the drain, in the next slot that frees up); never waits.
+    fn dispatch_pending(&mut self) {
+        let Some(agg) = self.aggregation.as_mut() else {
+            return;
+        };
+        if agg.pending.is_empty() {
+            return;
+        }
+        let users = agg.pending.iter().map(|r| r.users.len()).sum();
+        let mut carried = Carried::grouped(agg.pending.len(), users);
+        let bodies: Vec<&[u8]> = agg
+            .pending
+            .iter()
+            .filter_map(|r| match &r.data {
+                Payload::Aggregate(a) => Some(a.body()),
+                Payload::Plain(_) => None,
+            })
+            .collect();
+        let mut digests = kpl::md5_each(&bodies).into_iter();
+        for r in agg.pending.drain(..) {
+            match r.data {
+                Payload::Plain(data) => self.body.push_record(&r.key, r.hash_key, &data),
+                Payload::Aggregate(a) => {
+                    let digest = digests.next().expect("one digest per aggregate");
+                    self.body
+                        .push_record(&r.key, r.hash_key, &a.finish_with(digest));
+                }
+            }
+            carried.push_group(&r.users, r.expected);
+        }
+        agg.pending_bytes = 0;
+        agg.pending_due = None;
+        let batch = self.body.take();
+        self.spawn_send(batch, carried);
+    }
+
+    /// Sends `batch` in a task of its own, in the reserved slot (without one, the task waits
+    /// for a slot first: only at the drain, when everything held goes at once).
+    fn spawn_send(&mut self, batch: Batch, mut carried: Carried) {
+        let permit = self.reserved.take();
+        self.tasks.reap_finished(&self.recorder);
         let recorder = self.recorder.clone();
         let sent_ns = recorder.lock().now_ns();
-        for m in &mut meta {
+        for m in carried.users_mut() {
             m.sent_ns = sent_ns;
         }
         let (client, mut give_up) = (self.client.clone(), self.give_up.subscribe());
-        let shards = self.shards.clone();
-        self.tasks.spawn(meta.len() as u64, move |left| async move {
+        let (shards, permits) = (self.shards.clone(), self.permits.clone());
+        let records = carried.users().len() as u64;
+        self.tasks.spawn(records, move |left| async move {
+            let permit = match permit {
+                Some(p) => p,
+                None => permits
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed"),
+            };
             let call = Call {
                 client: &client,
                 shards: &shards,
                 recorder: &recorder,
             };
-            put_with_retries(call, batch, meta, &mut give_up, &left).await;
+            put_with_retries(call, batch, carried, &mut give_up, &left).await;
             drop(permit);
         });
+    }
+
+    /// Aggregation: takes one event into its shard's aggregate.
+    async fn send_aggregated(&mut self, event: Event<'_>) {
+        let size = event.key.len() + event.value.len();
+        let batch_size = self.batch_size;
+        let agg = self.aggregation.as_mut().expect("aggregating");
+        // The next request must have room for the Kinesis record this event may close; if it
+        // has not, it goes now, in the slot it holds.
+        if !agg.pending.is_empty() && !agg.has_room(largest_record(size), batch_size) {
+            self.dispatch_pending();
+        }
+        if self.reserved.is_none() {
+            // The backpressure, before the event is taken (see `send`).
+            self.reserved = Some(
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed"),
+            );
+        }
+        let meta = RecordMeta {
+            intended_ns: event.intended_ns,
+            sent_ns: event.sent_ns,
+            seq: event.seq,
+            bytes: size as u64,
+        };
+        let agg = self.aggregation.as_mut().expect("aggregating");
+        if let Some(ready) = agg
+            .aggregator
+            .add(event.key, event.key_number, event.value, meta)
+        {
+            agg.push(ready);
+            if !agg.has_room(largest_record(0), batch_size) {
+                // Full: it goes now, and the next request takes a free slot if there is one.
+                self.dispatch_pending();
+                self.reserved = self.permits.clone().try_acquire_owned().ok();
+            }
+        }
+    }
+
+    /// Aggregation: closes the aggregates whose buffering time is up into the next request,
+    /// and sends the request when its own time is up; never waits for a slot (without one,
+    /// what is due waits for the next event's).
+    fn flush_aggregated(&mut self) {
+        let now = Instant::now();
+        let batch_size = self.batch_size;
+        loop {
+            let agg = self.aggregation.as_mut().expect("aggregating");
+            if agg.aggregator.next_due().map_or(true, |due| due > now) {
+                break;
+            }
+            if !agg.pending.is_empty() && !agg.has_room(largest_record(0), batch_size) {
+                self.dispatch_pending();
+            }
+            if self.reserved.is_none() {
+                match self.permits.clone().try_acquire_owned() {
+                    Ok(p) => self.reserved = Some(p),
+                    Err(_) => break,
+                }
+            }
+            let agg = self.aggregation.as_mut().expect("aggregating");
+            match agg.aggregator.take_due(now) {
+                Some(ready) => agg.push(ready),
+                None => break,
+            }
+        }
+        let agg = self.aggregation.as_ref().expect("aggregating");
+        if agg.pending_due.is_some_and(|due| due <= now)
+            || (!agg.pending.is_empty() && !agg.has_room(largest_record(0), batch_size))
+        {
+            self.dispatch_pending();
+            self.reserved = self.permits.clone().try_acquire_owned().ok();
+        }
     }
 }
 
@@ -274,6 +444,9 @@ impl SendTasks {
 
 impl Sink for KinesisSink {
     async fn send(&mut self, event: Event<'_>) {
+        if self.aggregation.is_some() {
+            return self.send_aggregated(event).await;
+        }
         let size = event.key.len() + event.value.len();
         if self.body.len() >= self.batch_size || self.batch_bytes + size > KINESIS_MAX_BATCH_BYTES {
             self.dispatch();
@@ -304,10 +477,39 @@ impl Sink for KinesisSink {
     }
 
     async fn flush(&mut self) {
-        self.dispatch();
+        if self.aggregation.is_some() {
+            self.flush_aggregated();
+        } else {
+            self.dispatch();
+        }
+    }
+
+    fn flush_due(&self) -> Option<Instant> {
+        let agg = self.aggregation.as_ref()?;
+        if self.reserved.is_none() && self.permits.available_permits() == 0 {
+            // Nothing could be sent now; the next event waits for a slot, then flushes.
+            return None;
+        }
+        match (agg.aggregator.next_due(), agg.pending_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     async fn drain(&mut self, deadline: Instant) {
+        if let Some(agg) = self.aggregation.as_mut() {
+            // Everything held goes now; a request that finds no free slot waits for one in its
+            // own task, bounded by the same deadline.
+            let closed = agg.aggregator.take_all();
+            for ready in closed {
+                let agg = self.aggregation.as_mut().expect("aggregating");
+                if !agg.pending.is_empty() && !agg.has_room(ready.size(), self.batch_size) {
+                    self.dispatch_pending();
+                }
+                self.aggregation.as_mut().expect("aggregating").push(ready);
+            }
+            self.dispatch_pending();
+        }
         self.dispatch();
         self.reserved = None;
         let wait = deadline.saturating_duration_since(Instant::now());
@@ -351,11 +553,11 @@ fn retryable_request(code: &str) -> bool {
 #[derive(Clone, Copy)]
 struct Call<'a> {
     client: &'a PutRecordsClient,
-    shards: &'a OnceLock<ShardMap>,
+    shards: &'a Arc<ShardMaps>,
     recorder: &'a SharedRecorder,
 }
 
-/// One answer's outcomes by shard, added to the recorder at once.
+/// One answer's outcomes by shard, in user records, added to the recorder at once.
 #[derive(Default)]
 struct ShardTally<'a> {
     acknowledged: HashMap<&'a str, u64>,
@@ -377,27 +579,25 @@ impl<'a> ShardTally<'a> {
     }
 }
 
-/// The shard of record `i` of `batch`: as Kinesis named it, else as the shard map says.
+/// The shard of Kinesis record `i` of `batch`: as Kinesis named it, else the one it was
+/// aggregated for, else as the shard map places its partition key.
 fn shard_of<'a>(
     answered: Option<&'a str>,
-    shards: &'a OnceLock<ShardMap>,
+    expected: Option<&'a Arc<str>>,
+    map: Option<&'a ShardMap>,
     batch: &Batch,
     i: usize,
 ) -> &'a str {
     answered
-        .or_else(|| {
-            shards
-                .get()?
-                .shard_of_key(batch.partition_key(i))
-                .map(|s| s.id.as_str())
-        })
+        .or(expected.map(|e| &**e))
+        .or_else(|| map?.shard_of_key(batch.partition_key(i)).map(|s| &*s.id))
         .unwrap_or(UNKNOWN_SHARD)
 }
 
 async fn put_with_retries(
     call: Call<'_>,
     mut batch: Batch,
-    mut meta: Vec<RecordMeta>,
+    mut carried: Carried,
     give_up: &mut watch::Receiver<bool>,
     unanswered: &AtomicU64,
 ) {
@@ -411,10 +611,13 @@ async fn put_with_retries(
         let result = client.call(batch.body.clone()).await;
         let last_attempt = attempt + 1 >= MAX_ATTEMPTS || *give_up.borrow();
         let mut retry = Vec::new();
+        // An aggregated record answered from another shard than the map said: the stream
+        // was resharded, and the map is read again.
+        let mut stale_map = false;
         {
             let answer = match &result {
                 Ok(body) => {
-                    answer::read_answer(body, meta.len()).map_err(|detail| client::CallError {
+                    answer::read_answer(body, carried.len()).map_err(|detail| client::CallError {
                         code: "ResponseError".into(),
                         detail,
                     })
@@ -424,70 +627,90 @@ async fn put_with_retries(
                     detail: e.detail.clone(),
                 }),
             };
+            let map = shards.get();
+            let map = map.as_deref();
             let mut tally = ShardTally::default();
+            let mut acknowledged_records = 0u64;
             let mut r = recorder.lock();
             let now = r.now_ns();
             match &answer {
                 Ok(Answer::AllAcknowledged(on)) => {
-                    for m in &meta {
+                    for m in carried.users() {
                         r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
                     }
-                    for shard in on {
-                        *tally.acknowledged.entry(shard).or_default() += 1;
+                    for (i, &shard) in on.iter().enumerate() {
+                        let n = carried.users_of(i).len() as u64;
+                        *tally.acknowledged.entry(shard).or_default() += n;
+                        stale_map |= carried.expected(i).is_some_and(|e| **e != *shard);
                     }
+                    acknowledged_records = on.len() as u64;
                 }
                 Ok(Answer::PerRecord(results)) => {
-                    let answered = results.len().min(meta.len());
+                    let answered = results.len().min(carried.len());
                     for (i, res) in results.iter().take(answered).enumerate() {
-                        let m = meta[i];
+                        let users = carried.users_of(i);
+                        let n = users.len() as u64;
                         let RecordAnswer { error, shard } = res;
-                        let shard = shard_of(shard.as_deref(), shards, &batch, i);
+                        let expected = carried.expected(i);
+                        let shard_id = shard_of(shard.as_deref(), expected, map, &batch, i);
                         match error.as_deref() {
                             None => {
-                                r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
-                                *tally.acknowledged.entry(shard).or_default() += 1;
+                                for m in users {
+                                    r.acknowledged(m.intended_ns, m.sent_ns, now, m.bytes);
+                                }
+                                *tally.acknowledged.entry(shard_id).or_default() += n;
+                                acknowledged_records += 1;
+                                stale_map |= match (expected, shard.as_deref()) {
+                                    (Some(e), Some(s)) => **e != *s,
+                                    _ => false,
+                                };
                             }
                             Some(code)
                                 if RETRYABLE_RECORD_CODES.contains(&code) && !last_attempt =>
                             {
-                                r.retried(code, now, 1);
-                                *tally.retried.entry((shard, code)).or_default() += 1;
+                                r.retried(code, now, n);
+                                *tally.retried.entry((shard_id, code)).or_default() += n;
                                 retry.push(i);
                             }
                             Some(code) => {
-                                r.failed(code, now, 1);
-                                *tally.failed.entry((shard, code)).or_default() += 1;
-                                r.failed_seqs([m.seq]);
+                                r.failed(code, now, n);
+                                *tally.failed.entry((shard_id, code)).or_default() += n;
+                                r.failed_seqs(users.iter().map(|m| m.seq));
                             }
                         }
                     }
                     // A response with fewer results than records cannot be trusted for the rest.
-                    r.failed("MissingRecordResult", now, (meta.len() - answered) as u64);
-                    r.failed_seqs(meta[answered..].iter().map(|m| m.seq));
+                    let rest = (answered..carried.len()).flat_map(|i| carried.users_of(i));
+                    r.failed("MissingRecordResult", now, rest.clone().count() as u64);
+                    r.failed_seqs(rest.map(|m| m.seq));
                 }
                 Err(e) => {
-                    let n = meta.len() as u64;
+                    let n = carried.users().len() as u64;
                     if retryable_request(&e.code) && !last_attempt {
                         r.retried(&e.code, now, n);
-                        retry = (0..meta.len()).collect();
+                        retry = (0..carried.len()).collect();
                     } else {
                         tracing::debug!(code = %e.code, detail = %e.detail, "PutRecords failed");
                         r.failed(&e.code, now, n);
-                        r.failed_seqs(meta.iter().map(|m| m.seq));
+                        r.failed_seqs(carried.users().iter().map(|m| m.seq));
                     }
                 }
             }
+            r.put_records_call(acknowledged_records);
             tally.record(&mut r);
+        }
+        if stale_map {
+            shards.refresh();
         }
         if retry.is_empty() {
             unanswered.store(0, Ordering::Relaxed);
             return;
         }
-        if retry.len() < meta.len() {
+        if retry.len() < carried.len() {
             batch = batch.subset(&retry);
-            meta = retry.iter().map(|&i| meta[i]).collect();
+            carried = carried.subset(&retry);
         }
-        let waiting = meta.len() as u64;
+        let waiting = carried.users().len() as u64;
         unanswered.store(waiting, Ordering::Relaxed);
         recorder.lock().waiting_retry(waiting);
         // The backoff ends early when the drain deadline passes.
@@ -501,7 +724,7 @@ async fn put_with_retries(
         if gave_up || *give_up.borrow() {
             let now = r.now_ns();
             r.failed(RETRY_ABANDONED, now, waiting);
-            r.failed_seqs(meta.iter().map(|m| m.seq));
+            r.failed_seqs(carried.users().iter().map(|m| m.seq));
             unanswered.store(0, Ordering::Relaxed);
             return;
         }

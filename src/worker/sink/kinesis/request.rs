@@ -52,6 +52,12 @@ impl RequestBody {
 
     /// Appends one record: `data` base64-encoded in place, `key` as a JSON string.
     pub fn push(&mut self, key: &[u8], data: &[u8]) {
+        self.push_record(key, None, data);
+    }
+
+    /// Appends one record, placed by `hash_key` when given (`ExplicitHashKey`, in decimal)
+    /// rather than by the MD5 of its partition key.
+    pub fn push_record(&mut self, key: &[u8], hash_key: Option<u128>, data: &[u8]) {
         if !self.spans.is_empty() {
             self.buf.push(b',');
         }
@@ -63,6 +69,12 @@ impl RequestBody {
         self.buf.resize(at + encoded, 0);
         let _ =
             base64_simd::STANDARD.encode(data, base64_simd::Out::from_slice(&mut self.buf[at..]));
+        if let Some(h) = hash_key {
+            // Before the partition key, which `Batch::partition_key` finds at the record's end.
+            self.buf.extend_from_slice(b"\",\"ExplicitHashKey\":\"");
+            self.buf
+                .extend_from_slice(itoa::Buffer::new().format(h).as_bytes());
+        }
         self.buf.extend_from_slice(b"\",\"PartitionKey\":");
         json_string(key, &mut self.buf);
         self.buf.push(b'}');
@@ -188,6 +200,28 @@ mod tests {
         let v = decode(&body.take());
         assert_eq!(v["Records"].as_array().unwrap().len(), 1);
         assert_eq!(v["Records"][0]["PartitionKey"], "k3");
+    }
+
+    #[test]
+    fn an_explicit_hash_key_is_written_in_decimal_before_the_partition_key() {
+        let mut body = RequestBody::new(&StreamRef::Name("s".into()), 4, 100);
+        body.push_record(b"a", Some(u128::MAX), b"x");
+        body.push_record(b"k", None, b"y");
+        body.push_record(b"a", Some(0), b"z");
+        let batch = body.take();
+        let v = decode(&batch);
+        let records = v["Records"].as_array().unwrap();
+        assert_eq!(
+            records[0]["ExplicitHashKey"],
+            "340282366920938463463374607431768211455"
+        );
+        assert!(records[1].get("ExplicitHashKey").is_none());
+        assert_eq!(records[2]["ExplicitHashKey"], "0");
+        assert_eq!(batch.partition_key(0), b"a");
+        assert_eq!(batch.partition_key(1), b"k");
+        let retry = batch.subset(&[2]);
+        assert_eq!(decode(&retry)["Records"][0]["ExplicitHashKey"], "0");
+        assert_eq!(retry.partition_key(0), b"a");
     }
 
     #[test]

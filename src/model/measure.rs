@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 
 use crate::model::profile::LoadProfile;
 use crate::model::report::{
-    new_histogram, Counts, HlogWriter, KinesisCounts, SecondRow, ShardCounts,
+    new_histogram, Counts, HlogSpool, HlogWriter, KinesisCounts, SecondRow, ShardCounts, SpooledLog,
 };
 
 /// Code of events sent and still unanswered when the task stopped waiting for them.
@@ -49,8 +49,9 @@ pub struct Measurements {
     pub service: Histogram<u64>,
     /// One row per second from the planned start, with the rate the profile planned in it.
     pub rows: Vec<SecondRow>,
-    /// The per-second latency histograms as the finished `histograms.hlog`.
-    pub hlog: Vec<u8>,
+    /// The per-second latency histograms as the finished `histograms.hlog` (in a temporary file
+    /// once it is large), or why it could not be written.
+    pub hlog: std::io::Result<SpooledLog>,
     /// Error codes over time: code → `(second, events)`.
     pub errors_timeline: BTreeMap<String, Vec<(u64, u64)>>,
     /// How production kept up with its schedule.
@@ -76,9 +77,12 @@ pub struct Recorder {
     open: Histogram<u64>,
     /// Closed seconds, written into the interval log as they close, encoded (V2 deflate, in
     /// stored blocks, see `HlogWriter::for_task`): a histogram is ~180 KB in memory, and a
-    /// one-hour run has 3,600 seconds. They are never decoded again, so the memory a run costs
-    /// grows with what its seconds held, not with the histograms' size.
-    hlog: HlogWriter,
+    /// one-hour run has 3,600 seconds. They are never decoded again, and past
+    /// [`HLOG_IN_MEMORY`] bytes the log goes to a temporary file, so a run's memory does not
+    /// grow with its length.
+    hlog: HlogSpool,
+    /// The first error writing the log's temporary file (a full disk).
+    hlog_error: Option<std::io::Error>,
     errors: BTreeMap<String, BTreeMap<u64, u64>>,
     /// The load profile, for the target rate of each row.
     profile: Option<LoadProfile>,
@@ -110,6 +114,19 @@ pub struct Pace {
     pub behind_from_second: Option<u64>,
 }
 
+/// Bytes of a task's interval log kept in memory before it goes to a temporary file: a few
+/// minutes of a run (about 3.5 at 100,000 events/s on the null target).
+pub const HLOG_IN_MEMORY: usize = 1 << 20;
+
+/// A task's interval log from `planned_start`.
+fn task_hlog(planned_start: DateTime<Utc>) -> HlogSpool {
+    HlogSpool::new(
+        HlogWriter::for_task(planned_start),
+        HLOG_IN_MEMORY,
+        "fleetload-task-",
+    )
+}
+
 impl Recorder {
     /// A recorder whose clock starts at `origin`, `late_ns` after the run's planned start.
     pub fn new(origin: Instant, late_ns: u64) -> Self {
@@ -123,7 +140,8 @@ impl Recorder {
             rows: Vec::new(),
             open_second: 0,
             open: new_histogram(),
-            hlog: HlogWriter::for_task(DateTime::<Utc>::UNIX_EPOCH),
+            hlog: task_hlog(DateTime::<Utc>::UNIX_EPOCH),
+            hlog_error: None,
             errors: BTreeMap::new(),
             profile: None,
             waiting_retry: 0,
@@ -148,7 +166,7 @@ impl Recorder {
     ) {
         self.origin = origin;
         self.late_ns = late_ns;
-        self.hlog = HlogWriter::for_task(planned_start);
+        self.hlog = task_hlog(planned_start);
         self.profile = Some(profile.clone());
     }
 
@@ -249,7 +267,9 @@ impl Recorder {
         let s = self.open_second;
         let h = &self.open;
         let (p50, p99, max) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
-        self.hlog.push(s, h);
+        if let Err(e) = self.hlog.push(s, h) {
+            self.hlog_error.get_or_insert(e);
+        }
         let row = self.row(s);
         row.p50_ms = p50 as f64 / 1000.0;
         row.p99_ms = p99 as f64 / 1000.0;
@@ -434,17 +454,18 @@ impl Recorder {
                 unsent: r.unsent,
             })
             .collect();
-        let hlog = std::mem::replace(
-            &mut self.hlog,
-            HlogWriter::for_task(DateTime::<Utc>::UNIX_EPOCH),
-        );
+        let hlog = std::mem::replace(&mut self.hlog, task_hlog(DateTime::<Utc>::UNIX_EPOCH));
+        let hlog = match self.hlog_error.take() {
+            Some(e) => Err(e),
+            None => hlog.finish(),
+        };
         Measurements {
             counts: self.counts.clone(),
             bytes: self.bytes,
             latency: self.latency.clone(),
             service: self.service.clone(),
             rows,
-            hlog: hlog.finish(),
+            hlog,
             errors_timeline: self
                 .errors
                 .iter()
@@ -559,7 +580,7 @@ mod tests {
         assert!((m.rows[2].max_ms - 30.0).abs() < 0.1, "{:?}", m.rows[2]);
         assert!((m.rows[3].p50_ms - 1000.0).abs() < 1.0, "{:?}", m.rows[3]);
         assert_eq!(
-            crate::model::report::parse_hlog(&m.hlog)
+            crate::model::report::parse_hlog(&m.hlog.unwrap().read_all().unwrap())
                 .unwrap()
                 .iter()
                 .map(|(s, h)| (*s, h.len()))
@@ -567,5 +588,40 @@ mod tests {
             vec![(2, 2), (3, 1)]
         );
         assert_eq!(m.counts.failed_by_code[UNACKNOWLEDGED], 1);
+    }
+
+    #[test]
+    fn a_long_runs_interval_log_goes_to_a_temporary_file_holding_every_second() {
+        let start = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut r = Recorder::new(Instant::now(), 0);
+        // A small memory allowance stands in for HLOG_IN_MEMORY.
+        r.hlog = HlogSpool::new(HlogWriter::for_task(start), 2_000, "fleetload-test-");
+        let mut expected = Vec::new();
+        for s in 0..40u64 {
+            let at = s * S + 1;
+            r.attempted(at, s + 1);
+            for k in 0..=s {
+                r.acknowledged(at, at, at + (k + 1) * 1_000_000, 10);
+            }
+            expected.push((s, s + 1));
+        }
+        let m = r.finish(40 * S);
+        let log = m.hlog.unwrap();
+        let SpooledLog::File(file) = &log else {
+            panic!("the log should be in a temporary file by now: {log:?}")
+        };
+        let path = file.path().to_path_buf();
+        let seconds = crate::model::report::parse_hlog(&log.read_all().unwrap()).unwrap();
+        assert_eq!(
+            seconds
+                .iter()
+                .map(|(s, h)| (*s, h.len()))
+                .collect::<Vec<_>>(),
+            expected
+        );
+        drop(log);
+        assert!(!path.exists(), "the temporary file goes with the log");
     }
 }

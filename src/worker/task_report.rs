@@ -1,6 +1,7 @@
 //! The task's report: its summary built from the measurements, and the report files written
 //! through the store (or printed on stdout when they cannot be stored).
 
+use anyhow::Context as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +11,7 @@ use crate::model::delivery::encode_set;
 use crate::model::measure::{Measurements, Pace};
 use crate::model::report::{
     encode_histogram, saturation_words, timeseries_csv, Counts, Histograms, Outcome, Percentiles,
-    Saturation, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
+    Saturation, SpooledLog, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
 use crate::model::report::{EndToEndReport, TraceReport};
 use crate::model::scenario::Scenario;
@@ -180,9 +181,14 @@ pub(crate) async fn store_report(
                     "text/csv",
                 )
                 .await?;
-            store
-                .put(&format!("{dir}/{HLOG_FILE}"), files.hlog, "text/plain")
-                .await?;
+            let key = format!("{dir}/{HLOG_FILE}");
+            match files
+                .hlog
+                .context("could not write the interval log to a temporary file")?
+            {
+                SpooledLog::Memory(bytes) => store.put(&key, bytes, "text/plain").await?,
+                SpooledLog::File(file) => store.put_file(&key, file.path(), "text/plain").await?,
+            }
         }
         // The summary goes last: its presence means the task's report is complete.
         store

@@ -1,12 +1,12 @@
 //! What the merge takes and gives: one task's files as read, and the merged report.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
 
-use crate::model::report::{SecondRow, Summary};
+use crate::model::report::{HlogSpool, HlogWriter, SecondRow, SpooledLog, Summary};
 
 /// Task id of the merged summary.
 pub const MERGED_TASK_ID: &str = "merged";
@@ -75,7 +75,9 @@ impl MergedSecond {
 #[derive(Debug, Clone, Default)]
 pub struct MergedSeconds {
     seconds: Vec<SecondAt>,
-    log: Option<Arc<Log>>,
+    /// In memory, or in a temporary file removed when the last [`MergedSeconds`] holding it is
+    /// dropped.
+    log: Option<Arc<SpooledLog>>,
 }
 
 /// Where one merged second is in the log.
@@ -85,14 +87,6 @@ struct SecondAt {
     max_us: u64,
     offset: u64,
     len: u32,
-}
-
-/// The log's bytes: in memory, or in a temporary file that is removed when the last
-/// [`MergedSeconds`] holding it is dropped.
-#[derive(Debug)]
-enum Log {
-    Memory(Vec<u8>),
-    File(tempfile::NamedTempFile),
 }
 
 impl MergedSeconds {
@@ -137,8 +131,8 @@ impl MergedSeconds {
     /// The whole log, `histograms.hlog` as written: in memory, or the temporary file's path.
     pub(super) fn log(&self) -> Option<LogBytes<'_>> {
         match self.log.as_deref()? {
-            Log::Memory(bytes) => Some(LogBytes::Memory(bytes)),
-            Log::File(file) => Some(LogBytes::File(file.path())),
+            SpooledLog::Memory(bytes) => Some(LogBytes::Memory(bytes)),
+            SpooledLog::File(file) => Some(LogBytes::File(file.path())),
         }
     }
 
@@ -148,8 +142,8 @@ impl MergedSeconds {
             .as_deref()
             .context("the merge wrote no interval log")?
         {
-            Log::Memory(bytes) => Ok(bytes[offset as usize..offset as usize + len].to_vec()),
-            Log::File(file) => {
+            SpooledLog::Memory(bytes) => Ok(bytes[offset as usize..offset as usize + len].to_vec()),
+            SpooledLog::File(file) => {
                 let mut f = file.reopen().context("reopening the merged interval log")?;
                 f.seek(SeekFrom::Start(offset))?;
                 let mut line = vec![0; len];
@@ -170,15 +164,8 @@ pub(super) enum LogBytes<'a> {
 /// Writes the merged interval log as its seconds are merged: in memory up to
 /// [`SPOOL_IN_MEMORY`] bytes, then into a temporary file (in memory still, if none can be made).
 pub(super) struct SecondsWriter {
-    hlog: crate::model::report::HlogWriter,
+    spool: HlogSpool,
     seconds: Vec<SecondAt>,
-    memory: Vec<u8>,
-    file: Option<std::io::BufWriter<tempfile::NamedTempFile>>,
-    /// No temporary file could be made: the log stays in memory.
-    in_memory_only: bool,
-    /// Bytes kept in memory before the log goes to a temporary file.
-    spill_at: usize,
-    written: u64,
 }
 
 /// Bytes of merged interval log kept in memory before it goes to a temporary file: a few
@@ -188,87 +175,46 @@ pub(super) const SPOOL_IN_MEMORY: usize = 8 << 20;
 impl SecondsWriter {
     /// A log whose interval starts count from `base` (the run's planned start).
     pub(super) fn new(base: chrono::DateTime<chrono::Utc>) -> Self {
-        let mut hlog = crate::model::report::HlogWriter::new(base);
-        let memory = hlog.take_written();
+        Self::spilling_at(base, SPOOL_IN_MEMORY)
+    }
+
+    fn spilling_at(base: chrono::DateTime<chrono::Utc>, bytes: usize) -> Self {
         SecondsWriter {
-            hlog,
+            spool: HlogSpool::new(HlogWriter::new(base), bytes, "fleetload-merged-"),
             seconds: Vec::new(),
-            written: memory.len() as u64,
-            memory,
-            file: None,
-            in_memory_only: false,
-            spill_at: SPOOL_IN_MEMORY,
         }
     }
 
     /// The same, kept in memory whatever its size.
     pub(super) fn in_memory(base: chrono::DateTime<chrono::Utc>) -> Self {
-        let mut writer = Self::new(base);
-        writer.in_memory_only = true;
-        writer
+        SecondsWriter {
+            spool: HlogSpool::in_memory(HlogWriter::new(base)),
+            seconds: Vec::new(),
+        }
     }
 
     /// Adds second `second` from its V2-deflate encoding and its maximum (µs).
     pub(super) fn push(&mut self, second: u64, max_us: u64, encoded: &[u8]) -> anyhow::Result<()> {
-        self.hlog.push_encoded(second, max_us, encoded);
-        let line = self.hlog.take_written();
+        let offset = self.spool.written();
+        let len = self
+            .spool
+            .push_encoded(second, max_us, encoded)
+            .context("writing the merged interval log to a temporary file")?;
         self.seconds.push(SecondAt {
             second,
             max_us,
-            offset: self.written,
-            len: u32::try_from(line.len()).context("a merged second beyond 4 GB")?,
+            offset,
+            len: u32::try_from(len).context("a merged second beyond 4 GB")?,
         });
-        self.written += line.len() as u64;
-        match &mut self.file {
-            Some(file) => file
-                .write_all(&line)
-                .context("writing the merged interval log to a temporary file")?,
-            None => {
-                self.memory.extend_from_slice(&line);
-                if self.memory.len() > self.spill_at && !self.in_memory_only {
-                    self.spill();
-                }
-            }
-        }
         Ok(())
-    }
-
-    /// Moves what is in memory to a temporary file; stays in memory if none can be made.
-    fn spill(&mut self) {
-        let file = tempfile::Builder::new()
-            .prefix("fleetload-merged-")
-            .suffix(".hlog")
-            .tempfile()
-            .and_then(|file| {
-                let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
-                file.write_all(&self.memory)?;
-                Ok(file)
-            });
-        match file {
-            Ok(file) => {
-                self.file = Some(file);
-                self.memory = Vec::new();
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "the merged interval log stays in memory: no temporary file ({e}); set \
-                     TMPDIR to a writable directory"
-                );
-                self.in_memory_only = true;
-            }
-        }
     }
 
     /// The finished log.
     pub(super) fn finish(self) -> anyhow::Result<MergedSeconds> {
-        let log = match self.file {
-            Some(file) => Log::File(
-                file.into_inner()
-                    .map_err(|e| e.into_error())
-                    .context("writing the merged interval log to a temporary file")?,
-            ),
-            None => Log::Memory(self.memory),
-        };
+        let log = self
+            .spool
+            .finish()
+            .context("writing the merged interval log to a temporary file")?;
         Ok(MergedSeconds {
             seconds: self.seconds,
             log: Some(Arc::new(log)),
@@ -287,10 +233,8 @@ mod tests {
         let base = chrono::DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let mut spilled = SecondsWriter::new(base);
-        spilled.spill_at = 300;
+        let mut spilled = SecondsWriter::spilling_at(base, 300);
         let mut kept = SecondsWriter::in_memory(base);
-        kept.spill_at = 300;
         let mut expected = Vec::new();
         for second in [0u64, 1, 2, 5, 9, 10, 11, 40] {
             let mut h = new_histogram();

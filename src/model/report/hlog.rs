@@ -117,6 +117,147 @@ impl std::fmt::Debug for HlogWriter {
     }
 }
 
+/// An interval log being written, kept in memory up to a size and in a temporary file beyond it
+/// (still in memory if no file can be made): what a run's length makes grow, so that neither a
+/// 24-hour worker nor the merge of a long run holds it whole.
+pub struct HlogSpool {
+    hlog: HlogWriter,
+    memory: Vec<u8>,
+    file: Option<std::io::BufWriter<tempfile::NamedTempFile>>,
+    /// No temporary file could be made (or one failed): the log stays in memory.
+    in_memory_only: bool,
+    /// Bytes kept in memory before the log goes to a temporary file.
+    spill_at: usize,
+    /// The temporary file's name starts with this.
+    prefix: &'static str,
+    written: u64,
+}
+
+/// A finished [`HlogSpool`]: the log's bytes, or the temporary file that holds them (removed
+/// when dropped).
+#[derive(Debug)]
+pub enum SpooledLog {
+    Memory(Vec<u8>),
+    File(tempfile::NamedTempFile),
+}
+
+impl SpooledLog {
+    /// The whole log in memory (tests and small logs).
+    pub fn read_all(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            SpooledLog::Memory(bytes) => Ok(bytes.clone()),
+            SpooledLog::File(file) => std::fs::read(file.path()),
+        }
+    }
+}
+
+impl HlogSpool {
+    /// A spool of the log `hlog` writes (its header first), in memory up to `spill_at` bytes; a
+    /// temporary file is named `<prefix>…` in the system's temporary directory (`TMPDIR`).
+    pub fn new(mut hlog: HlogWriter, spill_at: usize, prefix: &'static str) -> Self {
+        let memory = hlog.take_written();
+        HlogSpool {
+            hlog,
+            written: memory.len() as u64,
+            memory,
+            file: None,
+            in_memory_only: false,
+            spill_at,
+            prefix,
+        }
+    }
+
+    /// The same, kept in memory whatever its size.
+    pub fn in_memory(hlog: HlogWriter) -> Self {
+        let mut spool = Self::new(hlog, usize::MAX, "");
+        spool.in_memory_only = true;
+        spool
+    }
+
+    /// Bytes written so far (the header included): where the next line starts.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Adds second `second` from its histogram; the bytes of its line.
+    pub fn push(&mut self, second: u64, h: &Histogram<u64>) -> std::io::Result<usize> {
+        self.hlog.push(second, h);
+        self.pass_on()
+    }
+
+    /// Adds second `second` from its V2-deflate encoding and its maximum (µs); the bytes of its
+    /// line.
+    pub fn push_encoded(
+        &mut self,
+        second: u64,
+        max_us: u64,
+        encoded: &[u8],
+    ) -> std::io::Result<usize> {
+        self.hlog.push_encoded(second, max_us, encoded);
+        self.pass_on()
+    }
+
+    fn pass_on(&mut self) -> std::io::Result<usize> {
+        use std::io::Write as _;
+        let line = self.hlog.take_written();
+        self.written += line.len() as u64;
+        match &mut self.file {
+            Some(file) => file.write_all(&line)?,
+            None => {
+                self.memory.extend_from_slice(&line);
+                if self.memory.len() > self.spill_at && !self.in_memory_only {
+                    self.spill();
+                }
+            }
+        }
+        Ok(line.len())
+    }
+
+    /// Moves what is in memory to a temporary file; stays in memory if none can be made.
+    fn spill(&mut self) {
+        use std::io::Write as _;
+        let file = tempfile::Builder::new()
+            .prefix(self.prefix)
+            .suffix(".hlog")
+            .tempfile()
+            .and_then(|file| {
+                let mut file = std::io::BufWriter::with_capacity(256 << 10, file);
+                file.write_all(&self.memory)?;
+                Ok(file)
+            });
+        match file {
+            Ok(file) => {
+                self.file = Some(file);
+                self.memory = Vec::new();
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "the interval log stays in memory: no temporary file ({e}); set TMPDIR to a \
+                     writable directory"
+                );
+                self.in_memory_only = true;
+            }
+        }
+    }
+
+    /// The finished log.
+    pub fn finish(self) -> std::io::Result<SpooledLog> {
+        Ok(match self.file {
+            Some(file) => SpooledLog::File(file.into_inner().map_err(|e| e.into_error())?),
+            None => SpooledLog::Memory(self.memory),
+        })
+    }
+}
+
+impl std::fmt::Debug for HlogSpool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HlogSpool")
+            .field("written", &self.written)
+            .field("in_file", &self.file.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Writes `(second, histogram)` pairs as one task's log, as the worker writes it.
 pub fn write_hlog(base: DateTime<Utc>, seconds: &[(u64, Histogram<u64>)]) -> Vec<u8> {
     let mut w = HlogWriter::for_task(base);

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 pub use histogram::{decode_histogram, encode_histogram, new_histogram, V2StoredSerializer};
 pub use hlog::{
-    malformed_hlog, next_hlog_line, parse_hlog, read_hlog, write_hlog, HlogLine, HlogWriter,
+    malformed_hlog, next_hlog_line, parse_hlog, read_hlog, write_hlog, HlogLine, HlogSpool,
+    HlogWriter, SpooledLog,
 };
 pub use timeseries::{parse_timeseries, timeseries_csv, SecondRow};
 

@@ -46,6 +46,10 @@ pub use self::seconds::WINDOW_BYTES;
 /// Reports fetched at once: enough to hide S3's per-request latency for a thousand tasks,
 /// few enough not to exhaust connections or memory.
 pub const FETCH_CONCURRENCY: usize = 32;
+/// Bytes of summaries and time series the first pass holds at once, about (fetched, queued and
+/// being decoded): a day-long run's time series are megabytes per task, so fewer are fetched at
+/// once.
+const FIRST_PASS_BYTES: usize = 32 << 20;
 /// Most threads decoding reports at once: decoding is CPU-bound, so more than the machine's
 /// cores only adds memory.
 pub const MAX_DECODE_THREADS: usize = 8;
@@ -214,17 +218,52 @@ enum Work {
 
 /// The first pass: every task's summary and time series, fetched and folded. Returns the fold
 /// and the tasks whose interval logs are to be merged, in task id order.
-async fn first_pass(
-    store: &ReportStore,
-    run_id: &str,
-    ids: &BTreeSet<String>,
+async fn first_pass<'a>(
+    store: &'a ReportStore,
+    run_id: &'a str,
+    ids: &'a BTreeSet<String>,
     with_hlog: &BTreeSet<String>,
-    unreadable: &BTreeMap<String, String>,
+    unreadable: &'a BTreeMap<String, String>,
 ) -> anyhow::Result<(Merger, Vec<String>)> {
-    // Fetching is I/O: FETCH_CONCURRENCY reports at a time. Decoding is CPU: one thread per
-    // core, adding each task to the merge under a lock (adding is the small part).
+    let fetch = |task_id: &'a String| async move {
+        if let Some(reason) = unreadable.get(task_id) {
+            return Work::Unreadable(task_id.clone(), reason.clone());
+        }
+        let dir = task_dir(run_id, task_id);
+        let read = |name: &str| {
+            let key = format!("{dir}/{name}");
+            async move { store.get(&key).await }
+        };
+        match tokio::try_join!(read(SUMMARY_FILE), read(TIMESERIES_FILE)) {
+            Ok((summary, timeseries)) => Work::Read {
+                task_id: task_id.clone(),
+                summary,
+                timeseries,
+            },
+            Err(e) => Work::Unreadable(task_id.clone(), format!("{e:#}")),
+        }
+    };
+    // Fetching is I/O: up to FETCH_CONCURRENCY reports at a time, fewer when the first one
+    // says they are large (a long run), so that what is held at once stays within
+    // FIRST_PASS_BYTES (decoded, a report takes about as much again). Decoding is CPU: one
+    // thread per core, adding each task to the merge under a lock (adding is the small part).
+    let mut ids = ids.iter();
+    let first = match ids.next() {
+        Some(task_id) => Some(fetch(task_id).await),
+        None => None,
+    };
+    let per_task = match &first {
+        Some(Work::Read {
+            summary,
+            timeseries,
+            ..
+        }) => 2 * (summary.as_ref().map_or(0, Vec::len) + timeseries.as_ref().map_or(0, Vec::len)),
+        _ => 0,
+    };
+    // In flight, queued and being decoded: about three times this many.
+    let at_once = (FIRST_PASS_BYTES / 3 / per_task.max(1)).clamp(1, FETCH_CONCURRENCY);
     let merger = Arc::new(Mutex::new((Merger::new(run_id), Vec::<String>::new())));
-    let (tx, rx) = tokio::sync::mpsc::channel::<Work>(FETCH_CONCURRENCY);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Work>(at_once);
     let rx = Arc::new(Mutex::new(rx));
     let decoders: Vec<_> = (0..decode_threads())
         .map(|_| {
@@ -267,26 +306,10 @@ async fn first_pass(
         })
         .collect();
 
-    let mut fetched = futures::stream::iter(ids)
-        .map(|task_id| async move {
-            if let Some(reason) = unreadable.get(task_id) {
-                return Work::Unreadable(task_id.clone(), reason.clone());
-            }
-            let dir = task_dir(run_id, task_id);
-            let read = |name: &str| {
-                let key = format!("{dir}/{name}");
-                async move { store.get(&key).await }
-            };
-            match tokio::try_join!(read(SUMMARY_FILE), read(TIMESERIES_FILE)) {
-                Ok((summary, timeseries)) => Work::Read {
-                    task_id: task_id.clone(),
-                    summary,
-                    timeseries,
-                },
-                Err(e) => Work::Unreadable(task_id.clone(), format!("{e:#}")),
-            }
-        })
-        .buffer_unordered(FETCH_CONCURRENCY);
+    let mut fetched = futures::stream::iter(first.map(futures::future::ready))
+        .map(futures::future::Either::Left)
+        .chain(futures::stream::iter(ids).map(|id| futures::future::Either::Right(fetch(id))))
+        .buffer_unordered(at_once);
     while let Some(work) = fetched.next().await {
         if tx.send(work).await.is_err() {
             break; // every decoder ended: one panicked, which the joins below report

@@ -158,28 +158,7 @@ impl ReportStore {
                 }
             }
             ReportStore::S3 { client, bucket, .. } => {
-                let full = self.full_key(key);
-                let response = client.get_object().bucket(bucket).key(&full).send().await;
-                let output = match response {
-                    Ok(output) => output,
-                    Err(err) => {
-                        let missing = err.as_service_error().is_some_and(|e| e.is_no_such_key())
-                            || err
-                                .raw_response()
-                                .is_some_and(|r| r.status().as_u16() == 404);
-                        if missing {
-                            return Ok(None);
-                        }
-                        return Err(aws_sdk_s3::Error::from(err))
-                            .with_context(|| format!("could not read s3://{bucket}/{full}"));
-                    }
-                };
-                let body = output
-                    .body
-                    .collect()
-                    .await
-                    .with_context(|| format!("could not read s3://{bucket}/{full}"))?;
-                Ok(Some(body.into_bytes().to_vec()))
+                get_s3_object(client, bucket, &self.full_key(key), None).await
             }
         }
     }
@@ -207,38 +186,12 @@ impl ReportStore {
                     .context("reading a report file panicked")?
             }
             ReportStore::S3 { client, bucket, .. } => {
-                let full = self.full_key(key);
                 let last = offset.saturating_add(len as u64 - 1);
-                let response = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&full)
-                    .range(format!("bytes={offset}-{last}"))
-                    .send()
-                    .await;
-                let output = match response {
-                    Ok(output) => output,
-                    Err(err) => {
-                        let status = err.raw_response().map(|r| r.status().as_u16());
-                        if err.as_service_error().is_some_and(|e| e.is_no_such_key())
-                            || status == Some(404)
-                        {
-                            return Ok(None);
-                        }
-                        // 416: the range starts at or past the end of the object.
-                        if status == Some(416) {
-                            return Ok(Some(Vec::new()));
-                        }
-                        return Err(aws_sdk_s3::Error::from(err))
-                            .with_context(|| format!("could not read s3://{bucket}/{full}"));
-                    }
+                let range = Some(format!("bytes={offset}-{last}"));
+                let full = self.full_key(key);
+                let Some(mut bytes) = get_s3_object(client, bucket, &full, range).await? else {
+                    return Ok(None);
                 };
-                let body = output
-                    .body
-                    .collect()
-                    .await
-                    .with_context(|| format!("could not read s3://{bucket}/{full}"))?;
-                let mut bytes = body.into_bytes().to_vec();
                 // A server that ignores Range answers with the whole object.
                 if bytes.len() > len {
                     let start = (offset as usize).min(bytes.len());
@@ -461,6 +414,44 @@ async fn write_atomically(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// An S3 object, or the bytes `range` (an HTTP Range) of it; `None` when there is no such
+/// object, empty when the range starts at or past its end.
+async fn get_s3_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    full: &str,
+    range: Option<String>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let response = client
+        .get_object()
+        .bucket(bucket)
+        .key(full)
+        .set_range(range)
+        .send()
+        .await;
+    let output = match response {
+        Ok(output) => output,
+        Err(err) => {
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            if err.as_service_error().is_some_and(|e| e.is_no_such_key()) || status == Some(404) {
+                return Ok(None);
+            }
+            // 416: the range starts at or past the end of the object.
+            if status == Some(416) {
+                return Ok(Some(Vec::new()));
+            }
+            return Err(aws_sdk_s3::Error::from(err))
+                .with_context(|| format!("could not read s3://{bucket}/{full}"));
+        }
+    };
+    let body = output
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("could not read s3://{bucket}/{full}"))?;
+    Ok(Some(body.into_bytes().to_vec()))
 }
 
 /// At most `len` bytes of the file at `path` from `offset` on; `None` when there is no file.

@@ -126,7 +126,7 @@ impl ReportStore {
         match self {
             ReportStore::Local(root) => {
                 let path = local_path(root, key)?;
-                let result = write_atomically(&path, bytes).await;
+                let result = write_atomically(&path, Content::Bytes(bytes)).await;
                 result.with_context(|| format!("could not write {}", path.display()))
             }
             ReportStore::S3 { client, bucket, .. } => {
@@ -262,7 +262,7 @@ impl ReportStore {
         match self {
             ReportStore::Local(root) => {
                 let target = local_path(root, key)?;
-                let result = copy_atomically(path, &target).await;
+                let result = write_atomically(&target, Content::CopyOf(path)).await;
                 result.with_context(|| format!("could not write {}", target.display()))
             }
             ReportStore::S3 { client, bucket, .. } => {
@@ -401,11 +401,24 @@ fn temp_path(path: &Path) -> PathBuf {
     ))
 }
 
-async fn write_atomically(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
+/// What [`write_atomically`] writes.
+enum Content<'a> {
+    Bytes(Vec<u8>),
+    /// A copy of this file.
+    CopyOf(&'a Path),
+}
+
+/// Writes `content` to `path` through a temporary file in `path`'s directory, renamed at the
+/// end: the file appears whole or not at all.
+async fn write_atomically(path: &Path, content: Content<'_>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     tokio::fs::create_dir_all(dir).await?;
     let temp = temp_path(path);
-    if let Err(e) = tokio::fs::write(&temp, &bytes).await {
+    let written = match content {
+        Content::Bytes(bytes) => tokio::fs::write(&temp, &bytes).await,
+        Content::CopyOf(from) => tokio::fs::copy(from, &temp).await.map(drop),
+    };
+    if let Err(e) = written {
         let _ = tokio::fs::remove_file(&temp).await;
         return Err(e);
     }
@@ -482,23 +495,6 @@ fn append_local_range(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
     }
-}
-
-/// Copies `from` to `path` through a temporary file in `path`'s directory, renamed at the end.
-async fn copy_atomically(from: &Path, path: &Path) -> std::io::Result<()> {
-    let temp = temp_path(path);
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    if let Err(e) = tokio::fs::copy(from, &temp).await {
-        let _ = tokio::fs::remove_file(&temp).await;
-        return Err(e);
-    }
-    if let Err(e) = tokio::fs::rename(&temp, path).await {
-        let _ = tokio::fs::remove_file(&temp).await;
-        return Err(e);
-    }
-    Ok(())
 }
 
 fn list_local(root: &Path, prefix: &str) -> anyhow::Result<Vec<String>> {

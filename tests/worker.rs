@@ -295,8 +295,12 @@ async fn kinesis_against_moto_every_acknowledged_record_is_in_the_stream() {
     );
     let (s, rows) = read_local_report(dir.path(), "kin-run", "k1");
     assert_consistent(&s, &rows);
-    assert_eq!(s.counts.attempted, 1200);
-    assert_eq!(s.counts.acknowledged, 1200, "{:?}", s.counts);
+    assert_eq!(s.counts.planned, 1200, "{:?}", s.counts);
+    // On a loaded machine moto can fall behind for the last batch or two: what the schedule
+    // called for and was never handed over is `unsent`, never counted acknowledged.
+    assert!(s.counts.attempted >= 1000, "{:?}", s.counts);
+    assert_eq!(s.counts.planned, s.counts.attempted + s.counts.unsent);
+    assert_eq!(s.counts.acknowledged, s.counts.attempted, "{:?}", s.counts);
 
     // Read the stream back with boto3, over every shard: an independent client.
     let script = r#"

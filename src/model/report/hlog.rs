@@ -142,7 +142,8 @@ pub enum SpooledLog {
 }
 
 impl SpooledLog {
-    /// The whole log in memory (tests and small logs).
+    /// The whole log in memory: for tests (a long run's log is passed on as a file).
+    #[cfg(test)]
     pub fn read_all(&self) -> std::io::Result<Vec<u8>> {
         match self {
             SpooledLog::Memory(bytes) => Ok(bytes.clone()),

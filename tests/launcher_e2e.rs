@@ -9,7 +9,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{assert_merge_adds_up, launcher, reports, run_id_of, serial_moto, text, wait};
+use common::{
+    assert_merge_adds_up, launcher, reports, run_id_of, serial_moto, task_logs, text, wait,
+};
 use fleetload::model::report::Summary;
 
 /// The merged end-to-end object, which a run with consumers must have.
@@ -76,7 +78,12 @@ fn two_consumers_read_back_exactly_what_two_producers_wrote_to_the_mock_cluster(
         Duration::from_secs(120),
     );
     let screen = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{screen}\n{}",
+        task_logs(&dir.path().join("reports"), &out)
+    );
     let run = run_id_of(&out);
     let (merged, tasks) = reports(&dir.path().join("reports"), &run);
     let (consumers, producers) = by_role(&tasks);
@@ -219,7 +226,12 @@ fn the_quickstart_with_a_consumer_reads_back_the_embedded_brokers_topic() {
         Duration::from_secs(120),
     );
     let screen = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{screen}\n{}",
+        task_logs(&dir.path().join("fleetload-runs"), &out)
+    );
     let run = run_id_of(&out);
     let (merged, tasks) = reports(&dir.path().join("fleetload-runs"), &run);
     let (consumers, _) = by_role(&tasks);

@@ -361,6 +361,33 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// What a local run's tasks logged (`<report dir>/<run>/logs`), each file under its name, for
+/// a failed assertion to show; empty when the run printed no run id or wrote no logs.
+pub fn task_logs(report_dir: &Path, out: &Output) -> String {
+    let Some(run) = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("run id: ").map(str::to_string))
+    else {
+        return String::new();
+    };
+    let Ok(entries) = std::fs::read_dir(report_dir.join(run).join("logs")) else {
+        return String::new();
+    };
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            format!(
+                "--- {}\n{}",
+                p.display(),
+                std::fs::read_to_string(p).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The run id `launcher run` printed.
 pub fn run_id_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout)

@@ -39,6 +39,17 @@ use crate::worker::sink::kafka::{
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// One poll's wait: the deadline and the stop flag are looked at this often when idle.
 const POLL: Duration = Duration::from_millis(100);
+/// How long before the start instant the run's consumers join their group, all at once.
+///
+/// A broker forms a new group `group.initial.rebalance.delay.ms` (3 s by default, librdkafka's
+/// mock cluster too) after its first member joins, with every member that joined by then. A
+/// member joining later starts a second rebalance, in which nobody reads until every member
+/// has joined again; librdkafka's mock cluster even waits out the session timeout (45 s by
+/// default) then. Consumer tasks start at different moments (processes under load, ECS tasks
+/// tens of seconds apart), but they share the start instant: joining together this long
+/// before it forms the group once, with every consumer in it and the partitions held when the
+/// first event is due.
+const JOIN_LEAD: Duration = Duration::from_secs(4);
 
 /// Rebalance handling (see the module documentation); librdkafka's logs, errors and token
 /// requests go to its [`ClientWatch`], as the producer's do.
@@ -214,6 +225,18 @@ pub(super) async fn read(
             tls,
         )
         .map_err(|e| e.0)?;
+        let join_at = planned_start - chrono::Duration::from_std(JOIN_LEAD).unwrap_or_default();
+        if let Ok(wait) = (join_at - Utc::now()).to_std() {
+            tracing::info!(
+                "joining group {group} at {} with the run's other consumers",
+                join_at.to_rfc3339()
+            );
+            let until = std::time::Instant::now() + wait;
+            while std::time::Instant::now() < until && !stop_flag.load(Ordering::Relaxed) {
+                // Not subscribed yet: only events (errors, token requests, logs) come.
+                let _ = consumer.poll(POLL.min(until.saturating_duration_since(std::time::Instant::now())));
+            }
+        }
         consumer
             .subscribe(&[&topic])
             .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;

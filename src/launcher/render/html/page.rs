@@ -294,8 +294,7 @@ pub(super) fn end_to_end(out: &mut String, s: &Summary, e: &E2e, chart: Option<&
         out,
         "<p class=\"note\">Each produced event carried a trace (producer task, sequence number, \
          intended send time); consumer tasks read the system under test's output and matched \
-         the traces they found. Latency runs from the <em>intended</em> send time to the \
-         consumer's read. {reported} of {} consumer task(s) reported.</p>",
+         the traces they found. {reported} of {} consumer task(s) reported.</p>",
         reported + missing
     );
     let _ = writeln!(

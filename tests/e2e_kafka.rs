@@ -1,7 +1,8 @@
 //! End to end on Kafka (librdkafka's mock cluster): two traced producer tasks → topic `in` → a
 //! relay in this test (reads `in`, holds every record 200 ms, nests it in a new object, drops a
-//! known set and duplicates another) → topic `out` → two consumer tasks sharing its partitions in
-//! the run's consumer group. The merged report must say exactly what the relay did.
+//! known set and duplicates another) → topic `out` → two consumer tasks sharing its partitions
+//! (partition `p` read by consumer `p mod 2`). The merged report must say exactly what the relay
+//! did.
 
 use std::collections::BTreeSet;
 use std::path::Path;

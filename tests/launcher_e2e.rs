@@ -139,7 +139,21 @@ fn two_consumers_read_back_exactly_what_two_producers_wrote_to_the_mock_cluster(
             Some("orders")
         );
         assert!(!c.scenario.contains_key("FLEETLOAD_TRACE"));
-        places.push(c.scenario.get("FLEETLOAD_CONSUMER").cloned().unwrap());
+        let place = c.scenario.get("FLEETLOAD_CONSUMER").cloned().unwrap();
+        // Partition p is read by consumer p mod 2, for the whole run.
+        let mine = if place == "0/2" {
+            "[0, 2, 4]"
+        } else {
+            "[1, 3, 5]"
+        };
+        assert!(
+            read.source
+                .as_deref()
+                .is_some_and(|s| s.contains(&format!("read {mine}"))),
+            "{place}: {:?}",
+            read.source
+        );
+        places.push(place);
         assert!(read.clock.contains("same host"), "{}", read.clock);
     }
     assert_eq!(places, ["0/2", "1/2"]);

@@ -18,10 +18,9 @@ use crate::worker::sink::{Files, Target};
 
 /// Local tasks start this long after launch unless `--start-delay` says otherwise.
 pub const LOCAL_START_DELAY: Duration = Duration::from_secs(3);
-/// The same with consumer tasks: a Kafka consumer group takes about 3 s to form (brokers wait
-/// `group.initial.rebalance.delay.ms` for more members, and the embedded broker does too), and
-/// events produced before the consumers hold their partitions would show that wait as
-/// end-to-end latency.
+/// The same with consumer tasks: they must hold their partitions or shards (the topic's
+/// metadata and an offset lookup per partition, or the shard list and an iterator per shard)
+/// before the first event is due, or the wait shows as end-to-end latency.
 pub const LOCAL_START_DELAY_WITH_CONSUMERS: Duration = Duration::from_secs(6);
 /// ECS tasks start this long after launch: Fargate takes tens of seconds to pull and start.
 pub const ECS_START_DELAY: Duration = Duration::from_secs(120);

@@ -72,8 +72,8 @@ pub struct EndToEnd {
     /// How long a consumer reads after the producers' planned end.
     pub settle: Duration,
     /// This consumer's index among the run's `consumers` (`FLEETLOAD_CONSUMER=INDEX/COUNT`):
-    /// Kinesis shard `n` is read by the consumer with index `n mod consumers`. Kafka consumers
-    /// share partitions through their consumer group instead.
+    /// Kinesis shard `n`, and Kafka partition `n`, is read by the consumer with index
+    /// `n mod consumers`.
     pub consumer_index: u32,
     /// How many consumer tasks the run has.
     pub consumers: u32,

@@ -1,34 +1,43 @@
-//! Reading a Kafka topic in a consumer group of the run (`fleetload-<run id>`), so the run's
-//! consumer tasks share its partitions.
+//! Reading a Kafka topic, the run's consumer tasks sharing its partitions as they share a
+//! Kinesis stream's shards: partition `p` is read by the consumer with index `p mod consumers`
+//! (`FLEETLOAD_CONSUMER=INDEX/COUNT`), from the first record at or after the run's start
+//! instant (Kafka's offsets for a time; from the beginning on a broker that cannot look offsets
+//! up by time, such as librdkafka's mock cluster) until the deadline. Partitions added to the
+//! topic during the run are picked up (the topic's metadata is read again every few seconds)
+//! and read from their beginning.
 //!
-//! Exactness across rebalances: offsets are never committed automatically. A consumer that
-//! loses partitions commits its position in them first (in the revoke callback, before
-//! librdkafka hands them on), and a consumer that gets a partition continues from that commit;
-//! a partition nobody read yet starts at the first record at or after the run's start instant
-//! (Kafka's offsets for a time; from the beginning on a broker that cannot look offsets up by
-//! time, such as librdkafka's mock cluster). So no record is read twice by the run's consumers
-//! unless it is in the topic twice, and the duplicates counted are the pipeline's.
+//! Why not a consumer group: the count must be exact, and a group's rebalance moves a
+//! partition from one reader to another. The next reader continues where the last one
+//! committed, and brokers refuse commits while a group is re-forming (librdkafka's mock
+//! cluster always does), so records are read twice and would be counted as the pipeline's
+//! duplicates. A member joining late also stops every member's reading while the group forms
+//! again, which shows as end-to-end latency. Each partition here has exactly one reader for the
+//! whole run, known in advance, so no record is read twice unless it is in the topic twice,
+//! and no offset is committed, so the reader needs no group permissions. A consumer task that
+//! fails leaves its partitions unread; the merge names it as missing in its coverage rather
+//! than reporting what it would have read as lost. The client still has the run's group id,
+//! `fleetload-<run id>`: librdkafka assigns partitions only to a client with one.
 //!
 //! The reader connects the way the producer does, through the Kafka sink's configuration path
 //! (`worker::sink::kafka`): the same `FLEETLOAD_KAFKA_*` properties, TLS with the system CA
 //! bundle when no CA is given, Amazon MSK IAM tokens signed by its own context, and the
 //! preflight that names a certificate or authentication failure at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
-use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{now_us, stopped, Read, CLOCK_NOTE};
 use crate::model::delivery::ConsumerRecorder;
 use crate::model::report::Outcome;
+use crate::model::trace::EndToEnd;
 use crate::worker::produce::StopSignal;
 use crate::worker::sink::kafka::{
     check_topic, config_error, consumer_config, is_tls, token_source, watched_client_context,
@@ -39,160 +48,99 @@ use crate::worker::sink::kafka::{
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// One poll's wait: the deadline and the stop flag are looked at this often when idle.
 const POLL: Duration = Duration::from_millis(100);
-/// How long before the start instant the run's consumers join their group, all at once.
-///
-/// A broker forms a new group `group.initial.rebalance.delay.ms` (3 s by default, librdkafka's
-/// mock cluster too) after its first member joins, with every member that joined by then. A
-/// member joining later starts a second rebalance, in which nobody reads until every member
-/// has joined again; librdkafka's mock cluster even waits out the session timeout (45 s by
-/// default) then. Consumer tasks start at different moments (processes under load, ECS tasks
-/// tens of seconds apart), but they share the start instant: joining together this long
-/// before it forms the group once, with every consumer in it and the partitions held when the
-/// first event is due.
-const JOIN_LEAD: Duration = Duration::from_secs(4);
+/// How often the topic's partitions are counted again, to pick up partitions added during
+/// the run.
+const NEW_PARTITIONS_EVERY: Duration = Duration::from_secs(5);
+/// How long that count may wait for the brokers (reading waits meanwhile).
+const METADATA_WAIT: Duration = Duration::from_secs(1);
 
-/// Rebalance handling (see the module documentation); librdkafka's logs, errors and token
-/// requests go to its [`ClientWatch`], as the producer's do.
-struct GroupContext {
-    start_ms: i64,
-    /// Partitions assigned so far, for the report.
-    partitions: Mutex<std::collections::BTreeSet<i32>>,
-    /// Tokens and connection problems, as every Kafka client of the worker keeps them.
+/// librdkafka's logs, errors and token requests go to the reader's [`ClientWatch`], as the
+/// producer's do.
+struct ReaderContext {
     watch: ClientWatch,
 }
 
-watched_client_context!(GroupContext);
+watched_client_context!(ReaderContext);
 
-impl ConsumerContext for GroupContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let starts = self.start_offsets(consumer, tpl);
-                for ((topic, partition), offset) in starts {
-                    let _ = tpl.set_partition_offset(&topic, partition, offset);
-                    self.partitions.lock().expect("no panics").insert(partition);
-                }
-                tracing::info!(partitions = ?tpl.to_topic_map().keys().map(|(_, p)| *p).collect::<Vec<_>>(), "partitions assigned");
-                if let Err(e) = consumer.assign(tpl) {
-                    tracing::error!("cannot take the assigned partitions: {e}");
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                commit_positions(consumer);
-                if let Err(e) = consumer.unassign() {
-                    tracing::warn!("cannot give the partitions back: {e}");
-                }
-            }
-            other => {
-                tracing::error!("rebalance error: {other:?}");
-                let _ = consumer.unassign();
-            }
-        }
-    }
+impl ConsumerContext for ReaderContext {}
+
+/// Whether partition `p` is this consumer's: `p mod consumers == index`.
+fn is_mine(p: i32, index: u32, consumers: u32) -> bool {
+    u32::try_from(p).is_ok_and(|p| p % consumers.max(1) == index)
 }
 
-impl GroupContext {
-    /// Where each assigned partition starts: the group's commit (another consumer of the run
-    /// read it until there), else the first record at or after the start instant, else the
-    /// end as it was before the lookup (no record of the run had arrived), else the beginning
-    /// (records from before the start then count as foreign).
-    fn start_offsets(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        tpl: &TopicPartitionList,
-    ) -> Vec<((String, i32), Offset)> {
-        let committed = consumer
-            .committed_offsets(tpl.clone(), BROKER_TIMEOUT)
-            .map(|c| c.to_topic_map())
-            .unwrap_or_default();
-        let mut out = Vec::new();
-        for elem in tpl.elements() {
-            let key = (elem.topic().to_string(), elem.partition());
-            if let Some(Offset::Offset(o)) = committed.get(&key) {
-                out.push((key, Offset::Offset(*o)));
-                continue;
+/// Where each of `partitions` starts: the first record at or after the start instant, else
+/// the end as it was before the lookup (no record of the run had arrived), else the
+/// beginning (records from before the start then count as foreign).
+fn start_offsets(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    partitions: &[i32],
+    start_ms: i64,
+) -> TopicPartitionList {
+    let mut out = TopicPartitionList::new();
+    for &partition in partitions {
+        let marks = consumer.fetch_watermarks(topic, partition, BROKER_TIMEOUT);
+        let at = |ms: i64| {
+            let mut by_time = TopicPartitionList::new();
+            let _ = by_time.add_partition_offset(topic, partition, Offset::Offset(ms));
+            consumer
+                .offsets_for_times(by_time, BROKER_TIMEOUT)
+                .ok()
+                .and_then(|t| t.find_partition(topic, partition).map(|e| e.offset()))
+        };
+        let offset = match (at(start_ms), marks) {
+            (Some(Offset::Offset(o)), _) => Offset::Offset(o),
+            // "No record at or after the start" while the partition holds records: true of a
+            // broker that looks offsets up by time only if it also finds none at or after time
+            // 0. librdkafka's mock cluster (the embedded broker) answers "none" to every lookup
+            // by time; the run's records would then be skipped, so it is read from the
+            // beginning (a fresh topic there: nothing older to count).
+            (Some(Offset::End), Ok((low, high)))
+                if low < high && matches!(at(0), Some(Offset::End)) =>
+            {
+                tracing::warn!(
+                    partition,
+                    "the brokers cannot look offsets up by time: reading the partition from \
+                     its beginning (records older than the run count as foreign)"
+                );
+                Offset::Beginning
             }
-            let marks = consumer.fetch_watermarks(&key.0, key.1, BROKER_TIMEOUT);
-            let at = |ms: i64| {
-                let mut by_time = TopicPartitionList::new();
-                let _ = by_time.add_partition_offset(&key.0, key.1, Offset::Offset(ms));
-                consumer
-                    .offsets_for_times(by_time, BROKER_TIMEOUT)
-                    .ok()
-                    .and_then(|t| t.find_partition(&key.0, key.1).map(|e| e.offset()))
-            };
-            let offset = match (at(self.start_ms), marks) {
-                (Some(Offset::Offset(o)), _) => Offset::Offset(o),
-                // "No record at or after the start" while the partition holds records: true
-                // of a broker that looks offsets up by time only if it also finds none at or
-                // after time 0. librdkafka's mock cluster (the embedded broker) answers "none"
-                // to every lookup by time; the run's records would then be skipped, so it is
-                // read from the beginning (a fresh topic there: nothing older to count).
-                (Some(Offset::End), Ok((low, high)))
-                    if low < high && matches!(at(0), Some(Offset::End)) =>
-                {
-                    tracing::warn!(
-                        partition = key.1,
-                        "the brokers cannot look offsets up by time: reading the partition from \
-                         its beginning (records older than the run count as foreign)"
-                    );
-                    Offset::Beginning
-                }
-                (Some(Offset::End), Ok((_, high))) => Offset::Offset(high),
-                _ => Offset::Beginning,
-            };
-            out.push((key, offset));
-        }
-        out
+            (Some(Offset::End), Ok((_, high))) => Offset::Offset(high),
+            _ => Offset::Beginning,
+        };
+        let _ = out.add_partition_offset(topic, partition, offset);
     }
+    out
 }
 
-/// Commits the consumer's position in every partition it holds and has read from.
-fn commit_positions(consumer: &BaseConsumer<GroupContext>) {
-    let Ok(position) = consumer.position() else {
-        return;
-    };
-    let mut valid = TopicPartitionList::new();
-    for elem in position.elements() {
-        if let Offset::Offset(o) = elem.offset() {
-            let _ = valid.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(o));
-        }
-    }
-    if valid.count() > 0 {
-        if let Err(e) = consumer.commit(&valid, CommitMode::Sync) {
-            tracing::warn!("cannot commit the positions before a rebalance: {e}");
-        }
-    }
-}
-
-/// Reads `topic` until `deadline` or a stop signal.
+/// Reads this consumer's partitions of `topic` until `deadline` or a stop signal.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn read(
     topic: &str,
     properties: &BTreeMap<String, String>,
     run_id: &str,
     task_id: &str,
+    e2e: &EndToEnd,
     planned_start: DateTime<Utc>,
     deadline: DateTime<Utc>,
     mut recorder: ConsumerRecorder,
     stop: StopSignal,
 ) -> Result<Read, String> {
-    let group = format!("fleetload-{run_id}");
-    let mut config = consumer_config(properties, task_id, &group);
+    let (index, consumers) = (e2e.consumer_index, e2e.consumers.max(1));
+    let mut config = consumer_config(properties, task_id, &format!("fleetload-{run_id}"));
     // librdkafka warns once per producer-only property a consumer is given; the user's
-    // FLEETLOAD_KAFKA_* are shared by both roles.
-    config.set_log_level(RDKafkaLogLevel::Error);
-    let context = GroupContext {
-        start_ms: planned_start.timestamp_millis(),
-        partitions: Mutex::new(Default::default()),
+    // FLEETLOAD_KAFKA_* are shared by both roles. Debugging contexts asked for
+    // (`FLEETLOAD_KAFKA_debug=consumer`, logged with `RUST_LOG=librdkafka=debug`) are kept.
+    config.set_log_level(if properties.contains_key("debug") {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Error
+    });
+    let context = ReaderContext {
         watch: ClientWatch::new(token_source(properties).await.map_err(|e| e.0)?),
     };
-    let consumer: BaseConsumer<GroupContext> = config
+    let consumer: BaseConsumer<ReaderContext> = config
         .create_with_context(context)
         .map_err(|e| config_error(&e, properties, "consumer"))?;
     let servers = properties
@@ -211,37 +159,51 @@ pub(super) async fn read(
         })
     };
     let topic = topic.to_string();
+    let start_ms = planned_start.timestamp_millis();
     let joined = tokio::task::spawn_blocking(move || {
+        // Nothing assigned yet: a poll serves only events (errors, token requests, logs).
+        let serve = || {
+            let _ = consumer.poll(Duration::ZERO);
+        };
         let partitions = check_topic(
             consumer.client(),
             &consumer.context().watch,
-            || {
-                // Not subscribed yet: no message can come, only events (errors, token
-                // requests, logs) for the context.
-                let _ = consumer.poll(Duration::ZERO);
-            },
+            serve,
             &topic,
             &servers,
             tls,
         )
         .map_err(|e| e.0)?;
-        let join_at = planned_start - chrono::Duration::from_std(JOIN_LEAD).unwrap_or_default();
-        if let Ok(wait) = (join_at - Utc::now()).to_std() {
-            tracing::info!(
-                "joining group {group} at {} with the run's other consumers",
-                join_at.to_rfc3339()
-            );
-            let until = std::time::Instant::now() + wait;
-            while std::time::Instant::now() < until && !stop_flag.load(Ordering::Relaxed) {
-                // Not subscribed yet: only events (errors, token requests, logs) come.
-                let _ = consumer.poll(POLL.min(until.saturating_duration_since(std::time::Instant::now())));
+        let mut held = BTreeSet::new();
+        // Takes this consumer's partitions among `all` not held yet, from the first record at
+        // or after `from_ms`.
+        let take = |held: &mut BTreeSet<i32>, all: &[i32], from_ms: i64| -> Result<(), String> {
+            let new: Vec<i32> = all
+                .iter()
+                .copied()
+                .filter(|&p| is_mine(p, index, consumers) && !held.contains(&p))
+                .collect();
+            if new.is_empty() {
+                return Ok(());
             }
+            consumer
+                .incremental_assign(&start_offsets(&consumer, &topic, &new, from_ms))
+                .map_err(|e| format!("cannot read partitions {new:?} of {topic}: {e}"))?;
+            tracing::info!(partitions = ?new, "reading partitions");
+            held.extend(new);
+            Ok(())
+        };
+        let first: Vec<i32> = (0..partitions as i32).collect();
+        take(&mut held, &first, start_ms)?;
+        if held.is_empty() {
+            tracing::warn!(
+                "topic {topic} has {partitions} partition(s) for {consumers} consumers: none is \
+                 this consumer's (index {index}) unless partitions are added during the run"
+            );
         }
-        consumer
-            .subscribe(&[&topic])
-            .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
         let deadline_us = deadline.timestamp_micros().max(0) as u64;
         let mut errors = 0u64;
+        let mut counted_at = Instant::now();
         loop {
             if stop_flag.load(Ordering::Relaxed) {
                 break;
@@ -249,6 +211,19 @@ pub(super) async fn read(
             let now = now_us();
             if now >= deadline_us {
                 break;
+            }
+            if counted_at.elapsed() >= NEW_PARTITIONS_EVERY {
+                counted_at = Instant::now();
+                if let Ok(m) = consumer.fetch_metadata(Some(&topic), METADATA_WAIT) {
+                    let all: Vec<i32> = m
+                        .topics()
+                        .iter()
+                        .filter(|t| t.name() == topic)
+                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                        .collect();
+                    // A partition added during the run holds only the run's records.
+                    take(&mut held, &all, 0)?;
+                }
             }
             match consumer.poll(POLL) {
                 Some(Ok(m)) => recorder.record(m.payload().unwrap_or_default(), now_us()),
@@ -261,18 +236,10 @@ pub(super) async fn read(
                 None => {}
             }
         }
-        // Leaving the group hands the partitions on with their positions committed.
-        commit_positions(&consumer);
-        let read: Vec<i32> = consumer
-            .context()
-            .partitions
-            .lock()
-            .expect("no panics")
-            .iter()
-            .copied()
-            .collect();
+        let read: Vec<i32> = held.into_iter().collect();
         let source = format!(
-            "kafka topic {topic} ({partitions} partitions; this task read {read:?}) in group {group}"
+            "kafka topic {topic} ({partitions} partitions at the start; this task, consumer \
+             {index} of {consumers}, read {read:?})"
         );
         drop(consumer);
         Ok::<_, String>((recorder, source))
@@ -336,7 +303,7 @@ mod tests {
     /// over TLS with the system CA bundle, and the consumer's own settings are kept whatever
     /// the properties say.
     #[test]
-    fn the_reader_is_configured_like_the_producer_and_keeps_its_group_settings() {
+    fn the_reader_is_configured_like_the_producer_and_keeps_its_own_settings() {
         let p = props(&[
             (
                 "bootstrap.servers",
@@ -397,10 +364,8 @@ mod tests {
         ]);
         let mut config = consumer_config(&p, "c-1", "g");
         config.set_log_level(RDKafkaLogLevel::Emerg);
-        let consumer: BaseConsumer<GroupContext> = config
-            .create_with_context(GroupContext {
-                start_ms: 0,
-                partitions: Mutex::new(Default::default()),
+        let consumer: BaseConsumer<ReaderContext> = config
+            .create_with_context(ReaderContext {
                 watch: ClientWatch::new(Some(tokens)),
             })
             .unwrap();

@@ -3,9 +3,9 @@
 //! trace, and stores what it saw (per producer task the sequence numbers seen, end-to-end
 //! latency) as its report, beside the producers' reports.
 //!
-//! [`kafka`] reads a topic in a consumer group of the run; [`kinesis`] reads every shard of a
-//! stream from the start instant, following resharding, the shards shared among the run's
-//! consumer tasks. Either ends at the deadline or a stop signal; the report is written on every
+//! [`kafka`] reads a topic and [`kinesis`] every shard of a stream (following resharding),
+//! from the start instant, the partitions or shards shared among the run's consumer tasks by
+//! index. Either ends at the deadline or a stop signal; the report is written on every
 //! path out.
 
 mod kafka;
@@ -111,6 +111,7 @@ pub(crate) async fn run(
                 properties,
                 &scenario.run_id,
                 task_id,
+                e2e,
                 planned_start,
                 deadline,
                 recorder,

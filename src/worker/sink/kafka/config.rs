@@ -39,10 +39,11 @@ pub(crate) fn client_config(properties: &BTreeMap<String, String>, task_id: &str
     config
 }
 
-/// The configuration of consumer task `task_id`'s reader in consumer group `group`: the same
-/// security settings and user properties as a producer's, then the consumer's own settings,
-/// set last because the exact count depends on them: positions are committed by the reader
-/// itself, never automatically (see `worker::consume::kafka`).
+/// The configuration of consumer task `task_id`'s reader: the same security settings and
+/// user properties as a producer's, then the reader's own settings, set last because the exact
+/// count depends on them. The reader is given its partitions and commits nothing (see
+/// `worker::consume::kafka`); `group` (the run's, `fleetload-<run id>`) is only the id
+/// librdkafka needs to assign partitions: no member ever joins it.
 pub(crate) fn consumer_config(
     properties: &BTreeMap<String, String>,
     task_id: &str,

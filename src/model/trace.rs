@@ -235,11 +235,17 @@ fn parse_pointer(text: &str) -> Result<Vec<String>, String> {
 /// event to the next, `,"<field>":"<task>:<seq>:<intended µs>"}`, and its numbers are stepped
 /// in place: the sequence number grows by one, the intended time by the schedule's interval
 /// (not at all within a burst of unpaced events). A step is a few byte operations; formatting
-/// the numbers again costs a division per two digits. Each event then takes one copy.
+/// the numbers again costs a division per two digits. Each event then takes one copy, of a
+/// fixed [`COPY`] bytes when the tail fits in them (the default field and any task id of up
+/// to 36 characters do): a copy of known length is a few vector moves, where one of a length
+/// known only at run time is a call into `memcpy` that cost as much as the rest of the trace.
 #[derive(Debug, Clone)]
 pub struct TraceWriter {
-    /// `,"<field>":"<task id>:<seq>:<intended µs>"}`.
-    tail: Vec<u8>,
+    /// `,"<field>":"<task id>:<seq>:<intended µs>"}` (the tail, `len` bytes), then zeros up to
+    /// at least [`COPY`] + 1 bytes, so a fixed-length copy from offset 0 or 1 stays inside.
+    buf: Vec<u8>,
+    /// Length of the tail in `buf`.
+    len: usize,
     /// Length of `,"<field>":"<task id>:`.
     prefix_len: usize,
     next_seq: u64,
@@ -253,6 +259,8 @@ pub struct TraceWriter {
 /// Steps up to this size are added to the digits in place; larger ones (and steps back)
 /// format the number again.
 const SMALL_STEP: u64 = 1_000;
+/// The fixed length of the trace's copy into an event, when the tail fits.
+const COPY: usize = 96;
 
 /// Adds `step` to the decimal `digits` in place. False when the sum needs one more digit
 /// (the digits are then not to be used).
@@ -291,7 +299,8 @@ impl TraceWriter {
         tail.push(b':');
         let prefix_len = tail.len();
         let mut w = TraceWriter {
-            tail,
+            buf: tail,
+            len: 0,
             prefix_len,
             next_seq: 0,
             seq: 0,
@@ -305,40 +314,47 @@ impl TraceWriter {
     /// Writes both numbers after the prefix afresh.
     fn write_numbers(&mut self, seq: u64, us: u64) {
         let mut b = itoa::Buffer::new();
-        self.tail.truncate(self.prefix_len);
-        self.tail.extend_from_slice(b.format(seq).as_bytes());
-        self.seq_end = self.tail.len();
-        self.tail.push(b':');
-        self.tail.extend_from_slice(b.format(us).as_bytes());
-        self.tail.extend_from_slice(b"\"}");
+        self.buf.truncate(self.prefix_len);
+        self.buf.extend_from_slice(b.format(seq).as_bytes());
+        self.seq_end = self.buf.len();
+        self.buf.push(b':');
+        self.buf.extend_from_slice(b.format(us).as_bytes());
+        self.buf.extend_from_slice(b"\"}");
+        self.len = self.buf.len();
+        // Room for a fixed-length copy from offset 0 or 1.
+        self.buf.resize(self.len.max(COPY + 1), 0);
         self.seq = seq;
         self.us = us;
     }
 
-    /// Brings the numbers in `tail` to `seq` and `us`.
+    /// Brings the numbers in the tail to `seq` and `us`.
+    #[inline]
     fn step_to(&mut self, seq: u64, us: u64) {
         // The common case first: the next sequence number, the same instant, no carry.
         if seq == self.seq + 1 && us == self.us {
-            let last = &mut self.tail[self.seq_end - 1];
+            let last = &mut self.buf[self.seq_end - 1];
             if *last < b'9' {
                 *last += 1;
                 self.seq = seq;
                 return;
             }
         }
+        self.step_slowly(seq, us);
+    }
+
+    /// [`TraceWriter::step_to`] past its common case.
+    #[inline(never)]
+    fn step_slowly(&mut self, seq: u64, us: u64) {
         let seq_ok = seq == self.seq
             || (seq > self.seq
                 && seq - self.seq <= SMALL_STEP
-                && add_to_digits(
-                    &mut self.tail[self.prefix_len..self.seq_end],
-                    seq - self.seq,
-                ));
-        let us_end = self.tail.len() - 2;
+                && add_to_digits(&mut self.buf[self.prefix_len..self.seq_end], seq - self.seq));
+        let us_end = self.len - 2;
         let us_ok = seq_ok
             && (us == self.us
                 || (us > self.us
                     && us - self.us <= SMALL_STEP
-                    && add_to_digits(&mut self.tail[self.seq_end + 1..us_end], us - self.us)));
+                    && add_to_digits(&mut self.buf[self.seq_end + 1..us_end], us - self.us)));
         if us_ok {
             self.seq = seq;
             self.us = us;
@@ -351,31 +367,51 @@ impl TraceWriter {
     /// replaced by `_`).
     pub fn task(&self) -> &str {
         let end = self.prefix_len - 1;
-        let start = self.tail[..end]
+        let start = self.buf[..end]
             .iter()
             .rposition(|&b| b == b'"')
             .map_or(0, |i| i + 1);
-        std::str::from_utf8(&self.tail[start..end]).unwrap_or_default()
+        std::str::from_utf8(&self.buf[start..end]).unwrap_or_default()
     }
 
     /// Adds the trace to `value`, a JSON object, just before its closing brace, and returns
     /// the event's sequence number. The closing brace is the last non-blank byte (a template
     /// is checked to render an object when tracing is on).
     pub fn append(&mut self, value: &mut Vec<u8>, intended_epoch_us: u64) -> u64 {
-        while value.last().is_some_and(u8::is_ascii_whitespace) {
-            value.pop();
-        }
+        // The generator's payloads end with the brace; a template may add blanks after it.
         if value.last() == Some(&b'}') {
             value.pop();
+        } else {
+            while value.last().is_some_and(u8::is_ascii_whitespace) {
+                value.pop();
+            }
+            if value.last() == Some(&b'}') {
+                value.pop();
+            }
         }
-        let empty = value
-            .iter()
-            .rev()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|&b| b == b'{');
+        let empty = match value.last() {
+            Some(b'{') => true,
+            Some(b) if !b.is_ascii_whitespace() => false,
+            _ => value
+                .iter()
+                .rev()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|&b| b == b'{'),
+        };
         let seq = self.next_seq;
         self.step_to(seq, intended_epoch_us);
-        value.extend_from_slice(if empty { &self.tail[1..] } else { &self.tail });
+        // Without a member before it the trace needs no comma.
+        let skip = usize::from(empty);
+        if self.len <= COPY {
+            let at = value.len();
+            let fixed: &[u8; COPY] = self.buf[skip..skip + COPY]
+                .try_into()
+                .expect("buf holds COPY + 1 bytes");
+            value.extend_from_slice(fixed);
+            value.truncate(at + self.len - skip);
+        } else {
+            value.extend_from_slice(&self.buf[skip..self.len]);
+        }
         self.next_seq += 1;
         seq
     }
@@ -602,6 +638,22 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&v).unwrap();
         }
         assert_eq!(w.next_seq, 3);
+        // A tail longer than the fixed-length copy (a long field name and task id), into an
+        // empty object and into one with members.
+        let field = "f".repeat(MAX_FIELD_LEN);
+        let task = "t".repeat(60);
+        let mut w = TraceWriter::new(&field, &task);
+        for (body, expected) in [
+            (&b"{}"[..], format!("{{\"{field}\":\"{task}:0:5\"}}")),
+            (
+                b"{\"a\":1}",
+                format!("{{\"a\":1,\"{field}\":\"{task}:1:5\"}}"),
+            ),
+        ] {
+            let mut v = body.to_vec();
+            w.append(&mut v, 5);
+            assert_eq!(String::from_utf8(v).unwrap(), expected);
+        }
         // A task id with characters that would need escaping is written safely.
         let w = TraceWriter::new("f", "host:1\"x");
         assert_eq!(w.task(), "host_1_x");

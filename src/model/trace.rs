@@ -200,6 +200,12 @@ impl EndToEnd {
         }
         Ok(e2e)
     }
+
+    /// Whether this consumer reads Kinesis shard or Kafka partition number `n`: the one whose
+    /// index is `n mod consumers` does, so the run's consumers read each exactly once.
+    pub fn reads(&self, n: u64) -> bool {
+        n % u64::from(self.consumers.max(1)) == u64::from(self.consumer_index)
+    }
 }
 
 /// The reference tokens of an RFC 6901 pointer (`~1` is `/`, `~0` is `~`). The trace cannot be
@@ -657,6 +663,22 @@ mod tests {
         // A task id with characters that would need escaping is written safely.
         let w = TraceWriter::new("f", "host:1\"x");
         assert_eq!(w.task(), "host_1_x");
+    }
+
+    #[test]
+    fn each_shard_or_partition_is_read_by_exactly_one_consumer() {
+        let consumers: Vec<EndToEnd> = (0..3)
+            .map(|i| e2e([None, None, None, None, None, Some(&format!("{i}/3"))]).unwrap())
+            .collect();
+        for n in 0..10u64 {
+            let readers: Vec<u32> = consumers
+                .iter()
+                .filter(|c| c.reads(n))
+                .map(|c| c.consumer_index)
+                .collect();
+            assert_eq!(readers, [(n % 3) as u32], "shard or partition {n}");
+        }
+        assert!(EndToEnd::default().reads(7));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! duplicates. A member joining late also stops every member's reading while the group forms
 //! again, which shows as end-to-end latency. Each partition here has exactly one reader for the
 //! whole run, known in advance, so no record is read twice unless it is in the topic twice,
-//! and no offset is committed, so the reader needs no group permissions. A consumer task that
+//! and no offset is committed. A consumer task that
 //! fails leaves its partitions unread; the merge names it as missing in its coverage rather
 //! than reporting what it would have read as lost. The client still has the run's group id,
 //! `fleetload-<run id>`: librdkafka assigns partitions only to a client with one.
@@ -63,11 +63,6 @@ struct ReaderContext {
 watched_client_context!(ReaderContext);
 
 impl ConsumerContext for ReaderContext {}
-
-/// Whether partition `p` is this consumer's: `p mod consumers == index`.
-fn is_mine(p: i32, index: u32, consumers: u32) -> bool {
-    u32::try_from(p).is_ok_and(|p| p % consumers.max(1) == index)
-}
 
 /// Where each of `partitions` starts: the first record at or after the start instant, else
 /// the end as it was before the lookup (no record of the run had arrived), else the
@@ -127,7 +122,8 @@ pub(super) async fn read(
     mut recorder: ConsumerRecorder,
     stop: StopSignal,
 ) -> Result<Read, String> {
-    let (index, consumers) = (e2e.consumer_index, e2e.consumers.max(1));
+    let (index, consumers) = (e2e.consumer_index, e2e.consumers);
+    let e2e = e2e.clone();
     let mut config = consumer_config(properties, task_id, &format!("fleetload-{run_id}"));
     // librdkafka warns once per producer-only property a consumer is given; the user's
     // FLEETLOAD_KAFKA_* are shared by both roles. Debugging contexts asked for
@@ -181,7 +177,7 @@ pub(super) async fn read(
             let new: Vec<i32> = all
                 .iter()
                 .copied()
-                .filter(|&p| is_mine(p, index, consumers) && !held.contains(&p))
+                .filter(|&p| u64::try_from(p).is_ok_and(|n| e2e.reads(n)) && !held.contains(&p))
                 .collect();
             if new.is_empty() {
                 return Ok(());

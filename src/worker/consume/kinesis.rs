@@ -59,7 +59,7 @@ fn shard_number(id: &str) -> u64 {
 
 /// Whether this consumer reads the shard.
 fn is_mine(shard_id: &str, e2e: &EndToEnd) -> bool {
-    shard_number(shard_id) % u64::from(e2e.consumers) == u64::from(e2e.consumer_index)
+    e2e.reads(shard_number(shard_id))
 }
 
 async fn client() -> Result<Client, String> {

@@ -18,6 +18,7 @@ use base64::Engine;
 use hdrhistogram::Histogram;
 use roaring::RoaringTreemap;
 
+use crate::model::live::{ConsumerTally, Windows};
 use crate::model::report::{new_histogram, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG};
 use crate::model::trace::{Trace, TraceFinder};
 
@@ -83,6 +84,8 @@ pub struct ConsumerRecorder {
     open: BTreeMap<u64, Histogram<u64>>,
     closed: BTreeMap<u64, Histogram<u64>>,
     newest_second: u64,
+    /// Live windows by the second a record was read, when the task publishes them.
+    live: Option<Windows<ConsumerTally>>,
 }
 
 impl std::fmt::Debug for ConsumerRecorder {
@@ -109,7 +112,46 @@ impl ConsumerRecorder {
             open: BTreeMap::new(),
             closed: BTreeMap::new(),
             newest_second: 0,
+            live: None,
         }
+    }
+
+    /// Keeps live windows of `interval_s` seconds, by the second each record is read (from
+    /// the planned start), to be taken with [`ConsumerRecorder::take_live_windows`].
+    pub fn live_windows(&mut self, interval_s: u64) {
+        self.live = Some(Windows::new(interval_s));
+    }
+
+    /// The second from the planned start of an instant `at_us` (epoch µs).
+    fn second_of(&self, at_us: u64) -> u64 {
+        at_us.saturating_sub(self.planned_start_us) / 1_000_000
+    }
+
+    /// The live windows that ended by `now_us` (epoch µs), in order, as `(window, tally)`;
+    /// empty when live windows are off. Cheap when none ended: readers call it after every poll.
+    pub fn take_live_windows(&mut self, now_us: u64) -> Vec<(u64, ConsumerTally)> {
+        let now_s = self.second_of(now_us);
+        let mut taken = Vec::new();
+        if let Some(live) = &mut self.live {
+            while (live.floor() + 1) * live.interval_s() <= now_s {
+                taken.push(live.take());
+            }
+        }
+        taken
+    }
+
+    /// At the end: every window not taken yet, up to the one holding `now_us` (epoch µs), the
+    /// last of them the task's final window. Empty when live windows are off.
+    pub fn take_final_windows(&mut self, now_us: u64) -> Vec<(u64, ConsumerTally)> {
+        let now_s = self.second_of(now_us);
+        let mut taken = Vec::new();
+        if let Some(live) = &mut self.live {
+            let last = live.last_open().max(live.window_of(now_s));
+            while live.floor() <= last {
+                taken.push(live.take());
+            }
+        }
+        taken
     }
 
     /// Records one record read at `read_at_us` (epoch µs).
@@ -118,7 +160,13 @@ impl ConsumerRecorder {
             Some(trace) if trace.intended_us + EARLIER_RUN_US >= self.planned_start_us => {
                 self.seen_trace(trace, read_at_us)
             }
-            _ => self.foreign += 1,
+            _ => {
+                self.foreign += 1;
+                let second = self.second_of(read_at_us);
+                if let Some(live) = &mut self.live {
+                    live.at(second).foreign += 1;
+                }
+            }
         }
     }
 
@@ -128,13 +176,28 @@ impl ConsumerRecorder {
             Some(set) => set,
             None => self.producers.entry(trace.task.to_vec()).or_default(),
         };
-        if !set.insert(trace.seq) {
+        let new = set.insert(trace.seq);
+        if !new {
             self.duplicates += 1;
         }
         let us = read_at_us
             .saturating_sub(trace.intended_us)
             .clamp(1, HISTOGRAM_MAX_US);
         self.latency.saturating_record(us);
+        let read_second = self.second_of(read_at_us);
+        if let Some(live) = &mut self.live {
+            let intended_window = trace.intended_us.saturating_sub(self.planned_start_us)
+                / 1_000_000
+                / live.interval_s();
+            let w = live.at(read_second);
+            w.seen += 1;
+            w.latency.saturating_record(us);
+            if new {
+                *w.unique_by_intended.entry(intended_window).or_default() += 1;
+            } else {
+                w.duplicates += 1;
+            }
+        }
         let second = trace.intended_us.saturating_sub(self.planned_start_us) / 1_000_000;
         let h = match self.open.get_mut(&second) {
             Some(h) => h,

@@ -35,6 +35,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "FLEETLOAD_CONSUMER",
     "FLEETLOAD_KEY_DISTRIBUTION",
     "FLEETLOAD_KINESIS_AGGREGATE",
+    "FLEETLOAD_LIVE_INTERVAL",
 ];
 
 /// A scenario the user cannot run as given. Every variant names the variable and what is accepted.
@@ -159,6 +160,36 @@ pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ScenarioError
         ));
     }
     Ok(d)
+}
+
+/// Parses `FLEETLOAD_LIVE_INTERVAL`: `off`, or a whole number of seconds from
+/// [`MIN_LIVE_INTERVAL`](crate::model::live::MIN_LIVE_INTERVAL) to
+/// [`MAX_LIVE_INTERVAL`](crate::model::live::MAX_LIVE_INTERVAL) (`None` is off).
+pub fn parse_live_interval(name: &str, value: &str) -> Result<Option<Duration>, ScenarioError> {
+    use crate::model::live::{MAX_LIVE_INTERVAL, MIN_LIVE_INTERVAL};
+    let accepted = "off, or a whole number of seconds from 1s to 1h such as 10s, 30s or 1m";
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(value.trim())
+        .map_err(|e| ScenarioError::invalid(name, value, e.to_string(), accepted))?;
+    if d.subsec_nanos() != 0 {
+        return Err(ScenarioError::invalid(
+            name,
+            value,
+            "not a whole number of seconds (a window is made of the time series' seconds)",
+            accepted,
+        ));
+    }
+    if !(MIN_LIVE_INTERVAL..=MAX_LIVE_INTERVAL).contains(&d) {
+        return Err(ScenarioError::invalid(
+            name,
+            value,
+            "out of range",
+            accepted,
+        ));
+    }
+    Ok(Some(d))
 }
 
 /// Parses events per second: a non-negative number, optionally with a `/s` suffix and `k`/`M`.

@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 
+use crate::model::live::{WindowTally, Windows};
 use crate::model::profile::LoadProfile;
 use crate::model::report::{
     new_histogram, Counts, HlogSpool, HlogWriter, KinesisCounts, SecondRow, ShardCounts, SpooledLog,
@@ -100,7 +101,71 @@ pub struct Recorder {
     /// Finds the trace in a failed event's payload (sinks that hand the payload back with a
     /// failure, as librdkafka's delivery report does); `None` when events carry no trace.
     trace_finder: Option<crate::model::trace::TraceFinder>,
+    /// Live windows, when the task publishes them (see [`Recorder::live_windows`]).
+    live: Option<LiveTallies>,
+    /// Production has ended: what was planned is now `attempted + unsent`.
+    production_ended: bool,
     finished: bool,
+}
+
+/// The live windows of a producer task and what was already taken of them.
+///
+/// Acknowledgements and bytes are not tallied per window: they are read from the per-second
+/// rows when a window is taken (an acknowledgement is never recorded in a second before the
+/// open one, so a taken window's rows do not change), which keeps the hot path as it is. The
+/// rest (attempts per burst, failures, retries, unsent) is tallied per window as it comes.
+#[derive(Debug)]
+struct LiveTallies {
+    windows: Windows<WindowTally>,
+    /// Count acknowledgements by the window of their intended time (events carry a trace).
+    by_intended: bool,
+    /// Acknowledgements counted by intended window but not yet added to their window's tally:
+    /// most fall in the same pair of windows as the one before, so they are counted with two
+    /// comparisons and no division or map lookup.
+    pending: PendingIntended,
+    /// What the windows taken so far planned, and attempted or gave up, in all.
+    planned: u64,
+    done: u64,
+}
+
+/// A run of acknowledgements in one window (its seconds `[from_s, to_s)`) whose events were
+/// intended in one window (`[from_ns, to_ns)` of the task's clock): `count` of them.
+#[derive(Debug, Default, Clone, Copy)]
+struct PendingIntended {
+    from_s: u64,
+    to_s: u64,
+    intended_window: u64,
+    from_ns: u64,
+    to_ns: u64,
+    count: u64,
+}
+
+impl LiveTallies {
+    /// Adds the pending acknowledgements to their window's tally.
+    fn flush_intended(&mut self) {
+        let p = std::mem::take(&mut self.pending);
+        if p.count > 0 {
+            *self
+                .windows
+                .at(p.from_s)
+                .acknowledged_by_intended
+                .entry(p.intended_window)
+                .or_default() += p.count;
+        }
+    }
+}
+
+/// A live window taken from the recorder, ready to be written.
+#[derive(Debug)]
+pub struct TakenWindow {
+    /// The window's number (seconds `[window × interval, (window + 1) × interval)`).
+    pub window: u64,
+    /// What it holds; `counts.planned` is what the schedule called for in it.
+    pub tally: WindowTally,
+    /// Events due by its end and neither handed over nor given up then.
+    pub behind: u64,
+    /// Whether it is the task's last window.
+    pub last: bool,
 }
 
 /// How the producing loop kept up with its schedule.
@@ -150,8 +215,137 @@ impl Recorder {
             kinesis: None,
             not_acknowledged: roaring::RoaringTreemap::new(),
             trace_finder: None,
+            live: None,
+            production_ended: false,
             finished: false,
         }
+    }
+
+    /// Keeps live windows of `interval_s` seconds from now on (call before production starts):
+    /// every count and latency also goes into the window of its second, to be taken with
+    /// [`Recorder::take_live_windows`]. With `by_intended` (events carry a trace),
+    /// acknowledgements are also counted by the window of their intended send time.
+    pub fn live_windows(&mut self, interval_s: u64, by_intended: bool) {
+        self.live = Some(LiveTallies {
+            windows: Windows::new(interval_s),
+            by_intended,
+            pending: PendingIntended::default(),
+            planned: 0,
+            done: 0,
+        });
+    }
+
+    /// Production has ended: from now on what was planned is what was attempted or counted
+    /// unsent (called once the producing loop returns).
+    pub fn production_ended(&mut self) {
+        self.production_ended = true;
+    }
+
+    /// The events planned from the start until `until_ns` (task clock): the schedule's count
+    /// while production runs, exactly `attempted + unsent` once it has ended. Unpaced, 0: a
+    /// window's planned is then what it attempted (`take_window` never plans less than was done).
+    fn planned_until(&self, until_ns: u64) -> u64 {
+        match &self.profile {
+            _ if self.production_ended || self.finished => {
+                self.counts.attempted + self.counts.unsent
+            }
+            Some(p) if !p.is_unpaced() => {
+                p.events_before(Duration::from_nanos(until_ns).as_secs_f64())
+            }
+            _ => 0,
+        }
+    }
+
+    /// Takes the floor window with `planned_cum` events planned from the start to its end;
+    /// the last window takes every second from its first on.
+    fn take_window(&mut self, planned_cum: u64, last: bool) -> Option<TakenWindow> {
+        let live = self.live.as_mut()?;
+        live.flush_intended();
+        let (window, mut tally) = live.windows.take();
+        let interval = live.windows.interval_s() as usize;
+        let from = (window as usize * interval).min(self.rows.len());
+        let to = if last {
+            self.rows.len()
+        } else {
+            (from + interval).min(self.rows.len())
+        };
+        for row in &self.rows[from..to] {
+            tally.counts.acknowledged += row.acknowledged;
+            tally.bytes += row.bytes;
+        }
+        let done = live.done + tally.counts.attempted + tally.counts.unsent;
+        // Never less than what was handed over or given up, and never decreasing.
+        let planned = planned_cum.max(done).max(live.planned);
+        tally.counts.planned = planned - live.planned;
+        live.planned = planned;
+        live.done = done;
+        Some(TakenWindow {
+            window,
+            tally,
+            behind: planned - done,
+            last,
+        })
+    }
+
+    /// The live windows that ended by `now_ns` (task clock), in order: each window's seconds
+    /// are closed first (their histograms added into it, as into the interval log), and what
+    /// comes later for a taken window counts in the next one. Empty when live windows are off.
+    pub fn take_live_windows(&mut self, now_ns: u64) -> Vec<TakenWindow> {
+        let mut taken = Vec::new();
+        let now_s = self.second_of(now_ns);
+        while let Some(live) = &self.live {
+            let interval = live.windows.interval_s();
+            let window = live.windows.floor();
+            let end_s = (window + 1) * interval;
+            if end_s > now_s {
+                break;
+            }
+            if self.open_second < end_s {
+                self.close_open_second();
+                self.open_second = end_s;
+            }
+            let end_ns = (end_s * 1_000_000_000).saturating_sub(self.late_ns);
+            let planned = self.planned_until(end_ns);
+            taken.extend(self.take_window(planned, false));
+        }
+        taken
+    }
+
+    /// After [`Recorder::finish`]: every window not taken yet, up to the one holding `end_ns`
+    /// (task clock), the last of them marked final; together with those taken before they
+    /// add up to the final counts. Empty when live windows are off.
+    pub fn take_final_windows(&mut self, end_ns: u64) -> Vec<TakenWindow> {
+        let Some(live) = &self.live else {
+            return Vec::new();
+        };
+        let interval = live.windows.interval_s();
+        let last = live
+            .windows
+            .last_open()
+            .max(live.windows.window_of(self.second_of(end_ns)));
+        let final_planned = self.counts.attempted + self.counts.unsent;
+        let mut taken = Vec::new();
+        while let Some(live) = &self.live {
+            let window = live.windows.floor();
+            if window > last {
+                break;
+            }
+            let planned = if window == last {
+                final_planned
+            } else {
+                let end_s = (window + 1) * interval;
+                let end_t =
+                    Duration::from_nanos((end_s * 1_000_000_000).saturating_sub(self.late_ns));
+                match &self.profile {
+                    Some(p) if !p.is_unpaced() => {
+                        p.events_before(end_t.as_secs_f64()).min(final_planned)
+                    }
+                    _ => 0,
+                }
+            };
+            taken.extend(self.take_window(planned, window == last));
+        }
+        taken
     }
 
     /// Restarts the clock at `origin`, `late_ns` after the run's planned start `planned_start`,
@@ -196,6 +390,9 @@ impl Recorder {
         self.counts.attempted += n;
         let s = self.second_of(at_ns);
         self.row(s).attempted += n;
+        if let Some(live) = &mut self.live {
+            live.windows.at(s).counts.attempted += n;
+        }
     }
 
     /// `n` events the schedule intended at `intended_ns` that were never handed to the target.
@@ -207,6 +404,9 @@ impl Recorder {
         let s = self.second_of(intended_ns);
         self.row(s).unsent += n;
         self.behind_from(s);
+        if let Some(live) = &mut self.live {
+            live.windows.at(s).counts.unsent += n;
+        }
     }
 
     /// The producing loop waited `ns` for the target to take an event.
@@ -248,16 +448,39 @@ impl Recorder {
         self.service.saturating_record(service_us);
         self.counts.acknowledged += 1;
         self.bytes += bytes;
-        let s = self.second_of(at_ns);
+        let mut s = self.second_of(at_ns);
         if s > self.open_second {
             self.close_open_second();
             self.open_second = s;
+        } else {
+            // An acknowledgement that raced a second boundary (its time read before another
+            // thread's later one was recorded) lands in the open second, in the row as in the
+            // histogram, so that a second's count is its histogram's.
+            s = self.open_second;
         }
-        // An acknowledgement that raced a second boundary lands in the open second's histogram.
         self.open.saturating_record(latency_us);
         let row = self.row(s);
         row.acknowledged += 1;
         row.bytes += bytes;
+        if let Some(live) = self.live.as_mut().filter(|l| l.by_intended) {
+            let p = &live.pending;
+            if s < p.from_s || s >= p.to_s || intended_ns < p.from_ns || intended_ns >= p.to_ns {
+                live.flush_intended();
+                let interval = live.windows.interval_s();
+                let window = live.windows.window_of(s);
+                let span = interval * 1_000_000_000;
+                let intended_window = (intended_ns + self.late_ns) / span;
+                live.pending = PendingIntended {
+                    from_s: window * interval,
+                    to_s: (window + 1) * interval,
+                    intended_window,
+                    from_ns: (intended_window * span).saturating_sub(self.late_ns),
+                    to_ns: ((intended_window + 1) * span).saturating_sub(self.late_ns),
+                    count: 0,
+                };
+            }
+            live.pending.count += 1;
+        }
     }
 
     fn close_open_second(&mut self) {
@@ -269,6 +492,10 @@ impl Recorder {
         let (p50, p99, max) = (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
         if let Err(e) = self.hlog.push(s, h) {
             self.hlog_error.get_or_insert(e);
+        }
+        if let Some(live) = &mut self.live {
+            // The window's histogram is the sum of its seconds' (the interval log's) histograms.
+            let _ = live.windows.at(s).latency.add(h);
         }
         let row = self.row(s);
         row.p50_ms = p50 as f64 / 1000.0;
@@ -296,6 +523,11 @@ impl Recorder {
             .or_default()
             .entry(s)
             .or_default() += n;
+        if let Some(live) = &mut self.live {
+            let w = &mut live.windows.at(s).counts;
+            w.failed += n;
+            *w.failed_by_code.entry(code.to_string()).or_default() += n;
+        }
     }
 
     /// Names failed events by their sequence numbers (called with [`Recorder::failed`] where
@@ -341,6 +573,11 @@ impl Recorder {
             .or_default()
             .entry(s)
             .or_default() += n;
+        if let Some(live) = &mut self.live {
+            let w = &mut live.windows.at(s).counts;
+            w.retried += n;
+            *w.retried_by_code.entry(code.to_string()).or_default() += n;
+        }
     }
 
     /// The outcomes of one answer on shard `shard`: `acknowledged` events, and `failed` and
@@ -509,6 +746,7 @@ impl SharedRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::report::{Counts, THROTTLED_CODE as THROTTLE};
 
     const S: u64 = 1_000_000_000;
 
@@ -588,6 +826,82 @@ mod tests {
             vec![(2, 2), (3, 1)]
         );
         assert_eq!(m.counts.failed_by_code[UNACKNOWLEDGED], 1);
+    }
+
+    #[test]
+    fn live_windows_add_up_to_the_final_counts_and_hold_their_seconds_histograms() {
+        let profile = LoadProfile::parse_stages("10@10s").unwrap();
+        let mut r = Recorder::new(Instant::now(), 0);
+        r.start_clock(Instant::now(), 0, DateTime::<Utc>::UNIX_EPOCH, &profile);
+        r.live_windows(3, true);
+        let mut taken = Vec::new();
+        for s in 0..10u64 {
+            let at = s * S + 1;
+            if s == 3 {
+                // An answer timed in window 0 and recorded after it was taken: it counts in
+                // the next window (and the open second's histogram), as late as it is.
+                r.acknowledged(S, S, 2 * S, 7);
+            }
+            r.attempted(at, 10);
+            // Second 1 leaves one event unanswered until second 3; second 4 has one failure.
+            let answered = if s == 1 || s == 4 { 9 } else { 10 };
+            for k in 0..answered {
+                r.acknowledged(at, at, at + (s * 10 + k + 1) * 100_000, 7);
+            }
+            if s == 4 {
+                r.retried("ProvisionedThroughputExceededException", at, 2);
+                r.failed("InternalFailure", at, 1);
+            }
+            // The loop takes windows as they end (second 3, 6, 9).
+            taken.extend(r.take_live_windows((s + 1) * S));
+        }
+        r.unsent(9 * S, 3);
+        r.production_ended();
+        let m = r.finish(11 * S);
+        taken.extend(r.take_final_windows(11 * S));
+        let windows: Vec<u64> = taken.iter().map(|t| t.window).collect();
+        assert_eq!(windows, vec![0, 1, 2, 3]);
+        assert!(taken.last().unwrap().last);
+        assert!(taken[..3].iter().all(|t| !t.last));
+        let mut sum = Counts::default();
+        for t in &taken {
+            sum.add(&t.tally.counts);
+        }
+        assert_eq!(sum, m.counts, "the windows add up to the final counts");
+        assert_eq!(taken.iter().map(|t| t.tally.bytes).sum::<u64>(), m.bytes);
+        // Window 1 holds seconds 3–5 of the interval log, and the late acknowledgement.
+        let hlog = crate::model::report::parse_hlog(&m.hlog.unwrap().read_all().unwrap()).unwrap();
+        let mut union = new_histogram();
+        for (second, h) in &hlog {
+            if (3..6).contains(second) {
+                union.add(h).unwrap();
+            }
+        }
+        assert_eq!(taken[1].tally.latency, union);
+        assert_eq!(taken[1].tally.counts.acknowledged, 30);
+        assert_eq!(taken[0].tally.counts.acknowledged, 29);
+        assert_eq!(taken[1].tally.counts.retried_by_code[THROTTLE], 2);
+        // Planned as the schedule called for it: 30 by the end of second 3, then per window.
+        assert_eq!(taken[0].tally.counts.planned, 30);
+        assert_eq!(taken[0].behind, 0);
+        assert_eq!(taken[3].tally.counts.unsent, 3);
+        // Events intended in window 0 and acknowledged then, or late in window 1.
+        assert_eq!(taken[0].tally.acknowledged_by_intended[&0], 29);
+        assert_eq!(taken[1].tally.acknowledged_by_intended[&0], 1);
+    }
+
+    #[test]
+    fn a_window_taken_while_production_is_behind_says_how_far() {
+        let profile = LoadProfile::parse_stages("100@10s").unwrap();
+        let mut r = Recorder::new(Instant::now(), 0);
+        r.start_clock(Instant::now(), 0, DateTime::<Utc>::UNIX_EPOCH, &profile);
+        r.live_windows(2, false);
+        r.attempted(1, 150);
+        let taken = r.take_live_windows(2 * S);
+        assert_eq!(taken.len(), 1);
+        // 200 were due by the end of second 2; 150 handed over.
+        assert_eq!(taken[0].tally.counts.planned, 200);
+        assert_eq!(taken[0].behind, 50);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - [`kpl`]: the KPL aggregated-record format (magic, protobuf body, MD5 trailer): written by
 //!   the Kinesis sink when aggregation is on, read back by the Kinesis consumer;
 //! - `payload`: the sensor reading and user templates, compiled once, written per event;
+//! - [`live`]: live windows (what a task did in each interval, written while it runs; what the
+//!   launcher saw of the fleet), and the accumulators the recorders fill them from;
 //! - `measure`: the recorder of a task's outcomes (counts by code, latency from the intended
 //!   time, per-second rows and histograms);
 //! - [`report`]: `summary.json`, `timeseries.csv`, `histograms.hlog`: schema, one writer and one
@@ -29,6 +31,7 @@ pub(crate) mod delivery;
 pub(crate) mod input;
 pub(crate) mod keys;
 pub mod kpl;
+pub mod live;
 pub(crate) mod measure;
 pub(crate) mod payload;
 pub mod profile;

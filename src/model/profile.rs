@@ -158,7 +158,7 @@ impl LoadProfile {
     }
 
     /// The number of whole events due before `t` seconds: event `n` is due when `n < N(t)`.
-    fn events_before(&self, t: f64) -> u64 {
+    pub fn events_before(&self, t: f64) -> u64 {
         // A small epsilon so that rounding does not add an event when N(t) is a whole number.
         (self.events_exact(t) - 1e-9).ceil().max(0.0) as u64
     }

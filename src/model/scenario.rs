@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::model::input::{
-    is_secret_name, parse_duration, parse_int, parse_rate, redact_values, ScenarioError,
-    KAFKA_PREFIX, KNOWN_VARIABLES, PREFIX, REDACTED,
+    is_secret_name, parse_duration, parse_int, parse_live_interval, parse_rate, redact_values,
+    ScenarioError, KAFKA_PREFIX, KNOWN_VARIABLES, PREFIX, REDACTED,
 };
 use crate::model::keys::KeyDistribution;
 use crate::model::payload::PayloadSpec;
@@ -86,6 +86,8 @@ pub struct RawScenario {
     pub settle: Option<String>,
     /// Consumer: `INDEX/COUNT`, this task's place among the run's consumers.
     pub consumer: Option<String>,
+    /// How often the task writes a live window (`10s`), or `off`.
+    pub live_interval: Option<String>,
 }
 
 /// Where the messages go.
@@ -218,6 +220,8 @@ pub struct Scenario {
     /// Role, trace and the consumer's settings (`FLEETLOAD_ROLE`, `FLEETLOAD_TRACE*`,
     /// `FLEETLOAD_SETTLE`).
     pub end_to_end: EndToEnd,
+    /// How often the task writes a live window (`FLEETLOAD_LIVE_INTERVAL`); `None` when off.
+    pub live_interval: Option<Duration>,
 }
 
 impl Scenario {
@@ -572,6 +576,10 @@ impl Scenario {
                 "kinesis (with FLEETLOAD_STREAM) or kafka (with FLEETLOAD_TOPIC) for FLEETLOAD_ROLE=consume",
             ));
         }
+        let live_interval = match present(&raw.live_interval) {
+            Some(v) => parse_live_interval("FLEETLOAD_LIVE_INTERVAL", &v)?,
+            None => Some(crate::model::live::DEFAULT_LIVE_INTERVAL),
+        };
         if end_to_end.trace && !payload.renders_object() {
             return Err(ScenarioError::invalid(
                 "FLEETLOAD_PAYLOAD",
@@ -598,6 +606,7 @@ impl Scenario {
             shown: BTreeMap::new(),
             secrets: Vec::new(),
             end_to_end,
+            live_interval,
         })
     }
 

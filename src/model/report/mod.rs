@@ -20,6 +20,8 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::live::Aborted;
+
 pub use histogram::{decode_histogram, encode_histogram, new_histogram, V2StoredSerializer};
 pub use hlog::{
     malformed_hlog, next_hlog_line, parse_hlog, read_hlog, write_hlog, HlogLine, HlogSpool,
@@ -144,6 +146,31 @@ impl Counts {
         }
     }
 
+    /// Attempts the target refused for throughput, retried or not: the tries counted under
+    /// one of [`THROTTLE_CODES`] in `failed_by_code` and `retried_by_code`.
+    pub fn throttled(&self) -> u64 {
+        THROTTLE_CODES
+            .iter()
+            .map(|code| {
+                let failed = self.failed_by_code.get(*code).copied().unwrap_or(0);
+                let retried = self.retried_by_code.get(*code).copied().unwrap_or(0);
+                failed.saturating_add(retried)
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// [`Counts::throttled`] as a share of every try (first attempts and retries: an event
+    /// refused twice and then taken is two refused tries of three), so it stays within 0–1;
+    /// 0 when nothing was tried.
+    pub fn throttle_ratio(&self) -> f64 {
+        let tries = self.attempted.saturating_add(self.retried);
+        if tries == 0 {
+            0.0
+        } else {
+            (self.throttled() as f64 / tries as f64).min(1.0)
+        }
+    }
+
     /// Failed events as a share of attempted ones (0 when nothing was attempted).
     pub fn error_rate(&self) -> f64 {
         if self.attempted == 0 {
@@ -247,6 +274,18 @@ impl KinesisCounts {
 
 /// The Kinesis error code of a record refused because its shard was over its limits.
 pub const THROTTLED_CODE: &str = "ProvisionedThroughputExceededException";
+
+/// The codes of tries a target refused for throughput (the `throttled` threshold): Kinesis's
+/// per-shard limit on records and whole requests throttled by the service or by KMS; Kafka's
+/// local queue full because the brokers do not take messages as fast as they come
+/// (`QueueFull`, retried until there is room) and a broker's quota refusal.
+pub const THROTTLE_CODES: &[&str] = &[
+    THROTTLED_CODE,
+    "ThrottlingException",
+    "KMSThrottlingException",
+    "QueueFull",
+    "ThrottlingQuotaExceeded",
+];
 
 /// The shard that took the most throttling, when any was throttled: its id, its throttled
 /// events and its share of all throttled events.
@@ -425,6 +464,46 @@ pub struct Summary {
     /// before them).
     #[serde(flatten)]
     pub end_to_end: EndToEndReport,
+    /// Live windows: how a task wrote them, or what the launcher saw of them (merged summary);
+    /// absent when they were off and in reports written before them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveReport>,
+    /// Merged summary of a run a live threshold stopped (`--abort-on-fail`): which threshold,
+    /// when, and the windows that broke it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Aborted>,
+}
+
+/// How live windows went: a task's (`live` in its `summary.json`), or the run's (merged).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveReport {
+    /// The windows' length in seconds.
+    pub interval_s: u64,
+    /// Windows written (a task), or windows the launcher showed (merged).
+    pub windows: u64,
+    /// Windows that could not be written (summed over the tasks in a merged summary).
+    pub publish_failures: u64,
+    /// The last reason a window could not be written (a task's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Merged summary: the windows in which tasks were stale (their window was not there when
+    /// the launcher showed it), by window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<StaleWindow>,
+    /// Merged summary: metric sends (Prometheus, CloudWatch) that failed for good.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_failures: Vec<String>,
+}
+
+/// The tasks that were stale in one live window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StaleWindow {
+    /// The window's number.
+    pub window: u64,
+    /// Its first second from the planned start.
+    pub from_second: u64,
+    /// The tasks, by id.
+    pub tasks: Vec<String>,
 }
 
 /// The end-to-end parts of a summary.
@@ -659,6 +738,19 @@ impl Summary {
         let mut v = serde_json::to_vec_pretty(self).expect("a summary always serializes");
         v.push(b'\n');
         v
+    }
+
+    /// Whether a live threshold stopped the run (`aborted`) and every task that did not complete
+    /// was interrupted, as the abort asked, with none missing: then the tasks did what they were
+    /// told, and the run's verdict is the threshold's, not a failed fleet.
+    pub fn stopped_by_abort(&self) -> bool {
+        self.aborted.is_some()
+            && self.merge.as_ref().is_some_and(|m| {
+                m.tasks_missing.is_empty()
+                    && m.tasks_not_completed
+                        .iter()
+                        .all(|t| matches!(t.outcome, Outcome::Interrupted { .. }))
+            })
     }
 
     /// Decodes the intended-time latency histogram.

@@ -3,6 +3,8 @@
 //!
 //! - `src/model` (the shared core) imports nothing from the worker or the launcher, and no
 //!   AWS, Kafka, clap, HTTP or async-runtime crate;
+//! - `src/store` (the report store both sides talk through) imports nothing from the worker or
+//!   the launcher;
 //! - `src/worker` imports nothing from the launcher;
 //! - clap types stay in the launcher's CLI module (and the binary that parses it);
 //! - the shipped crate does not depend on the test doubles (`fleetload-testkit`), even
@@ -80,6 +82,14 @@ fn the_model_depends_on_neither_worker_nor_launcher_nor_any_service_crate() {
 #[test]
 fn the_worker_does_not_depend_on_the_launcher() {
     assert_no_imports("src/worker", &["crate::launcher", "clap::"]);
+}
+
+#[test]
+fn the_store_depends_only_on_the_model() {
+    assert_no_imports(
+        "src/store",
+        &["crate::worker", "crate::launcher", "clap::", "rdkafka::"],
+    );
 }
 
 #[test]

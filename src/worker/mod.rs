@@ -3,14 +3,15 @@
 //! Preflight (report location writable, target present) → wait for the run's start instant →
 //! produce on the schedule until the duration ends or a stop signal arrives → wait briefly for
 //! in-flight acknowledgements → write the report. Every path out writes a report: a failed
-//! preflight and an interrupted run too.
+//! preflight and an interrupted run too. While it runs, a task writes a live window every
+//! `FLEETLOAD_LIVE_INTERVAL` (`live`), and the report store (`crate::store`) is where both go.
 
 mod consume;
 mod exit;
+mod live;
 mod process;
 mod produce;
 pub(crate) mod sink;
-pub mod store;
 mod task;
 mod task_id;
 mod task_report;

@@ -5,6 +5,7 @@
 //! in-flight acknowledgements → write the report. Every path out writes a report: a failed
 //! preflight and an interrupted run too.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -16,10 +17,11 @@ use crate::model::profile::Schedule;
 use crate::model::report::Outcome;
 use crate::model::scenario::Scenario;
 use crate::model::trace::{EndToEnd, Role, TraceFinder, TraceWriter};
+use crate::store::{task_dir, ReportStore};
 use crate::worker::exit::{TaskResult, WorkerExit, DRAIN_TIMEOUT, PROGRESS_EVERY};
+use crate::worker::live::{producer_windows, Publisher, FINAL_WINDOW_WAIT};
 use crate::worker::produce::{produce, signalled, wait_for_stop, StopSignal};
 use crate::worker::sink::{Sink, Target};
-use crate::worker::store::{task_dir, ReportStore};
 use crate::worker::task_id::resolve_task_id;
 use crate::worker::task_report::{failed, not_stored, store_report, ReportContext};
 
@@ -137,6 +139,25 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
     recorder
         .lock()
         .start_clock(origin, late_ns, planned_start, &scenario.profile);
+    let live = scenario.live_interval.map(|interval| {
+        recorder
+            .lock()
+            .live_windows(interval.as_secs(), scenario.end_to_end.trace);
+        let publisher = Arc::new(Publisher::start(
+            store.clone(),
+            &scenario.run_id,
+            &task_id,
+            Role::Produce.as_str(),
+            interval,
+        ));
+        let windows = tokio::spawn(producer_windows(
+            recorder.clone(),
+            publisher.clone(),
+            origin,
+            late_ns,
+        ));
+        (publisher, windows)
+    });
 
     let progress = tokio::spawn(progress_lines(recorder.clone()));
     let key_namespace = key_namespace(
@@ -173,7 +194,11 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
     )
     .await;
     let produced_for = origin.elapsed().min(scenario.profile.total_duration());
-    recorder.lock().cover_until(produced_for.as_nanos() as u64);
+    {
+        let mut r = recorder.lock();
+        r.production_ended();
+        r.cover_until(produced_for.as_nanos() as u64);
+    }
     info!(
         outcome = outcome.status(),
         "production stopped after {:.1}s; waiting up to {}s for acknowledgements",
@@ -201,19 +226,39 @@ pub async fn run(scenario: Scenario, mut stop: StopSignal) -> TaskResult {
         }
     }
     progress.abort();
-    let measurements = {
+    // The live loop stops first, so that the windows it has not taken are the final ones.
+    let live = match live {
+        Some((publisher, windows)) => {
+            windows.abort();
+            let _ = windows.await;
+            Some(publisher)
+        }
+        None => None,
+    };
+    let (measurements, finals) = {
         let mut r = recorder.lock();
         let end = r.now_ns();
-        r.finish(end)
+        let measurements = r.finish(end);
+        (measurements, r.take_final_windows(end))
     };
     drop(target);
-    let summary = ctx.summary(
+    let live = match live.and_then(Arc::into_inner) {
+        Some(publisher) => {
+            for t in finals {
+                publisher.send(publisher.producer_window(t));
+            }
+            Some(publisher.finish(FINAL_WINDOW_WAIT).await)
+        }
+        None => None,
+    };
+    let mut summary = ctx.summary(
         outcome.clone(),
         Some(actual_start),
         late_ns,
         produced_for,
         Some(&measurements),
     );
+    summary.live = live;
     info!(
         outcome = summary.outcome.status(),
         planned = summary.counts.planned,

@@ -16,8 +16,8 @@ use crate::model::report::{
 use crate::model::report::{EndToEndReport, TraceReport};
 use crate::model::scenario::Scenario;
 use crate::model::trace::TraceWriter;
+use crate::store::ReportStore;
 use crate::worker::exit::{TaskResult, WorkerExit};
-use crate::worker::store::ReportStore;
 
 pub(crate) struct ReportContext<'a> {
     pub(crate) scenario: &'a Scenario,
@@ -104,6 +104,8 @@ impl ReportContext<'_> {
             saturation: m.map(|m| saturation(&m.pace, profile.is_unpaced())),
             merge: None,
             end_to_end: self.producer_end_to_end(m),
+            live: None,
+            aborted: None,
         }
     }
 

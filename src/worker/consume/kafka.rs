@@ -38,6 +38,7 @@ use super::{now_us, stopped, Read, CLOCK_NOTE};
 use crate::model::delivery::ConsumerRecorder;
 use crate::model::report::Outcome;
 use crate::model::trace::EndToEnd;
+use crate::worker::live::Publisher;
 use crate::worker::produce::StopSignal;
 use crate::worker::sink::kafka::{
     check_topic, config_error, consumer_config, is_tls, token_source, watched_client_context,
@@ -120,6 +121,7 @@ pub(super) async fn read(
     planned_start: DateTime<Utc>,
     deadline: DateTime<Utc>,
     mut recorder: ConsumerRecorder,
+    publisher: Option<Arc<Publisher>>,
     stop: StopSignal,
 ) -> Result<Read, String> {
     let (index, consumers) = (e2e.consumer_index, e2e.consumers);
@@ -221,6 +223,11 @@ pub(super) async fn read(
                     take(&mut held, &all, 0)?;
                 }
             }
+            if let Some(p) = &publisher {
+                for (window, tally) in recorder.take_live_windows(now) {
+                    p.send(p.consumer_window(window, tally, false));
+                }
+            }
             match consumer.poll(POLL) {
                 Some(Ok(m)) => recorder.record(m.payload().unwrap_or_default(), now_us()),
                 Some(Err(e)) => {
@@ -238,6 +245,7 @@ pub(super) async fn read(
              {index} of {consumers}, read {read:?})"
         );
         drop(consumer);
+        drop(publisher);
         Ok::<_, String>((recorder, source))
     })
     .await;

@@ -38,10 +38,13 @@ use crate::model::kpl;
 use crate::model::report::Outcome;
 use crate::model::scenario::StreamRef;
 use crate::model::trace::EndToEnd;
+use crate::worker::live::Publisher;
 use crate::worker::produce::StopSignal;
 
 /// How often the shard list is read again, to find shards created by resharding.
 const RELIST_EVERY: Duration = Duration::from_secs(2);
+/// How often the shared recorder is looked at for live windows that ended.
+const LIVE_TICK: Duration = Duration::from_millis(200);
 /// Records per GetRecords call (the service's maximum).
 const GET_RECORDS_LIMIT: i32 = 10_000;
 /// Wait between GetRecords calls on a shard that is caught up: a shard takes 5 calls a second.
@@ -106,11 +109,29 @@ pub(super) async fn read(
     planned_start: DateTime<Utc>,
     deadline: DateTime<Utc>,
     recorder: ConsumerRecorder,
+    publisher: Option<Arc<Publisher>>,
     stop: StopSignal,
 ) -> Result<Read, String> {
     let client = client().await?;
     let first = list_shards(&client, stream).await?;
     let recorder = Arc::new(Mutex::new(recorder));
+    // The shard readers share the recorder: its live windows are taken on a timer of their own.
+    let windows = publisher.map(|p| {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LIVE_TICK);
+            loop {
+                tick.tick().await;
+                let taken = recorder
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take_live_windows(now_us());
+                for (window, tally) in taken {
+                    p.send(p.consumer_window(window, tally, false));
+                }
+            }
+        })
+    });
     let (end_tx, end_rx) = watch::channel(false);
     let mut signal = Box::pin(stopped(stop));
     let deadline_us = deadline.timestamp_micros().max(0) as u64;
@@ -151,6 +172,10 @@ pub(super) async fn read(
     };
     let _ = end_tx.send(true);
     while readers.join_next().await.is_some() {}
+    if let Some(windows) = windows {
+        windows.abort();
+        let _ = windows.await;
+    }
     let recorder = Arc::try_unwrap(recorder)
         .map_err(|_| "a shard reader outlived the read".to_string())?
         .into_inner()

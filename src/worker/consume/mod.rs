@@ -11,6 +11,7 @@
 mod kafka;
 mod kinesis;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -19,10 +20,11 @@ use tracing::{info, warn};
 use crate::model::delivery::{encode_set, ConsumerMeasurements, ConsumerRecorder};
 use crate::model::report::{encode_histogram, E2e, EndToEndReport, Outcome, Percentiles, Summary};
 use crate::model::scenario::{Scenario, TargetConfig};
-use crate::model::trace::TraceFinder;
+use crate::model::trace::{Role, TraceFinder};
+use crate::store::ReportStore;
 use crate::worker::exit::{TaskResult, WorkerExit};
+use crate::worker::live::{Publisher, FINAL_WINDOW_WAIT};
 use crate::worker::produce::StopSignal;
-use crate::worker::store::ReportStore;
 use crate::worker::task_id::hostname;
 use crate::worker::task_report::{failed, store_report, ReportContext};
 
@@ -89,10 +91,20 @@ pub(crate) async fn run(
     let deadline = planned_start
         + chrono::Duration::from_std(scenario.profile.total_duration() + e2e.settle)
             .unwrap_or_default();
-    let recorder = ConsumerRecorder::new(
+    let mut recorder = ConsumerRecorder::new(
         TraceFinder::new(e2e),
         planned_start.timestamp_micros().max(0) as u64,
     );
+    let publisher = scenario.live_interval.map(|interval| {
+        recorder.live_windows(interval.as_secs());
+        Arc::new(Publisher::start(
+            store.clone(),
+            &scenario.run_id,
+            task_id,
+            Role::Consume.as_str(),
+            interval,
+        ))
+    });
     info!(
         run_id = %scenario.run_id,
         task_id,
@@ -115,16 +127,26 @@ pub(crate) async fn run(
                 planned_start,
                 deadline,
                 recorder,
+                publisher.clone(),
                 stop,
             )
             .await
         }
         TargetConfig::Kinesis { stream, .. } => {
-            kinesis::read(stream, e2e, planned_start, deadline, recorder, stop).await
+            kinesis::read(
+                stream,
+                e2e,
+                planned_start,
+                deadline,
+                recorder,
+                publisher.clone(),
+                stop,
+            )
+            .await
         }
         TargetConfig::Null => Err("a consumer needs kinesis or kafka to read from".to_string()),
     };
-    let read = match read {
+    let mut read = match read {
         Ok(read) => read,
         Err(reason) => {
             tracing::error!("preflight failed: {reason}");
@@ -144,13 +166,25 @@ pub(crate) async fn run(
     };
     let duration = (Utc::now() - actual_start).to_std().unwrap_or_default();
     let outcome = read.outcome.clone();
+    let finals = read.recorder.take_final_windows(now_us());
+    let live = match publisher.and_then(Arc::into_inner) {
+        Some(publisher) => {
+            let last = finals.len();
+            for (i, (window, tally)) in finals.into_iter().enumerate() {
+                publisher.send(publisher.consumer_window(window, tally, i + 1 == last));
+            }
+            Some(publisher.finish(FINAL_WINDOW_WAIT).await)
+        }
+        None => None,
+    };
     let measured = read.recorder.finish();
-    let summary = consumer_summary(
+    let mut summary = consumer_summary(
         ctx.summary(outcome.clone(), Some(actual_start), 0, duration, None),
         &read.source,
         read.clock,
         measured,
     );
+    summary.live = live;
     if let Some(e) = &summary.end_to_end.e2e {
         info!(
             seen = e.seen,

@@ -41,6 +41,9 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often within that time the preflight looks at what librdkafka reported, so that a
 /// certificate or password problem stops it at once instead of after the whole wait.
 const METADATA_ATTEMPT: Duration = Duration::from_secs(1);
+/// The retry code of an event the local queue refused (`queue.buffering.max.messages` or
+/// `.kbytes` reached) and that was offered again once there was room.
+pub const QUEUE_FULL: &str = "QueueFull";
 
 /// The Kafka sink.
 pub struct KafkaSink {
@@ -217,12 +220,21 @@ impl Sink for KafkaSink {
             BaseRecord::with_opaque_to(&self.topic, pack(event.intended_ns, event.sent_ns))
                 .key(event.key)
                 .payload(event.value);
+        let mut refused = false;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // The local queue is full: wait for deliveries to make room. The event keeps
-                    // its intended time, so the wait is measured.
+                    // The local queue is full: the brokers do not take messages as fast as they
+                    // come. Wait for deliveries to make room; the event keeps its intended time,
+                    // so the wait is measured, and the refusal counts once as a retry
+                    // (`QueueFull`, one of the throttle codes).
+                    if !refused {
+                        refused = true;
+                        let mut r = self.recorder.lock();
+                        let now = r.now_ns();
+                        r.retried(QUEUE_FULL, now, 1);
+                    }
                     record = back;
                     tokio::time::sleep(Duration::from_micros(500)).await;
                 }

@@ -1,11 +1,20 @@
-//! The report store: where task reports and merged reports live, a local directory or S3.
+//! The report store: what the worker and the launcher talk through, a local directory or S3.
+//!
+//! Tasks take no inbound connections (on Fargate there is no way in), so everything that passes
+//! between a running fleet and its launcher is an object here: the tasks' reports and live
+//! windows going out, the launcher's control object coming in. The store knows keys and bytes,
+//! nothing of what they mean (the formats live in `model`); it sits under both the worker and
+//! the launcher and depends on neither.
 //!
 //! Keys are relative to the store's root and `/`-separated. The layout under the root is the one
-//! of DESIGN.md, and [`task_dir`], [`tasks_dir`] and [`merged_dir`] are its single source:
+//! of DESIGN.md, and the functions below are its single source:
 //!
 //! ```text
-//! <run_id>/tasks/<task_id>/summary.json, timeseries.csv, histograms.hlog
-//! <run_id>/merged/summary.json, timeseries.csv, histograms.hlog
+//! <run_id>/tasks/<task_id>/started.json, summary.json, timeseries.csv, histograms.hlog
+//! <run_id>/live/w<window>/<task_id>.json        one task's live window (window numbered from 0)
+//! <run_id>/live/view.json                       what the launcher saw live (stale tasks, abort)
+//! <run_id>/control.json                         what the launcher tells the running tasks
+//! <run_id>/merged/summary.json, timeseries.csv, histograms.hlog, report.html
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -43,6 +52,34 @@ pub fn task_dir(run_id: &str, task_id: &str) -> String {
 /// `<run_id>/merged`: where the launcher writes the merged report.
 pub fn merged_dir(run_id: &str) -> String {
     format!("{run_id}/merged")
+}
+
+/// `<run_id>/live`: the run's live windows and the launcher's live record.
+pub fn live_dir(run_id: &str) -> String {
+    format!("{run_id}/live")
+}
+
+/// `<run_id>/live/w<window>/`: every task's window `window`, so one listing finds them all. The
+/// number is zero-padded to six digits (a day of 1 s windows), so listings sort in order.
+pub fn live_window_dir(run_id: &str, window: u64) -> String {
+    format!("{run_id}/live/w{window:06}/")
+}
+
+/// `<run_id>/live/w<window>/<task_id>.json`: one task's live window.
+pub fn live_window_key(run_id: &str, window: u64, task_id: &str) -> String {
+    format!("{}{task_id}.json", live_window_dir(run_id, window))
+}
+
+/// `<run_id>/live/view.json`: what the launcher saw while the run ran (tasks that were stale,
+/// the abort), kept so that a later `launcher merge` shows it too.
+pub fn live_view_key(run_id: &str) -> String {
+    format!("{run_id}/live/view.json")
+}
+
+/// `<run_id>/control.json`: what the launcher tells the running tasks (a new rate, an earlier
+/// end), read by every task each live interval.
+pub fn control_key(run_id: &str) -> String {
+    format!("{run_id}/control.json")
 }
 
 /// Where reports are read and written.
@@ -544,6 +581,10 @@ mod tests {
         assert_eq!(task_dir("r1", "t7"), "r1/tasks/t7");
         assert_eq!(tasks_dir("r1"), "r1/tasks");
         assert_eq!(merged_dir("r1"), "r1/merged");
+        assert_eq!(live_window_key("r1", 7, "t7"), "r1/live/w000007/t7.json");
+        assert!(live_window_key("r1", 7, "t7").starts_with(&live_window_dir("r1", 7)));
+        assert!(live_view_key("r1").starts_with(&live_dir("r1")));
+        assert_eq!(control_key("r1"), "r1/control.json");
     }
 
     #[tokio::test]

@@ -260,9 +260,53 @@ pub struct RunArgs {
     /// producers' Kafka properties, only their own.
     #[arg(long = "consumer-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub consumer_env: Vec<(String, String)>,
+    /// The live view: windows, thresholds that stop the run, metrics.
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// ECS options.
     #[command(flatten)]
     pub ecs: EcsArgs,
+}
+
+/// `--abort-after N`: a whole number of windows from 1 to 1000.
+fn parse_abort_after(text: &str) -> Result<u32, String> {
+    whole_number(text, 1000).map(|n| n as u32)
+}
+
+/// What a run shows and does while it runs: its live windows, the thresholds that stop it, the
+/// dashboards it feeds.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LiveArgs {
+    /// How often every task writes a live window and the launcher shows the fleet: a whole
+    /// number of seconds (default 10s), or off (FLEETLOAD_LIVE_INTERVAL).
+    #[arg(long, value_name = "D|off", allow_hyphen_values = true)]
+    pub live_interval: Option<String>,
+    /// Stop the run when a --threshold that can be judged live (rate, error_rate, throttled,
+    /// latency percentiles, e2e latency, lost) breaks for --abort-after windows in a row;
+    /// the merge runs as after Ctrl-C, and the exit code is 1.
+    #[arg(long)]
+    pub abort_on_fail: bool,
+    /// Consecutive broken windows that stop the run (default 3).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "abort_on_fail",
+        value_parser = parse_abort_after,
+        allow_negative_numbers = true
+    )]
+    pub abort_after: Option<u32>,
+    /// Windows that end within this time of the start are not judged: the warm-up (default 60s).
+    #[arg(
+        long,
+        value_name = "D",
+        requires = "abort_on_fail",
+        allow_hyphen_values = true
+    )]
+    pub abort_grace: Option<String>,
+    /// Send the fleet's live metrics, repeatable: prometheus:URL (remote write 1.0) or
+    /// cloudwatch:NAMESPACE (PutMetricData, dimension RunId).
+    #[arg(long = "metrics", value_name = "prometheus:URL|cloudwatch:NAMESPACE")]
+    pub metrics: Vec<String>,
 }
 
 /// What every run ends with: the CI gate and what to do with the merged report.

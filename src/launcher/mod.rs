@@ -3,7 +3,8 @@
 //! [`cli`] is the command line as typed (the only module that sees clap); `plan` resolves `run`'s
 //! arguments into one run plan (the workers' environment, validated with the worker's own
 //! scenario rules, the run id, the start delay, the backend); `run` drives the plan through a
-//! [`fleet`] backend (local processes or ECS tasks), then [`merge`] adds every task's report up
+//! [`fleet`] backend (local processes or ECS tasks) while `live` shows the fleet window by window
+//! (and may stop it: `--abort-on-fail`), then [`merge`] adds every task's report up
 //! exactly and `verdict` writes the merged report, evaluates the `gate` (thresholds, JUnit),
 //! prints the [`render`]ed table and page, and decides the [`exit`] status.
 
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod exit;
 pub mod fleet;
 pub(crate) mod gate;
+pub(crate) mod live;
 pub mod merge;
 pub(crate) mod plan;
 mod progress;
@@ -26,7 +28,7 @@ use crate::launcher::exit::{ExitStatus, FleetFailed};
 use crate::launcher::merge::merge_run;
 use crate::launcher::verdict::{verdict, Gate};
 use crate::model::report_url::ReportUrl;
-use crate::worker::store::ReportStore;
+use crate::store::ReportStore;
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
@@ -58,7 +60,16 @@ async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     let store = ReportStore::open(&url).await?;
-    let merged = merge_run(&store, &run_id, None, args.expected_tasks).await?;
+    let mut merged = merge_run(&store, &run_id, None, args.expected_tasks).await?;
+    // What the launcher saw live (the abort, stale tasks), when it kept it.
+    match store.get(&crate::store::live_view_key(&run_id)).await {
+        Ok(Some(bytes)) => match crate::model::live::LiveRecord::from_json(&bytes) {
+            Ok(live) => run::apply_live(&mut merged.summary, &live),
+            Err(e) => eprintln!("live view record not used: {e:#}"),
+        },
+        Ok(None) => {}
+        Err(e) => eprintln!("live view record not read: {e:#}"),
+    }
     let gate = Gate {
         thresholds: &thresholds,
         junit: args.gate.junit.as_deref(),

@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 
-use crate::launcher::cli::{Backend, EcsArgs, LaunchType, RunArgs};
+use crate::launcher::cli::{Backend, EcsArgs, LaunchType, LiveArgs, RunArgs};
 use crate::launcher::fleet::ecs::EcsConfig;
-use crate::model::input::{KAFKA_PREFIX, PREFIX};
+use crate::launcher::live::{AbortRule, MetricsTarget, DEFAULT_ABORT_AFTER, DEFAULT_ABORT_GRACE};
+use crate::model::input::{parse_live_interval, KAFKA_PREFIX, PREFIX};
+use crate::model::live::DEFAULT_LIVE_INTERVAL;
 use crate::model::report_url::ReportUrl;
 use crate::model::scenario::{generate_run_id, Scenario};
 use crate::worker::sink::{Files, Target};
@@ -152,6 +154,7 @@ const SHARED_WITH_CONSUMERS: &[&str] = &[
     "FLEETLOAD_DURATION",
     "FLEETLOAD_RATE",
     "FLEETLOAD_STAGES",
+    "FLEETLOAD_LIVE_INTERVAL",
 ];
 
 /// The consumer tasks of a run (`--consumers`, `--consume-from`, `--consumer-env`).
@@ -333,6 +336,71 @@ pub struct RunPlan {
     pub backend: BackendPlan,
     /// The consumer tasks started with the producers, if any (end to end).
     pub consumers: Option<ConsumerPlan>,
+    /// The live view: its windows, the abort rule, the metrics destinations.
+    pub live: LivePlan,
+}
+
+/// What a run does while it runs (`--live-interval`, `--abort-on-fail`, `--metrics`).
+#[derive(Debug, Clone)]
+pub struct LivePlan {
+    /// The windows' length; `None` when live windows are off.
+    pub interval: Option<Duration>,
+    /// When a live threshold stops the run (`--abort-on-fail`).
+    pub abort: Option<AbortRule>,
+    /// Where the fleet's live metrics go.
+    pub metrics: Vec<MetricsTarget>,
+}
+
+impl LivePlan {
+    /// The live flags, checked against the interval the workers will use (`interval_text`, the
+    /// value of `FLEETLOAD_LIVE_INTERVAL` if given, named by `from`).
+    fn of(args: &LiveArgs, interval_text: Option<(&str, &str)>) -> anyhow::Result<LivePlan> {
+        let interval = match interval_text {
+            Some((from, text)) => parse_live_interval("FLEETLOAD_LIVE_INTERVAL", text)
+                .map_err(|e| anyhow::anyhow!("{from}: {e}"))?,
+            None => Some(DEFAULT_LIVE_INTERVAL),
+        };
+        let abort = if args.abort_on_fail {
+            let grace = match &args.abort_grace {
+                Some(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--abort-grace {text:?}: {e}; accepted: a duration such as 0s, 30s or 2m"
+                    )
+                })?,
+                None => DEFAULT_ABORT_GRACE,
+            };
+            Some(AbortRule {
+                after: args.abort_after.unwrap_or(DEFAULT_ABORT_AFTER),
+                grace,
+            })
+        } else {
+            None
+        };
+        let metrics = args
+            .metrics
+            .iter()
+            .map(|m| MetricsTarget::parse(m).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if interval.is_none() {
+            let needs = if abort.is_some() {
+                Some("--abort-on-fail")
+            } else if !metrics.is_empty() {
+                Some("--metrics")
+            } else {
+                None
+            };
+            if let Some(flag) = needs {
+                anyhow::bail!(
+                    "{flag} needs live windows, but FLEETLOAD_LIVE_INTERVAL is off; accepted:                      a live interval such as 10s (the default), or no {flag}"
+                );
+            }
+        }
+        Ok(LivePlan {
+            interval,
+            abort,
+            metrics,
+        })
+    }
 }
 
 impl RunPlan {
@@ -415,6 +483,11 @@ impl TryFrom<&RunArgs> for RunPlan {
             Backend::Local => BackendPlan::Local,
             Backend::Ecs => BackendPlan::Ecs(ecs_source(&args.ecs)?),
         };
+        let live = LivePlan::of(
+            &args.live,
+            env.get("FLEETLOAD_LIVE_INTERVAL")
+                .map(|v| (env.origin("FLEETLOAD_LIVE_INTERVAL").unwrap_or("-e"), v)),
+        )?;
         Ok(RunPlan {
             tasks: args.tasks,
             run_id,
@@ -422,6 +495,7 @@ impl TryFrom<&RunArgs> for RunPlan {
             start_delay,
             backend,
             consumers,
+            live,
         })
     }
 }
@@ -468,6 +542,11 @@ fn worker_env(args: &RunArgs) -> anyhow::Result<WorkerEnv> {
         ("--topic", "FLEETLOAD_TOPIC", &args.topic),
         ("--report-url", "FLEETLOAD_REPORT_URL", &args.report_url),
         ("--run-id", "FLEETLOAD_RUN_ID", &args.run_id),
+        (
+            "--live-interval",
+            "FLEETLOAD_LIVE_INTERVAL",
+            &args.live.live_interval,
+        ),
     ];
     for (flag, k, v) in flags {
         if let Some(v) = v {

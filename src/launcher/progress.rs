@@ -1,10 +1,12 @@
 //! What the launcher's screen shows while a fleet runs: the plan of the run, then a progress bar
-//! on a terminal or a plain line every 10 s in a CI log.
+//! on a terminal or a plain line every 10 s in a CI log, and the live view's windows (a table
+//! under the bar, or a line each).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::launcher::fleet::TaskEnd;
 use crate::model::report_url::ReportUrl;
@@ -14,6 +16,8 @@ use crate::model::scenario::{Scenario, TargetConfig};
 /// every 10 s in a CI log.
 pub struct Display {
     bar: ProgressBar,
+    /// On a terminal: the bar and the live view's lines under it.
+    multi: Option<MultiProgress>,
     tty: bool,
     start_at: chrono::DateTime<Utc>,
     duration: Duration,
@@ -47,11 +51,18 @@ impl Display {
                 .expect("a valid template")
                 .progress_chars("=> "),
         );
-        if !tty {
+        let multi = if tty {
+            let multi = MultiProgress::new();
+            let bar = multi.add(bar.clone());
+            bar.tick();
+            Some(multi)
+        } else {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+            None
+        };
         Display {
             bar,
+            multi,
             tty,
             start_at,
             duration,
@@ -125,16 +136,66 @@ impl Display {
 
     /// A line above the bar.
     pub fn note(&self, text: &str) {
-        if self.tty {
-            self.bar.println(text);
-        } else {
-            eprintln!("{text}");
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(text);
+            }
+            None => eprintln!("{text}"),
         }
     }
 
-    /// Clears the bar.
+    /// Where the live view shows its windows: under the bar on a terminal, else as lines.
+    pub(crate) fn live_output(&self) -> LiveOutput {
+        LiveOutput {
+            multi: self.multi.clone(),
+            lines: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Clears the bar (and the live view's lines under it).
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+        if let Some(multi) = &self.multi {
+            let _ = multi.clear();
+        }
+    }
+}
+
+/// Where the live view shows a window: a table of lines under the progress bar on a terminal
+/// (each line a bar of its own, so the table is redrawn in place), or one line per window in
+/// a CI log.
+#[derive(Clone)]
+pub(crate) struct LiveOutput {
+    multi: Option<MultiProgress>,
+    lines: Arc<Mutex<Vec<ProgressBar>>>,
+}
+
+impl LiveOutput {
+    /// Shows a window: `table` under the bar on a terminal, else `line`.
+    pub(crate) fn show(&self, table: &[String], line: &str) {
+        let Some(multi) = &self.multi else {
+            eprintln!("{line}");
+            return;
+        };
+        let mut bars = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        while bars.len() < table.len() {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+            bars.push(bar);
+        }
+        for (i, bar) in bars.iter().enumerate() {
+            bar.set_message(table.get(i).cloned().unwrap_or_default());
+        }
+    }
+
+    /// A line above the bar (or in the log).
+    pub(crate) fn note(&self, text: &str) {
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
     }
 }
 

@@ -15,7 +15,8 @@ use crate::launcher::fleet::embedded::{
 use crate::launcher::fleet::local::TaskSpec;
 use crate::launcher::fleet::stack::{read_stack, StackOutputs};
 use crate::launcher::fleet::{local, RunOutcome, TaskEnd};
-use crate::launcher::gate;
+use crate::launcher::gate::{self, Threshold};
+use crate::launcher::live::{Labels, LiveSettings, LiveWatch};
 use crate::launcher::merge::merge_run;
 use crate::launcher::plan::{
     absolute_report_url, ecs_source, BackendPlan, ConsumerPlan, EcsSource, RunPlan, WorkerEnv,
@@ -24,10 +25,12 @@ use crate::launcher::plan::{
 use crate::launcher::progress::{print_plan, ConsumersShown, Display};
 use crate::launcher::signals::StopRequest;
 use crate::launcher::verdict::{verdict, Gate};
+use crate::model::live::LiveRecord;
+use crate::model::report::{LiveReport, Summary};
 use crate::model::report_url::ReportUrl;
-use crate::model::scenario::Scenario;
+use crate::model::scenario::{Scenario, TargetConfig};
+use crate::store::ReportStore;
 use crate::worker::sink::Files;
-use crate::worker::store::ReportStore;
 use crate::worker::DRAIN_TIMEOUT;
 
 /// Beyond the run's end and the workers' drain, how long tasks get to store their reports
@@ -53,9 +56,17 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         gate::check_junit_path(path)?;
     }
     let plan = RunPlan::try_from(args)?;
+    if plan.live.abort.is_some() && !thresholds.iter().any(|t| t.metric.judged_live()) {
+        anyhow::bail!(
+            "--abort-on-fail: none of the --threshold expressions can be judged while the run \
+             runs; accepted: at least one of rate, error_rate, throttled, a latency percentile \
+             (p50 … max), e2e_p50 … e2e_max or lost (counts over the whole run, service time and \
+             duplicates are judged at the end only)"
+        );
+    }
     let outcome = match &plan.backend {
-        BackendPlan::Local => run_local(&plan).await?,
-        BackendPlan::Ecs(source) => run_ecs(&plan, source).await?,
+        BackendPlan::Local => run_local(&plan, &thresholds).await?,
+        BackendPlan::Ecs(source) => run_ecs(&plan, source, &thresholds).await?,
     };
     // The run's stop request is dropped by now: a Ctrl-C from here on ends the launcher.
     eprintln!(
@@ -63,13 +74,16 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         outcome.run_id
     );
     let store = ReportStore::open(&outcome.report_url).await?;
-    let merged = merge_run(
+    let mut merged = merge_run(
         &store,
         &outcome.run_id,
         Some(outcome.task_ids.clone()),
         Some(outcome.tasks_requested),
     )
     .await?;
+    if let Some(live) = &outcome.live {
+        apply_live(&mut merged.summary, live);
+    }
     verdict(
         &store,
         &outcome.run_id,
@@ -158,7 +172,62 @@ fn fleet_deadline(start_delay: Duration, duration: Duration, settle: Duration) -
     Instant::now() + start_delay + duration + DRAIN_TIMEOUT.max(settle) + REPORT_GRACE
 }
 
-async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
+/// The live view of a run, when its windows are on: started at the run's start instant.
+#[allow(clippy::too_many_arguments)]
+async fn start_live(
+    plan: &RunPlan,
+    thresholds: &[Threshold],
+    url: &ReportUrl,
+    scenario: &Scenario,
+    settle: Option<Duration>,
+    start_at: chrono::DateTime<Utc>,
+    display: &Display,
+) -> anyhow::Result<Option<LiveWatch>> {
+    let Some(interval) = plan.live.interval else {
+        return Ok(None);
+    };
+    let store = ReportStore::open(url).await?;
+    let destination = match &scenario.target {
+        TargetConfig::Kinesis { stream, .. } => Some(("stream", stream.name().to_string())),
+        TargetConfig::Kafka { topic, .. } => Some(("topic", topic.clone())),
+        TargetConfig::Null => None,
+    };
+    let settings = LiveSettings {
+        interval,
+        production: scenario.profile.total_duration(),
+        paced: !scenario.profile.is_unpaced(),
+        settle,
+        thresholds: thresholds.to_vec(),
+        abort: plan.live.abort.clone(),
+        metrics: plan.live.metrics.clone(),
+        labels: Labels {
+            run_id: plan.run_id.clone(),
+            target: scenario.target.kind().to_string(),
+            destination,
+        },
+    };
+    Ok(Some(LiveWatch::start(
+        store,
+        &plan.run_id,
+        start_at,
+        settings,
+        display.live_output(),
+    )))
+}
+
+/// What the live view saw, in the merged summary: the abort, and the windows with stale tasks.
+pub(crate) fn apply_live(summary: &mut Summary, live: &LiveRecord) {
+    summary.aborted = live.aborted.clone();
+    let report = summary.live.get_or_insert_with(|| LiveReport {
+        interval_s: live.interval_s,
+        ..LiveReport::default()
+    });
+    report.windows = live.windows.len() as u64;
+    report.stale = live.stale_windows();
+    report.metric_failures = live.metric_failures.clone();
+}
+
+async fn run_local(plan: &RunPlan, thresholds: &[Threshold]) -> anyhow::Result<RunOutcome> {
     let mut env = plan.env.clone();
     // No target: an embedded Kafka-protocol broker hosted here for the run.
     let embedded = if env.get("FLEETLOAD_TARGET").is_none() {
@@ -235,17 +304,42 @@ async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
     let deadline = fleet_deadline(plan.start_delay, duration, settle);
     let mut display =
         Display::with_consumers(plan.tasks, consumer_count, start_at, duration, settle);
+    let live = start_live(
+        plan,
+        thresholds,
+        &url,
+        &scenario,
+        consumers.as_ref().map(|_| settle),
+        start_at,
+        &display,
+    )
+    .await?;
     let mut stop = StopRequest::listen()?;
+    if let Some(live) = &live {
+        live.expect(specs.iter().map(|s| s.id.clone()).collect());
+        stop = stop.with_abort(live.aborts());
+    }
     let ends = local::run_tasks(&specs, &log_dir, deadline, &mut display, &mut stop).await;
+    let live = match live {
+        Some(live) => Some(live.finish().await),
+        None => None,
+    };
     display.finish();
     drop(embedded);
     let ends = ends?;
+    let aborted = live.as_ref().is_some_and(|l| l.aborted.is_some());
     Ok(RunOutcome {
         run_id: plan.run_id.clone(),
         report_url: url,
         tasks_requested: plan.all_tasks() as u64,
         task_ids: ends.iter().map(|e| e.id.clone()).collect(),
-        problems: ends.iter().filter_map(|e| e.problem.clone()).collect(),
+        // Tasks the abort stopped ended as asked: not a problem of the fleet.
+        problems: ends
+            .iter()
+            .filter(|e| !(aborted && e.interrupted))
+            .filter_map(|e| e.problem.clone())
+            .collect(),
+        live,
     })
 }
 
@@ -271,7 +365,11 @@ async fn connect_ecs(
     }
 }
 
-async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcome> {
+async fn run_ecs(
+    plan: &RunPlan,
+    source: &EcsSource,
+    thresholds: &[Threshold],
+) -> anyhow::Result<RunOutcome> {
     let run_id = &plan.run_id;
     let mut env = plan.env.clone();
     let (client, cfg, outputs) = connect_ecs(source).await?;
@@ -324,7 +422,20 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
     let consumer_count = consumers.as_ref().map_or(0, |c| c.plan.count);
     let mut display =
         Display::with_consumers(plan.tasks, consumer_count, start_at, duration, settle);
+    let live = start_live(
+        plan,
+        thresholds,
+        &url,
+        &scenario,
+        consumers.as_ref().map(|_| settle),
+        start_at,
+        &display,
+    )
+    .await?;
     let mut stop = StopRequest::listen()?;
+    if let Some(live) = &live {
+        stop = stop.with_abort(live.aborts());
+    }
     // Start, unless a stop request comes first (then whatever started is stopped).
     let start_deadline = Instant::now() + plan.start_delay;
     let progress = |p: &ecs::StartProgress| {
@@ -403,6 +514,9 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
         end
     };
     display.started(arns.len() as u32, plan.all_tasks());
+    if let Some(live) = &live {
+        live.expect(report.task_ids());
+    }
     let deadline = fleet_deadline(plan.start_delay, duration, settle);
     let mut problems: Vec<String> = Vec::new();
     let mut stopped_by: Option<&'static str> = None;
@@ -477,6 +591,10 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
             }
         }
     };
+    let live = match live {
+        Some(live) => Some(live.finish().await),
+        None => None,
+    };
     display.finish();
     if let Some(why) = stopped_by {
         println!(
@@ -484,14 +602,21 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
             states.len()
         );
     }
+    let aborted = live.as_ref().is_some_and(|l| l.aborted.is_some());
     let ends: Vec<TaskEnd> = states.iter().map(task_end).collect();
-    problems.extend(ends.iter().filter_map(|e| e.problem.clone()));
+    // Tasks the abort stopped ended as asked: not a problem of the fleet.
+    problems.extend(
+        ends.iter()
+            .filter(|e| !(aborted && e.interrupted))
+            .filter_map(|e| e.problem.clone()),
+    );
     Ok(RunOutcome {
         run_id: run_id.clone(),
         report_url: url,
         tasks_requested: plan.all_tasks() as u64,
         task_ids: ends.iter().map(|e| e.id.clone()).collect(),
         problems,
+        live,
     })
 }
 

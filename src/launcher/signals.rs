@@ -20,6 +20,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::model::live::Aborted;
+
+/// The name [`StopRequest::recv`] gives a stop asked for by a live threshold.
+pub const ABORT: &str = "live threshold";
 
 /// How many [`StopRequest`]s are listening in this process.
 static LISTENING: AtomicUsize = AtomicUsize::new(0);
@@ -28,6 +34,8 @@ static LISTENING: AtomicUsize = AtomicUsize::new(0);
 pub struct StopRequest {
     term: Signal,
     int: Signal,
+    /// The live view's abort, when the run has `--abort-on-fail`.
+    abort: Option<watch::Receiver<Option<Aborted>>>,
 }
 
 impl StopRequest {
@@ -35,12 +43,25 @@ impl StopRequest {
     pub fn listen() -> anyhow::Result<Self> {
         let (term, int) = listeners()?;
         LISTENING.fetch_add(1, Ordering::SeqCst);
-        Ok(StopRequest { term, int })
+        Ok(StopRequest {
+            term,
+            int,
+            abort: None,
+        })
     }
 
-    /// The next signal's name.
+    /// A live threshold that breaks (`Some` on `aborts`) is a stop request too, named [`ABORT`].
+    pub fn with_abort(mut self, aborts: watch::Receiver<Option<Aborted>>) -> Self {
+        self.abort = Some(aborts);
+        self
+    }
+
+    /// The next stop request's name: the signal's, or [`ABORT`].
     pub async fn recv(&mut self) -> &'static str {
-        next(&mut self.term, &mut self.int).await.0
+        tokio::select! {
+            (name, _) = next(&mut self.term, &mut self.int) => name,
+            () = aborted(&mut self.abort) => ABORT,
+        }
     }
 }
 
@@ -71,6 +92,21 @@ fn listeners() -> anyhow::Result<(Signal, Signal)> {
         signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
         signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
     ))
+}
+
+/// Resolves once the live view has aborted the run; never without an abort to watch.
+async fn aborted(abort: &mut Option<watch::Receiver<Option<Aborted>>>) {
+    let Some(rx) = abort else {
+        return std::future::pending().await;
+    };
+    loop {
+        if rx.borrow_and_update().is_some() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// The next of SIGTERM and SIGINT: its name and the exit code of a process it ended.

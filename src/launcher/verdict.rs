@@ -12,7 +12,7 @@ use crate::launcher::merge::{write_merged, Merged};
 use crate::launcher::render::open::open_from_store;
 use crate::launcher::render::{html, table};
 use crate::model::report::{Outcome, SUMMARY_FILE};
-use crate::worker::store::{merged_dir, tasks_dir, ReportStore};
+use crate::store::{merged_dir, tasks_dir, ReportStore};
 
 /// The CI gate of a run: thresholds, JUnit file, whether to open the HTML page.
 #[derive(Debug, Clone, Copy)]
@@ -97,8 +97,12 @@ pub async fn verdict(
     for problem in fleet_problems {
         println!("fleet problem: {problem}");
     }
+    // An abort stops every task as Ctrl-C does: tasks that stored an interrupted report did
+    // what they were asked. Anything else (a task missing, failed) is still the fleet's.
+    let stopped_as_asked = summary.stopped_by_abort();
     let fleet_reason = match &summary.outcome {
         Outcome::Completed if fleet_problems.is_empty() => None,
+        _ if stopped_as_asked && fleet_problems.is_empty() => None,
         Outcome::Completed => Some(format!("{} fleet problem(s)", fleet_problems.len())),
         Outcome::Failed { reason } => Some(reason.clone()),
         Outcome::Interrupted { signal } => Some(format!("interrupted by {signal}")),
@@ -119,15 +123,21 @@ pub async fn verdict(
     };
     let status = match (&fleet_reason, broken.is_empty()) {
         (Some(_), _) => ExitStatus::FleetFailed,
+        (None, _) if summary.aborted.is_some() => ExitStatus::ThresholdBroken,
         (None, false) => ExitStatus::ThresholdBroken,
         (None, true) => ExitStatus::Held,
     };
-    match &fleet_reason {
-        Some(reason) => println!(
+    match (&fleet_reason, &summary.aborted) {
+        (Some(reason), _) => println!(
             "result: FLEET FAILED (exit {}): {reason}; {thresholds_verdict}",
             status.code()
         ),
-        None => println!(
+        (None, Some(aborted)) => println!(
+            "result: ABORTED (exit {}): {}; at the end {thresholds_verdict}",
+            status.code(),
+            aborted.reason
+        ),
+        (None, None) => println!(
             "result: {} (exit {}): {thresholds_verdict}",
             if broken.is_empty() {
                 "PASSED"

@@ -125,6 +125,7 @@ pub async fn run_tasks(
                             t.id
                         )),
                         consumer: t.consumer,
+                        interrupted: false,
                     });
                     continue;
                 }

@@ -25,6 +25,9 @@ pub struct TaskEnd {
     pub problem: Option<String>,
     /// Whether it is a consumer task (end to end) rather than a producer.
     pub consumer: bool,
+    /// Whether it ended as stopped by SIGTERM or SIGINT (exit 143 or 130, its report stored):
+    /// the launcher's own doing when the run was aborted.
+    pub interrupted: bool,
 }
 
 impl TaskEnd {
@@ -71,6 +74,7 @@ impl TaskEnd {
             ok: problem.is_none(),
             problem,
             consumer: false,
+            interrupted: matches!(code, Some(130 | 143)),
         }
     }
 }
@@ -111,4 +115,6 @@ pub struct RunOutcome {
     /// exited non-zero, was killed, did not stop); empty when all went well. Any entry makes
     /// the run a failed fleet (exit 3).
     pub problems: Vec<String>,
+    /// What the live view saw (`None` when live windows were off).
+    pub live: Option<crate::model::live::LiveRecord>,
 }

@@ -58,6 +58,8 @@ pub fn check_junit_path(path: &std::path::Path) -> anyhow::Result<()> {
 
 /// Name of the JUnit test case that checks every task reported and completed.
 pub const COVERAGE_CASE: &str = "fleet coverage";
+/// Name of the JUnit test case of a run a live threshold stopped (`--abort-on-fail`).
+pub const ABORT_CASE: &str = "live abort";
 
 /// Whether every expected task reported and completed; if not, why (one line).
 pub fn coverage_problem(summary: &Summary) -> Option<String> {
@@ -74,7 +76,11 @@ pub fn coverage_problem(summary: &Summary) -> Option<String> {
         tasks_not_completed,
         ..
     } = info;
-    if tasks_missing.is_empty() && tasks_not_completed.is_empty() && *tasks_reported > 0 {
+    // A run a live threshold stopped: tasks interrupted by the launcher did as asked.
+    if tasks_missing.is_empty()
+        && (tasks_not_completed.is_empty() || summary.stopped_by_abort())
+        && *tasks_reported > 0
+    {
         return None;
     }
     Some(match &summary.outcome {
@@ -88,13 +94,16 @@ pub fn coverage_problem(summary: &Summary) -> Option<String> {
 /// complete.
 pub fn junit_xml(results: &[ThresholdResult], summary: &Summary, suite_name: &str) -> String {
     let coverage = coverage_problem(summary);
-    let failures = results.iter().filter(|r| !r.held).count() + usize::from(coverage.is_some());
+    let aborted = summary.aborted.as_ref();
+    let failures = results.iter().filter(|r| !r.held).count()
+        + usize::from(coverage.is_some())
+        + usize::from(aborted.is_some());
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let suite = xml_escape(suite_name);
     xml.push_str(&format!(
         "<testsuites name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite \
          name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">\n",
-        tests = results.len() + 1,
+        tests = results.len() + 1 + usize::from(aborted.is_some()),
     ));
     let info = summary.merge.as_ref();
     let coverage_name = format!(
@@ -118,6 +127,21 @@ pub fn junit_xml(results: &[ThresholdResult], summary: &Summary, suite_name: &st
         }
     };
     case(&mut xml, &coverage_name, coverage.map(|c| (c.clone(), c)));
+    if let Some(a) = aborted {
+        let windows: Vec<String> = a
+            .windows
+            .iter()
+            .map(|w| format!("window {}: {}", w.window, w.measured))
+            .collect();
+        case(
+            &mut xml,
+            &format!("{ABORT_CASE}: {}", a.threshold),
+            Some((
+                a.reason.clone(),
+                format!("{} ({})", a.reason, windows.join(", ")),
+            )),
+        );
+    }
     for r in results {
         let failure = (!r.held).then(|| {
             (

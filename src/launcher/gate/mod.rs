@@ -13,12 +13,13 @@ pub(crate) use junit::check_junit_path;
 use std::fmt;
 
 use crate::launcher::render::format::trim;
-use crate::model::report::Summary;
+use crate::model::report::{Percentiles, Summary};
 
 /// What the user may write, for error messages.
 pub const ACCEPTED: &str = "METRIC OP VALUE, where METRIC is one of p50, p90, p99, p99.9, max, \
 mean (latency from the intended send time), service_p50 … service_mean (service time), \
-error_rate, rate (acknowledged events/s), acknowledged, failed, attempted, retried, and end to end \
+error_rate, throttled (tries the target refused for throughput, retried or not, as a share of \
+all tries), rate (acknowledged events/s), acknowledged, failed, attempted, retried, and end to end \
 e2e_p50 … e2e_mean (latency through the system under test), lost, duplicates (counts, or shares \
 with %: of acknowledged events, of records seen); OP is one of \
 <, <=, >, >=, ==; VALUE is a latency such as 250ms, 1s, 500us or 1h (a bare number is ms), an error \
@@ -36,6 +37,8 @@ pub enum Metric {
     },
     /// Failed events as a share of attempted ones.
     ErrorRate,
+    /// Tries the target refused for throughput (retried or not) as a share of all tries.
+    Throttled,
     /// Acknowledged events per second over the run's wall span.
     Rate,
     /// Events acknowledged.
@@ -96,6 +99,7 @@ impl Metric {
         let name = name.to_ascii_lowercase();
         Some(match name.as_str() {
             "error_rate" => Metric::ErrorRate,
+            "throttled" => Metric::Throttled,
             "rate" => Metric::Rate,
             "acknowledged" => Metric::Acknowledged,
             "failed" => Metric::Failed,
@@ -142,6 +146,8 @@ impl Metric {
             }
             Metric::ErrorRate if s.counts.attempted == 0 => return None,
             Metric::ErrorRate => s.counts.error_rate(),
+            Metric::Throttled if s.counts.attempted == 0 => return None,
+            Metric::Throttled => s.counts.throttle_ratio(),
             Metric::Rate => s.achieved_rate,
             Metric::Acknowledged => s.counts.acknowledged as f64,
             Metric::Failed => s.counts.failed as f64,
@@ -193,6 +199,7 @@ impl Metric {
         match self {
             Metric::Latency { .. } | Metric::E2eLatency(_) => format!("{}ms", trim(v, 3)),
             Metric::ErrorRate
+            | Metric::Throttled
             | Metric::Lost { share: true }
             | Metric::Duplicates { share: true } => format!("{}%", trim(v * 100.0, 4)),
             Metric::Rate => format!("{}/s", trim(v, 1)),
@@ -379,27 +386,28 @@ fn parse_value(metric: Metric, text: &str) -> Result<f64, String> {
             };
             Ok(number(digits)? * factor)
         }
-        Metric::ErrorRate | Metric::Lost { share: true } | Metric::Duplicates { share: true } => {
-            match text.strip_suffix('%') {
-                Some(percent) => {
-                    let v = number(percent)?;
-                    if v > 100.0 {
-                        return Err(format!("an error rate of {text} is above 100%"));
-                    }
-                    Ok(v / 100.0)
+        Metric::ErrorRate
+        | Metric::Throttled
+        | Metric::Lost { share: true }
+        | Metric::Duplicates { share: true } => match text.strip_suffix('%') {
+            Some(percent) => {
+                let v = number(percent)?;
+                if v > 100.0 {
+                    return Err(format!("an error rate of {text} is above 100%"));
                 }
-                None => {
-                    let v = number(text)?;
-                    if v > 1.0 {
-                        return Err(format!(
-                            "an error rate without % is a fraction from 0 to 1; {text} is above 1 \
-                         (write {text}% for a percentage)"
-                        ));
-                    }
-                    Ok(v)
-                }
+                Ok(v / 100.0)
             }
-        }
+            None => {
+                let v = number(text)?;
+                if v > 1.0 {
+                    return Err(format!(
+                        "an error rate without % is a fraction from 0 to 1; {text} is above 1 \
+                         (write {text}% for a percentage)"
+                    ));
+                }
+                Ok(v)
+            }
+        },
         Metric::Rate => {
             let per = text
                 .strip_suffix("/s")
@@ -429,6 +437,111 @@ pub struct ThresholdResult {
     pub measured_text: String,
     /// Whether the threshold held.
     pub held: bool,
+}
+
+/// What one live window of the fleet measured, for the thresholds that can be judged while the
+/// run runs (`--abort-on-fail`). `None` where the window has nothing to measure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveValues {
+    /// Acknowledged events per second of the window's production seconds.
+    pub rate: Option<f64>,
+    /// Failed events as a share of the window's attempted ones.
+    pub error_rate: Option<f64>,
+    /// Tries refused for throughput as a share of the window's tries.
+    pub throttled: Option<f64>,
+    /// Latency from the intended send time of the window's acknowledgements.
+    pub latency: Option<Percentiles>,
+    /// End-to-end latency of the records the consumers read in the window.
+    pub e2e_latency: Option<Percentiles>,
+    /// Acknowledged events old enough to have been read that no consumer had seen, so far.
+    pub lost: Option<u64>,
+    /// The acknowledged events `lost` is a share of.
+    pub lost_of: u64,
+}
+
+fn stat_of(p: &Percentiles, stat: LatencyStat) -> f64 {
+    match stat {
+        LatencyStat::P50 => p.p50,
+        LatencyStat::P90 => p.p90,
+        LatencyStat::P99 => p.p99,
+        LatencyStat::P99_9 => p.p99_9,
+        LatencyStat::Max => p.max,
+        LatencyStat::Mean => p.mean,
+    }
+}
+
+impl Metric {
+    /// Whether a live window can judge this metric: rates, error and throttle ratios, latency
+    /// from the intended send time, end-to-end latency and loss. Counts over the whole run
+    /// (`acknowledged>=N`) cannot, nor service time (windows carry no service-time histogram),
+    /// nor duplicates (a copy may be read long after the first).
+    pub fn judged_live(&self) -> bool {
+        matches!(
+            self,
+            Metric::Latency { service: false, .. }
+                | Metric::ErrorRate
+                | Metric::Throttled
+                | Metric::Rate
+                | Metric::E2eLatency(_)
+                | Metric::Lost { .. }
+        )
+    }
+
+    /// This metric's value in a live window; `None` when it is not judged live or the window
+    /// has nothing to measure.
+    pub fn measure_live(&self, v: &LiveValues) -> Option<f64> {
+        match self {
+            Metric::Latency {
+                service: false,
+                stat,
+            } => v.latency.as_ref().map(|p| stat_of(p, *stat)),
+            Metric::ErrorRate => v.error_rate,
+            Metric::Throttled => v.throttled,
+            Metric::Rate => v.rate,
+            Metric::E2eLatency(stat) => v.e2e_latency.as_ref().map(|p| stat_of(p, *stat)),
+            Metric::Lost { share: false } => v.lost.map(|n| n as f64),
+            Metric::Lost { share: true } => {
+                let lost = v.lost? as f64;
+                (v.lost_of > 0).then(|| lost / v.lost_of as f64)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Threshold {
+    /// Judges this threshold on a live window: `None` when it cannot be judged live or the
+    /// window has nothing to measure (which breaks nothing: a quiet window is not evidence).
+    pub fn evaluate_live(&self, values: &LiveValues) -> Option<ThresholdResult> {
+        let measured = self.metric.measure_live(values)?;
+        Some(ThresholdResult {
+            expression: self.expression.clone(),
+            limit: self.metric.format(self.value),
+            measured: Some(measured),
+            measured_text: self.metric.format(measured),
+            held: self.op.holds(measured, self.value),
+        })
+    }
+
+    /// The comparison that breaks this threshold, in words: `≥` for `<`, and so on.
+    pub fn broken_op(&self) -> &'static str {
+        match self.op {
+            Op::Lt => "≥",
+            Op::Le => ">",
+            Op::Gt => "≤",
+            Op::Ge => "<",
+            Op::Eq => "≠",
+        }
+    }
+
+    /// The metric's name as written in the expression (`error_rate`, `p99`).
+    pub fn metric_name(&self) -> &str {
+        let end = self
+            .expression
+            .find(['<', '>', '='])
+            .unwrap_or(self.expression.len());
+        self.expression[..end].trim()
+    }
 }
 
 #[cfg(test)]
@@ -488,6 +601,8 @@ pub(crate) mod tests {
                 ..MergeInfo::default()
             }),
             end_to_end: Default::default(),
+            live: None,
+            aborted: None,
         }
     }
 

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::model::report::{
-    add_by_shard, encode_histogram, Counts, EndToEndReport, Histograms, KinesisCounts, MergeInfo,
-    Outcome, Percentiles, Saturation, SecondRow, ShardCounts, Summary, TaskProblem, TaskRow,
-    SCHEMA_VERSION,
+    add_by_shard, encode_histogram, Counts, EndToEndReport, Histograms, KinesisCounts, LiveReport,
+    MergeInfo, Outcome, Percentiles, Saturation, SecondRow, ShardCounts, Summary, TaskProblem,
+    TaskRow, SCHEMA_VERSION,
 };
 
 use super::decode::{Decoded, SLOT_LATENCY, SLOT_SERVICE};
@@ -403,6 +403,8 @@ impl Merger {
                 trace: None,
                 e2e: merge_e2e(self.tasks.iter().filter_map(|t| t.report.as_ref().ok())),
             },
+            live: merge_live(self.tasks.iter().filter_map(|t| t.report.as_ref().ok())),
+            aborted: None,
         };
         Merged {
             summary,
@@ -473,4 +475,19 @@ pub(super) fn failure_reason(
         missing.len() + not_completed.len(),
         parts.join("; ")
     )
+}
+
+/// The tasks' live windows in one line: the interval, the most windows a task wrote, and every
+/// window that could not be written (the launcher adds what it saw: stale tasks, the abort).
+fn merge_live<'a>(reports: impl Iterator<Item = &'a Summary>) -> Option<LiveReport> {
+    let mut merged: Option<LiveReport> = None;
+    for live in reports.filter_map(|r| r.live.as_ref()) {
+        let m = merged.get_or_insert_with(|| LiveReport {
+            interval_s: live.interval_s,
+            ..LiveReport::default()
+        });
+        m.windows = m.windows.max(live.windows);
+        m.publish_failures = m.publish_failures.saturating_add(live.publish_failures);
+    }
+    merged
 }

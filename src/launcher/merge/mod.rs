@@ -30,7 +30,7 @@ use futures::StreamExt;
 use crate::model::report::{
     timeseries_csv, HlogWriter, E2E_HLOG_FILE, HLOG_FILE, SUMMARY_FILE, TIMESERIES_FILE,
 };
-use crate::worker::store::{merged_dir, task_dir, tasks_dir, ReportStore};
+use crate::store::{merged_dir, task_dir, tasks_dir, ReportStore};
 
 use self::decode::{decode_task, Decoded, TaskFiles};
 use self::fold::Merger;
@@ -531,6 +531,8 @@ mod tests {
             kinesis: None,
             merge: None,
             end_to_end: Default::default(),
+            live: None,
+            aborted: None,
         };
         TaskInput {
             task_id: id.into(),

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::worker::store::ReportStore;
+use crate::store::ReportStore;
 
 /// What opens files when `$BROWSER` is not set, as the user is told.
 const SYSTEM_OPENER: &str = if cfg!(target_os = "macos") {

@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::render::format::{rate, thousands};
+use crate::model::live::clock;
 use crate::model::report::{
-    hot_shard, saturation_words, E2e, KinesisCounts, Outcome, Percentiles, Summary,
+    hot_shard, saturation_words, E2e, KinesisCounts, LiveReport, Outcome, Percentiles, Summary,
 };
 
 /// How many task ids one line lists before saying how many more there are.
@@ -151,6 +152,17 @@ pub(crate) fn render(
         "error rate",
         &format!("{:.4}%", summary.counts.error_rate() * 100.0),
     );
+    if c.throttled() > 0 {
+        line(
+            w,
+            "throttled",
+            &format!(
+                "{:.4}% of tries ({} refused for throughput)",
+                c.throttle_ratio() * 100.0,
+                thousands(c.throttled())
+            ),
+        );
+    }
 
     // Rate.
     let achieved = format!("{}/s", rate(summary.achieved_rate));
@@ -182,6 +194,13 @@ pub(crate) fn render(
             }
         ),
     );
+
+    if let Some(a) = &summary.aborted {
+        line(w, "aborted", &a.reason);
+    }
+    if let Some(live) = &summary.live {
+        live_lines(w, live);
+    }
 
     let e2e = summary.end_to_end.e2e.as_ref();
     if let Some(e) = e2e {
@@ -285,6 +304,30 @@ fn end_to_end(w: &mut String, s: &Summary, e: &E2e) {
         if !note.starts_with("lost is unknown") {
             line(w, "  note", note);
         }
+    }
+}
+
+/// How the live windows went: how many were shown, which tasks were stale in which, what
+/// could not be written or sent.
+fn live_lines(w: &mut String, live: &LiveReport) {
+    let mut text = format!("{} windows of {}s", live.windows, live.interval_s);
+    if live.publish_failures > 0 {
+        text.push_str(&format!(
+            "; {} could not be written by the tasks",
+            thousands(live.publish_failures)
+        ));
+    }
+    line(w, "live", &text);
+    if !live.stale.is_empty() {
+        let list: Vec<String> = live
+            .stale
+            .iter()
+            .map(|s| format!("{} at {}", s.tasks.join(", "), clock(s.from_second)))
+            .collect();
+        line(w, "  stale", &ids(list.into_iter()));
+    }
+    for failure in &live.metric_failures {
+        line(w, "  metrics", failure);
     }
 }
 
@@ -426,6 +469,8 @@ mod tests {
                 ],
             }),
             end_to_end: Default::default(),
+            live: None,
+            aborted: None,
         };
         let results = evaluate(&parse_all(&["p99<250ms", "rate>=20k/s"]).unwrap(), &s);
         let text = render(&s, &results, "/tmp/runs/run-42/merged/summary.json");

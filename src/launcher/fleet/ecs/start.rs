@@ -77,6 +77,15 @@ pub struct StartReport {
 }
 
 impl StartReport {
+    /// The ids of the tasks started (the last part of their ARNs): how their reports and live
+    /// windows are named.
+    pub fn task_ids(&self) -> Vec<String> {
+        self.tasks
+            .iter()
+            .map(|arn| super::watch::task_id(arn).to_string())
+            .collect()
+    }
+
     fn note_failure(&mut self, reason: &str, arn_or_detail: &str) {
         match self
             .failures

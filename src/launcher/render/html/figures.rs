@@ -98,8 +98,22 @@ pub(super) fn throughput(m: &Merged, time: &TimeAxis) -> Option<Chart> {
         ],
         bands,
         band_label: "failed events",
-        markers: stage_marks(&m.summary, time),
+        markers: stage_marks(&m.summary, time)
+            .into_iter()
+            .chain(abort_mark(&m.summary))
+            .collect(),
         bars: false,
+    })
+}
+
+/// Where a live threshold stopped the run (`--abort-on-fail`): on every time chart.
+fn abort_mark(s: &Summary) -> Option<Marker> {
+    let a = s.aborted.as_ref()?;
+    Some(Marker {
+        x: a.second as f64,
+        label: format!("aborted: {}", a.threshold),
+        color: "#c0392b".into(),
+        row: 1,
     })
 }
 
@@ -135,8 +149,9 @@ fn stage_marks(s: &Summary, time: &TimeAxis) -> Vec<Marker> {
     marks
 }
 
-/// p50, p99 and max latency per second, on a log scale, with gaps where nothing was measured.
-pub(super) fn latency(rows: &[SecondRow], time: &TimeAxis) -> Option<Chart> {
+/// p50, p99 and max latency per second, on a log scale, with gaps where nothing was measured;
+/// an abort marked.
+pub(super) fn latency(rows: &[SecondRow], time: &TimeAxis, s: &Summary) -> Option<Chart> {
     if rows.is_empty() {
         return None;
     }
@@ -165,7 +180,7 @@ pub(super) fn latency(rows: &[SecondRow], time: &TimeAxis) -> Option<Chart> {
         .collect(),
         bands: Vec::new(),
         band_label: "",
-        markers: Vec::new(),
+        markers: abort_mark(s).into_iter().collect(),
         bars: false,
     })
 }
@@ -275,6 +290,10 @@ pub(super) fn errors(s: &Summary, time: &TimeAxis) -> Option<Chart> {
             });
         }
         list.push(series);
+    }
+    if let Some(mut mark) = abort_mark(s) {
+        mark.row = markers.len();
+        markers.push(mark);
     }
     Some(Chart {
         id: "errors",

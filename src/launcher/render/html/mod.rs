@@ -59,7 +59,7 @@ pub(crate) fn render_with_fleet_problems(
     let e2e = s.end_to_end.e2e.as_ref();
     let charts = [
         figures::throughput(merged, &time),
-        figures::latency(&merged.rows, &time),
+        figures::latency(&merged.rows, &time, s),
         figures::spectrum(&merged.latency, &merged.service),
         figures::errors(s, &time),
         e2e.and_then(|e| figures::e2e_latency(e, &time)),
@@ -86,6 +86,7 @@ pub(crate) fn render_with_fleet_problems(
         page::end_to_end(&mut out, s, e, charts[4].as_ref());
     }
     shards::shards(&mut out, s);
+    page::live(&mut out, s);
     page::tasks(&mut out, merged);
     page::scenario(&mut out, s);
     out.push_str("</main>\n");
@@ -122,6 +123,9 @@ fn nav(s: &Summary) -> String {
     }
     if !s.by_shard.is_empty() {
         extra.push_str("<a href=\"#shards\">Shards</a>");
+    }
+    if s.live.is_some() {
+        extra.push_str("<a href=\"#live\">Live</a>");
     }
     NAV.replace(
         "<a href=\"#tasks\">",

@@ -11,6 +11,7 @@ use super::escape::esc;
 use crate::launcher::gate::ThresholdResult;
 use crate::launcher::merge::Merged;
 use crate::launcher::render::format::{rate, thousands, timestamp, trim};
+use crate::model::live::clock;
 use crate::model::report::{saturation_words, E2e, Outcome, Percentiles, Summary};
 
 fn section_open(out: &mut String, id: &str, title: &str) {
@@ -25,14 +26,18 @@ pub(super) fn verdict_of(
 ) -> (&'static str, &'static str, u8, Option<String>) {
     let fleet_reason = match &s.outcome {
         Outcome::Completed if fleet_problems.is_empty() => None,
+        _ if s.stopped_by_abort() && fleet_problems.is_empty() => None,
         Outcome::Completed => Some(format!("{} fleet problem(s)", fleet_problems.len())),
         Outcome::Failed { reason } => Some(reason.clone()),
         Outcome::Interrupted { signal } => Some(format!("interrupted by {signal}")),
     };
-    match fleet_reason {
-        Some(reason) => ("FLEET FAILED", "failed", 3, Some(reason)),
-        None if thresholds.iter().any(|r| !r.held) => ("THRESHOLD BROKEN", "broken", 1, None),
-        None => ("PASSED", "passed", 0, None),
+    match (fleet_reason, &s.aborted) {
+        (Some(reason), _) => ("FLEET FAILED", "failed", 3, Some(reason)),
+        (None, Some(a)) => ("ABORTED", "broken", 1, Some(a.reason.clone())),
+        (None, None) if thresholds.iter().any(|r| !r.held) => {
+            ("THRESHOLD BROKEN", "broken", 1, None)
+        }
+        (None, None) => ("PASSED", "passed", 0, None),
     }
 }
 
@@ -617,6 +622,76 @@ struct TaskNumbers {
 }
 
 /// One row per task, the unhealthy and the slowest first.
+/// What the run's live windows said: the abort (which threshold, the windows that broke it),
+/// the tasks that were stale in each window, and what could not be written or sent.
+pub(super) fn live(out: &mut String, s: &Summary) {
+    let Some(live) = &s.live else { return };
+    section_open(out, "live", "Live");
+    let _ = writeln!(
+        out,
+        "<p class=\"note\">Every {}s each task wrote what it did in that window; the launcher \
+         merged the windows of the fleet exactly and showed {} of them while the run ran.{}</p>",
+        live.interval_s,
+        live.windows,
+        if live.publish_failures > 0 {
+            format!(
+                " {} window(s) could not be written by the tasks (the store refused or did not \
+                 answer in time): production went on.",
+                live.publish_failures
+            )
+        } else {
+            String::new()
+        }
+    );
+    if let Some(a) = &s.aborted {
+        let _ = write!(
+            out,
+            "<div class=\"reason\" id=\"aborted\" data-second=\"{}\">{}</div>\n<table \
+             id=\"abort-windows\" class=\"compact\"><thead><tr><th>window</th><th>from</th>\
+             <th class=\"num\">{}</th></tr></thead><tbody>",
+            a.second,
+            esc(&a.reason),
+            esc(&a.threshold)
+        );
+        for w in &a.windows {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                w.window,
+                clock(w.window * live.interval_s),
+                esc(&w.measured)
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    if live.stale.is_empty() {
+        out.push_str("<p class=\"empty ok\" id=\"no-stale\">Every task's window was there when it was shown.</p>\n");
+    } else {
+        out.push_str(
+            "<table id=\"stale\"><thead><tr><th>window</th><th>from</th><th>stale tasks (no window \
+             when it was shown)</th></tr></thead><tbody>",
+        );
+        for w in &live.stale {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                w.window,
+                clock(w.from_second),
+                esc(&w.tasks.join(", "))
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    if !live.metric_failures.is_empty() {
+        out.push_str("<ul class=\"problems\" id=\"metric-failures\">");
+        for f in &live.metric_failures {
+            let _ = write!(out, "<li>metrics: {}</li>", esc(f));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</section>\n");
+}
+
 pub(super) fn tasks(out: &mut String, m: &Merged) {
     section_open(out, "tasks", "Tasks");
     let Some(info) = &m.summary.merge else {

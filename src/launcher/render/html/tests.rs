@@ -109,6 +109,8 @@ fn summary(rows: &[SecondRow]) -> Summary {
             ],
         }),
         end_to_end: Default::default(),
+        live: None,
+        aborted: None,
     }
 }
 

@@ -27,7 +27,7 @@ use fleetload::model::report::{
     encode_histogram, new_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome,
     Percentiles, SecondRow, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
-use fleetload::worker::store::{task_dir, ReportStore};
+use fleetload::store::{task_dir, ReportStore};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -140,6 +140,8 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
         kinesis: None,
         merge: None,
         end_to_end: Default::default(),
+        live: None,
+        aborted: None,
     };
     Files {
         summary,

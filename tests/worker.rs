@@ -703,6 +703,7 @@ async fn report_lands_in_s3_under_the_documented_keys() {
     assert_eq!(
         keys,
         [
+            "load-tests/s3-run/live/w000000/t-1.json",
             "load-tests/s3-run/tasks/t-1/histograms.hlog",
             "load-tests/s3-run/tasks/t-1/started.json",
             "load-tests/s3-run/tasks/t-1/summary.json",

@@ -16,7 +16,7 @@ use fleetload::model::report::{
     encode_histogram, new_histogram, timeseries_csv, write_hlog, Counts, Histograms, Outcome,
     Percentiles, SecondRow, Summary, HLOG_FILE, SCHEMA_VERSION, SUMMARY_FILE, TIMESERIES_FILE,
 };
-use fleetload::worker::store::{task_dir, ReportStore};
+use fleetload::store::{task_dir, ReportStore};
 use hdrhistogram::Histogram;
 
 /// What a test says when the moto server is not there.
@@ -241,6 +241,8 @@ pub fn synthetic_task(
         kinesis: None,
         merge: None,
         end_to_end: Default::default(),
+        live: None,
+        aborted: None,
     };
     SyntheticTask {
         summary,

@@ -589,3 +589,59 @@ async fn cloudwatch_in_moto_holds_the_fleets_metrics_and_their_sum_is_the_merged
     );
     assert!(result("p99") > 0.0, "{answer:?}");
 }
+
+#[test]
+fn with_a_consumer_the_live_view_shows_end_to_end_latency_and_nothing_lost_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = launcher(
+        &[
+            "run",
+            "--tasks",
+            "2",
+            "--consumers",
+            "1",
+            "--rate",
+            "200",
+            "--duration",
+            "8s",
+            "--live-interval",
+            "2s",
+            "--consumer-env",
+            "FLEETLOAD_SETTLE=3s",
+            "--report-url",
+            "reports",
+            "--run-id",
+            "live-e2e",
+        ],
+        dir.path(),
+    )
+    .spawn()
+    .unwrap();
+    let out = wait(child, Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = live_lines(&out);
+    // Windows whose events have had the settle time to be read: nothing lost so far.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("e2e_p99 ") && l.contains("lost 0")),
+        "{lines:?}"
+    );
+    let run_dir = dir.path().join("reports/live-e2e");
+    let windows = task_windows(&run_dir);
+    let consumer = summary(&run_dir.join("tasks/local-consumer-01/summary.json"));
+    let e2e = consumer.end_to_end.e2e.unwrap();
+    let read: Vec<&LiveWindow> = windows["local-consumer-01"].iter().collect();
+    assert!(read.iter().all(|w| w.role == "consume"));
+    let seen: u64 = read.iter().map(|w| w.consumer.as_ref().unwrap().seen).sum();
+    assert_eq!(
+        seen, e2e.seen,
+        "the consumer's windows add up to its report"
+    );
+    let record = live_record(&run_dir);
+    assert!(record
+        .windows
+        .iter()
+        .any(|w| w.e2e_latency_ms.as_ref().is_some_and(|p| p.count > 0)));
+    assert!(record.windows.iter().any(|w| w.lost_so_far == Some(0)));
+}

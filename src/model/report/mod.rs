@@ -9,6 +9,7 @@
 //! and the tests alike: `histogram` (the V2 encoding), `timeseries` (`timeseries.csv`) and
 //! `hlog` (`histograms.hlog`).
 
+mod cost;
 mod histogram;
 mod hlog;
 mod timeseries;
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+pub use cost::{Cost, CostItem, CostPart, CostParts, PricesUsed, NOT_CHARGED, PRICED, UNKNOWN};
 pub use histogram::{decode_histogram, encode_histogram, new_histogram, V2StoredSerializer};
 pub use hlog::{
     malformed_hlog, next_hlog_line, parse_hlog, read_hlog, write_hlog, HlogLine, HlogSpool,
@@ -152,6 +154,31 @@ impl Counts {
             self.failed as f64 / self.attempted as f64
         }
     }
+
+    /// Events the target refused for throughput, retried or not: the [`THROTTLE_CODES`] in
+    /// `failed_by_code` and `retried_by_code` (an event refused twice counts twice, as its
+    /// retries do).
+    pub fn throttled(&self) -> u64 {
+        THROTTLE_CODES
+            .iter()
+            .flat_map(|code| {
+                [
+                    self.failed_by_code.get(*code),
+                    self.retried_by_code.get(*code),
+                ]
+            })
+            .flatten()
+            .fold(0u64, |sum, n| sum.saturating_add(*n))
+    }
+
+    /// [`Counts::throttled`] as a share of attempted events (0 when nothing was attempted).
+    pub fn throttle_ratio(&self) -> f64 {
+        if self.attempted == 0 {
+            0.0
+        } else {
+            self.throttled() as f64 / self.attempted as f64
+        }
+    }
 }
 
 /// What Kinesis answered for the records of one shard (`by_shard` in `summary.json`).
@@ -247,6 +274,12 @@ impl KinesisCounts {
 
 /// The Kinesis error code of a record refused because its shard was over its limits.
 pub const THROTTLED_CODE: &str = "ProvisionedThroughputExceededException";
+
+/// Error codes that mean the target refused an event for throughput (`throttled`). Kinesis
+/// answers [`THROTTLED_CODE`] per record. Kafka has none to add: a broker's produce quota delays
+/// its answers (`throttle_time_ms`) instead of failing messages, and a full local queue is
+/// waited on by the sink and shows as `unsent`, never as an error code.
+pub const THROTTLE_CODES: &[&str] = &[THROTTLED_CODE];
 
 /// The shard that took the most throttling, when any was throttled: its id, its throttled
 /// events and its share of all throttled events.
@@ -420,6 +453,10 @@ pub struct Summary {
     /// Set on merged summaries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeInfo>,
+    /// Merged summaries only: what the run cost, estimated from list prices (absent in reports
+    /// written before it was estimated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
     /// End to end: the task's role, a producer's trace, a consumer's or the run's delivery
     /// (`role`, `trace` and `e2e` at the top level of the file; absent in reports written
     /// before them).

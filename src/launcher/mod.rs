@@ -5,9 +5,13 @@
 //! scenario rules, the run id, the start delay, the backend); `run` drives the plan through a
 //! [`fleet`] backend (local processes or ECS tasks), then [`merge`] adds every task's report up
 //! exactly and `verdict` writes the merged report, evaluates the `gate` (thresholds, JUnit),
-//! prints the [`render`]ed table and page, and decides the [`exit`] status.
+//! prints the [`render`]ed table and page, and decides the [`exit`] status. [`cost`] estimates
+//! what a run cost from list prices; [`compare`] compares a run with another (`launcher compare`,
+//! `--baseline`), saying whether each change is larger than the runs' own noise.
 
 pub mod cli;
+pub mod compare;
+pub mod cost;
 pub mod exit;
 pub mod fleet;
 pub(crate) mod gate;
@@ -34,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Run(args) => run::run_command(&args).await,
         Command::Merge(args) => merge_command(&args).await,
         Command::Stop(args) => run::stop_command(&args).await,
+        Command::Compare(args) => compare::compare_command(&args).await,
     }
 }
 
@@ -42,6 +47,8 @@ async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
     if let Some(path) = &args.gate.junit {
         crate::launcher::gate::check_junit_path(path)?;
     }
+    let prices = cost::Prices::load(args.cost.prices.as_deref(), &args.cost.price)?;
+    let baseline = compare::Baseline::of_gate(&args.gate, &thresholds).await?;
     let (url, run_id) = parse_run_location(&args.location)?;
     if let ReportUrl::Local(dir) = &url {
         // No directory means no task of the run wrote a report there (the fleet failed, or
@@ -58,11 +65,21 @@ async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     let store = ReportStore::open(&url).await?;
-    let merged = merge_run(&store, &run_id, None, args.expected_tasks).await?;
+    let mut merged = merge_run(&store, &run_id, None, args.expected_tasks).await?;
+    cost::attach(
+        &store,
+        &run_id,
+        &mut merged,
+        None,
+        &prices,
+        baseline.is_some(),
+    )
+    .await;
     let gate = Gate {
         thresholds: &thresholds,
         junit: args.gate.junit.as_deref(),
         open: args.gate.open,
+        baseline: baseline.as_ref(),
     };
     verdict(&store, &run_id, &merged, &gate, &[]).await
 }

@@ -24,6 +24,7 @@ use crate::launcher::plan::{
 use crate::launcher::progress::{print_plan, ConsumersShown, Display};
 use crate::launcher::signals::StopRequest;
 use crate::launcher::verdict::{verdict, Gate};
+use crate::launcher::{compare, cost};
 use crate::model::report_url::ReportUrl;
 use crate::model::scenario::Scenario;
 use crate::worker::sink::Files;
@@ -53,6 +54,9 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         gate::check_junit_path(path)?;
     }
     let plan = RunPlan::try_from(args)?;
+    let prices = cost::Prices::load(args.cost.prices.as_deref(), &args.cost.price)?;
+    // The baseline is read before any task starts: a run must not be spent to find it missing.
+    let baseline = compare::Baseline::of_gate(&args.gate, &thresholds).await?;
     let outcome = match &plan.backend {
         BackendPlan::Local => run_local(&plan).await?,
         BackendPlan::Ecs(source) => run_ecs(&plan, source).await?,
@@ -63,13 +67,33 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         outcome.run_id
     );
     let store = ReportStore::open(&outcome.report_url).await?;
-    let merged = merge_run(
+    let mut merged = merge_run(
         &store,
         &outcome.run_id,
         Some(outcome.task_ids.clone()),
         Some(outcome.tasks_requested),
     )
     .await?;
+    let backend = match plan.backend {
+        BackendPlan::Local => "local",
+        BackendPlan::Ecs(_) => "ecs",
+    };
+    let usage = cost::RunUsage::collect(
+        backend,
+        outcome.ecs_usage.clone(),
+        outcome.usage_notes.clone(),
+        |name| plan.env.get(name).map(str::to_string),
+    )
+    .await;
+    cost::attach(
+        &store,
+        &outcome.run_id,
+        &mut merged,
+        Some(usage),
+        &prices,
+        baseline.is_some(),
+    )
+    .await;
     verdict(
         &store,
         &outcome.run_id,
@@ -78,6 +102,7 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             thresholds: &thresholds,
             junit: args.gate.junit.as_deref(),
             open: args.gate.open,
+            baseline: baseline.as_ref(),
         },
         &outcome.problems,
     )
@@ -246,6 +271,8 @@ async fn run_local(plan: &RunPlan) -> anyhow::Result<RunOutcome> {
         tasks_requested: plan.all_tasks() as u64,
         task_ids: ends.iter().map(|e| e.id.clone()).collect(),
         problems: ends.iter().filter_map(|e| e.problem.clone()).collect(),
+        ecs_usage: Vec::new(),
+        usage_notes: Vec::new(),
     })
 }
 
@@ -486,12 +513,16 @@ async fn run_ecs(plan: &RunPlan, source: &EcsSource) -> anyhow::Result<RunOutcom
     }
     let ends: Vec<TaskEnd> = states.iter().map(task_end).collect();
     problems.extend(ends.iter().filter_map(|e| e.problem.clone()));
+    let mut ecs_usage: Vec<ecs::TaskUsage> = states.iter().map(|s| s.usage.clone()).collect();
+    let usage_notes = fleet.complete_usage(&mut ecs_usage).await;
     Ok(RunOutcome {
         run_id: run_id.clone(),
         report_url: url,
         tasks_requested: plan.all_tasks() as u64,
         task_ids: ends.iter().map(|e| e.id.clone()).collect(),
         problems,
+        ecs_usage,
+        usage_notes,
     })
 }
 

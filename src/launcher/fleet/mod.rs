@@ -111,4 +111,8 @@ pub struct RunOutcome {
     /// exited non-zero, was killed, did not stop); empty when all went well. Any entry makes
     /// the run a failed fleet (exit 3).
     pub problems: Vec<String>,
+    /// What each ECS task used, for the cost estimate (empty for local runs).
+    pub ecs_usage: Vec<ecs::TaskUsage>,
+    /// What could not be read about the tasks' usage, one line each.
+    pub usage_notes: Vec<String>,
 }

@@ -183,6 +183,10 @@ pub(crate) fn render(
         ),
     );
 
+    if let Some(cost) = &summary.cost {
+        line(w, "cost", &crate::launcher::cost::line(cost));
+    }
+
     let e2e = summary.end_to_end.e2e.as_ref();
     if let Some(e) = e2e {
         end_to_end(w, summary, e);
@@ -400,6 +404,7 @@ mod tests {
                 kinesis_records: 4_000,
                 put_records_calls: 45,
             }),
+            cost: None,
             merge: Some(MergeInfo {
                 tasks_expected: 4,
                 tasks_reported: 3,

@@ -263,8 +263,14 @@ fn a_target_slowed_by_50ms_regresses_p50_and_p99_and_the_interval_holds_the_adde
     let service = metric(&c, "service time", "p50");
     assert_eq!(service["verdict"], "not judged");
     assert!(service["why"].as_str().unwrap().contains("per-second"));
-    // The page overlays the two runs.
+    // The page overlays the two runs, and names no URL to fetch: it opens without a network.
     let page = std::fs::read_to_string(f.dir.join("reports/cmp-s/merged/compare.html")).unwrap();
+    assert!(page.contains("Content-Security-Policy\" content=\"default-src 'none'"));
+    assert!(!page.contains("http://") && !page.contains("https://"));
+    assert!(
+        page.find("id=\"differences\"").unwrap() < page.find("id=\"verdict\"").unwrap(),
+        "the scenario differences come first"
+    );
     for needle in [
         "data-series=\"base acknowledged\"",
         "data-series=\"new acknowledged\"",

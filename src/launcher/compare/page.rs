@@ -1,6 +1,7 @@
 //! `compare.html`: the comparison as one self-contained page, like the run's own report (its
-//! CSS, its tooltips, inline SVG drawn by the same chart engine, no external URL): the verdict,
-//! how the scenarios differ, every metric with its change, interval and verdict, then the two
+//! CSS, its tooltips, inline SVG drawn by the same chart engine, no external URL): how the
+//! scenarios differ (first: a different rate or task count explains many a change), the verdict,
+//! every metric with its change, interval and verdict, then the two
 //! runs overlaid — throughput and latency per second, and the percentile spectrum.
 
 use std::fmt::Write;
@@ -257,7 +258,7 @@ pub fn render(c: &Comparison, base: &Run, new: &Run) -> String {
          <title>fleetload compare {} → {} — {}</title>\n<style>\n{CSS}{EXTRA_CSS}</style>\n\
          </head>\n<body>\n<header><h1>fleetload compare</h1><p class=\"sub\">base <b \
          id=\"base-run\">{}</b> <code>{}</code> → new <b id=\"new-run\">{}</b> <code>{}</code>\
-         </p><nav><a href=\"#verdict\">Verdict</a><a href=\"#differences\">Scenario</a><a \
+         </p><nav><a href=\"#differences\">Scenario</a><a href=\"#verdict\">Verdict</a><a \
          href=\"#metrics\">Metrics</a><a href=\"#throughput\">Throughput</a><a \
          href=\"#latency\">Latency</a><a href=\"#spectrum\">Spectrum</a><a href=\"#method\">\
          Method</a></nav></header>\n<main>\n",
@@ -269,6 +270,33 @@ pub fn render(c: &Comparison, base: &Run, new: &Run) -> String {
         esc(&c.new.run_id),
         esc(&c.new.location),
     );
+
+    // Scenario differences, first: they explain many a change.
+    out.push_str("<section id=\"differences\"><h2>Scenario differences</h2>\n");
+    if c.scenario_differences.is_empty() {
+        out.push_str(
+            "<p class=\"ok\" id=\"same-scenario\">The two runs ran the same scenario.</p>\n",
+        );
+    } else {
+        let _ = write!(
+            out,
+            "<p class=\"warn\">The scenarios differ in {} way(s); the runs are compared all the \
+             same.</p><table id=\"scenario-differences\" class=\"compact\"><thead><tr><th>what\
+             </th><th>base</th><th>new</th></tr></thead><tbody>",
+            c.scenario_differences.len()
+        );
+        for d in &c.scenario_differences {
+            let _ = write!(
+                out,
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                esc(&d.name),
+                esc(&d.base),
+                esc(&d.new)
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    out.push_str("</section>\n");
 
     // Verdict.
     let _ = write!(
@@ -328,33 +356,6 @@ pub fn render(c: &Comparison, base: &Run, new: &Run) -> String {
         );
     }
     out.push_str("</div>\n</section>\n");
-
-    // Scenario differences, first: they explain many a change.
-    out.push_str("<section id=\"differences\"><h2>Scenario differences</h2>\n");
-    if c.scenario_differences.is_empty() {
-        out.push_str(
-            "<p class=\"ok\" id=\"same-scenario\">The two runs ran the same scenario.</p>\n",
-        );
-    } else {
-        let _ = write!(
-            out,
-            "<p class=\"warn\">The scenarios differ in {} way(s); the runs are compared all the \
-             same.</p><table id=\"scenario-differences\" class=\"compact\"><thead><tr><th>what\
-             </th><th>base</th><th>new</th></tr></thead><tbody>",
-            c.scenario_differences.len()
-        );
-        for d in &c.scenario_differences {
-            let _ = write!(
-                out,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                esc(&d.name),
-                esc(&d.base),
-                esc(&d.new)
-            );
-        }
-        out.push_str("</tbody></table>\n");
-    }
-    out.push_str("</section>\n");
 
     // Metrics.
     let _ = write!(

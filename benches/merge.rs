@@ -138,6 +138,7 @@ fn synthetic_task(seed: u64, planned: DateTime<Utc>, seconds: u64) -> Files {
         saturation: None,
         by_shard: Default::default(),
         kinesis: None,
+        cost: None,
         merge: None,
         end_to_end: Default::default(),
         live: None,

@@ -41,10 +41,19 @@
 #   RUN_ID         run id (default ci-YYYYMMDD-HHMMSS-RANDOM)
 #   ARTIFACTS_DIR  where the merged report and the launcher log go (default artifacts)
 #   JUNIT          JUnit file the launcher writes                 (default results.xml)
+#   BASELINE_RUN_ID  compare every run with the run kept under this id of the stack's report URL,
+#                  e.g. main-latest (default: no comparison); when nothing is kept there yet (the
+#                  first run), the run goes on without a baseline and says so
+#   BASELINE_THRESHOLDS  thresholds relative to the baseline, separated by ';' or newlines
+#                  (default 'p99<baseline+10%;rate>=baseline-5%')
+#   FAIL_ON_REGRESSION  1: fail (exit 1) when the comparison calls a metric regressed, beyond the
+#                  runs' own noise; 0: report it only                (default 1)
+#   PROMOTE_BASELINE=1  after a run that passed (exit 0), keep it as BASELINE_RUN_ID for the runs
+#                  that follow (set it on the main branch only)
 #
 # Exit codes (those of `launcher run`):
 #   0  every threshold held
-#   1  a threshold was broken
+#   1  a threshold was broken, or (BASELINE_RUN_ID, FAIL_ON_REGRESSION=1) a metric regressed
 #   2  bad usage or configuration (also: a required variable or tool of this script is missing)
 #   3  the fleet failed: tasks did not start, exited non-zero, or reports are missing
 #      (also: the image build or push, the stack deploy or the launcher build failed)
@@ -75,6 +84,10 @@ DOCKER_PLATFORM=${DOCKER_PLATFORM:-linux/amd64}
 SKIP_IMAGE=${SKIP_IMAGE:-0}
 SKIP_DEPLOY=${SKIP_DEPLOY:-0}
 RUN_ID=${RUN_ID:-ci-$(date +%Y%m%d-%H%M%S)-$RANDOM}
+BASELINE_RUN_ID=${BASELINE_RUN_ID:-}
+BASELINE_THRESHOLDS=${BASELINE_THRESHOLDS:-'p99<baseline+10%;rate>=baseline-5%'}
+FAIL_ON_REGRESSION=${FAIL_ON_REGRESSION:-1}
+PROMOTE_BASELINE=${PROMOTE_BASELINE:-0}
 
 [[ -n "${STACK:-}" ]] || fail "$EXIT_USAGE" "STACK is not set (the CloudFormation stack name)"
 [[ -n "${AWS_REGION:-}" ]] || fail "$EXIT_USAGE" "AWS_REGION is not set"
@@ -102,6 +115,18 @@ elif [[ "$SKIP_IMAGE" != 1 || -n "${IMAGE_URI:-}" ]]; then
 else
     command -v cargo >/dev/null 2>&1 || fail "$EXIT_USAGE" "cargo is not installed (or set LAUNCHER or IMAGE_URI)"
     LAUNCHER_FROM=cargo
+fi
+if [[ -n "$BASELINE_RUN_ID" ]]; then
+    [[ "$BASELINE_RUN_ID" =~ ^[A-Za-z0-9._-]+$ ]] ||
+        fail "$EXIT_USAGE" "BASELINE_RUN_ID='$BASELINE_RUN_ID' (accepted: letters, digits, '.', '_', '-')"
+    [[ "$BASELINE_RUN_ID" != "$RUN_ID" ]] || fail "$EXIT_USAGE" "BASELINE_RUN_ID is the run's own id"
+fi
+[[ "$FAIL_ON_REGRESSION" == 0 || "$FAIL_ON_REGRESSION" == 1 ]] ||
+    fail "$EXIT_USAGE" "FAIL_ON_REGRESSION='$FAIL_ON_REGRESSION' (accepted: 0, 1)"
+[[ "$PROMOTE_BASELINE" == 0 || "$PROMOTE_BASELINE" == 1 ]] ||
+    fail "$EXIT_USAGE" "PROMOTE_BASELINE='$PROMOTE_BASELINE' (accepted: 0, 1)"
+if [[ "$PROMOTE_BASELINE" == 1 && -z "$BASELINE_RUN_ID" ]]; then
+    fail "$EXIT_USAGE" "PROMOTE_BASELINE=1 needs BASELINE_RUN_ID (where to keep the run)"
 fi
 if [[ -n "${WORKER_ENV_FILE:-}" && ! -r "$WORKER_ENV_FILE" ]]; then
     fail "$EXIT_USAGE" "WORKER_ENV_FILE='$WORKER_ENV_FILE' cannot be read"
@@ -207,6 +232,31 @@ case "$LAUNCHER_FROM" in
         ;;
 esac
 
+# ------------------------------------------------------------------------------ baseline
+# Where the stack's tasks write their reports, and so where the baseline is kept.
+report_url=$(aws cloudformation describe-stacks --stack-name "$STACK" \
+    --query "Stacks[0].Outputs[?OutputKey=='ReportUrl'].OutputValue" --output text 2>/dev/null)
+[[ "$report_url" == None ]] && report_url=
+baseline_args=()
+if [[ -n "$BASELINE_RUN_ID" ]]; then
+    if [[ -z "$report_url" ]]; then
+        log "warning: stack $STACK has no ReportUrl output; no comparison with $BASELINE_RUN_ID"
+    elif aws s3 ls "$report_url/$BASELINE_RUN_ID/merged/summary.json" >/dev/null 2>&1; then
+        baseline_args+=(--baseline "$report_url/$BASELINE_RUN_ID")
+        while IFS= read -r t; do
+            t="${t#"${t%%[![:space:]]*}"}"
+            t="${t%"${t##*[![:space:]]}"}"
+            [[ -n "$t" ]] || continue
+            baseline_args+=(--threshold "$t")
+            threshold_list+="${threshold_list:+, }$t"
+        done < <(printf '%s\n' "$BASELINE_THRESHOLDS" | tr ';' '\n')
+        [[ "$FAIL_ON_REGRESSION" == 1 ]] && baseline_args+=(--fail-on-regression)
+        log "baseline: $report_url/$BASELINE_RUN_ID"
+    else
+        log "no baseline kept at $report_url/$BASELINE_RUN_ID yet: this run is not compared"
+    fi
+fi
+
 # ------------------------------------------------------------------------------ run
 launcher_log="$ARTIFACTS_DIR/launcher.log"
 log "launcher run: $TASKS tasks, $DURATION at $RATE/s per task, thresholds: ${threshold_list:-none}"
@@ -225,6 +275,7 @@ tee_pid=$!
     --run-id "$RUN_ID" \
     --junit "$JUNIT" \
     ${threshold_args[@]+"${threshold_args[@]}"} \
+    ${baseline_args[@]+"${baseline_args[@]}"} \
     ${env_args[@]+"${env_args[@]}"} >&3 2>&1 &
 launcher_pid=$!
 trap 'log "stopping the run"; kill -TERM "$launcher_pid" 2>/dev/null' INT TERM
@@ -246,16 +297,24 @@ if [[ -n "$printed_id" && "$printed_id" != "$RUN_ID" ]]; then
 fi
 
 # ------------------------------------------------------------------------------ report
-report_url=$(aws cloudformation describe-stacks --stack-name "$STACK" \
-    --query "Stacks[0].Outputs[?OutputKey=='ReportUrl'].OutputValue" --output text 2>/dev/null)
-if [[ -n "$report_url" && "$report_url" != None ]]; then
+if [[ -n "$report_url" ]]; then
     printf 'run id: %s\nreport: %s/%s/\n' "$RUN_ID" "$report_url" "$RUN_ID" >"$ARTIFACTS_DIR/run-id.txt"
     # s3 cp --recursive succeeds on an empty prefix: the summary tells whether there was a report.
     if aws s3 cp --recursive --only-show-errors "$report_url/$RUN_ID/merged" "$ARTIFACTS_DIR/merged" &&
         [[ -f "$ARTIFACTS_DIR/merged/summary.json" ]]; then
         log "merged report: $ARTIFACTS_DIR/merged/ (report.html, summary.json, timeseries.csv)"
+        [[ -f "$ARTIFACTS_DIR/merged/compare.html" ]] &&
+            log "comparison with the baseline: $ARTIFACTS_DIR/merged/compare.html (compare.json)"
     else
         log "warning: could not download $report_url/$RUN_ID/merged"
+    fi
+    # The main branch's run that passed becomes the baseline of the runs that follow.
+    if [[ "$PROMOTE_BASELINE" == 1 && "$code" == "$EXIT_PASS" ]]; then
+        if aws s3 sync --delete --only-show-errors "$report_url/$RUN_ID/" "$report_url/$BASELINE_RUN_ID/"; then
+            log "kept as the baseline: $report_url/$BASELINE_RUN_ID (run $RUN_ID)"
+        else
+            log "warning: could not keep run $RUN_ID as the baseline $report_url/$BASELINE_RUN_ID"
+        fi
     fi
 else
     log "warning: stack $STACK has no ReportUrl output; report not downloaded"
@@ -263,7 +322,7 @@ fi
 
 case "$code" in
     "$EXIT_PASS") log "passed: every threshold held" ;;
-    1) log "FAILED: a threshold was broken (see $JUNIT and $ARTIFACTS_DIR/merged/report.html)" ;;
+    1) log "FAILED: a threshold was broken or a metric regressed against the baseline (see $JUNIT and $ARTIFACTS_DIR/merged/report.html, compare.html)" ;;
     "$EXIT_USAGE") log "FAILED: bad usage or configuration (see $launcher_log)" ;;
     "$EXIT_FLEET") log "FAILED: the fleet failed - tasks did not start, exited non-zero, or reports are missing" ;;
     *) log "FAILED: the launcher exited with $code" ;;

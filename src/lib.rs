@@ -16,8 +16,9 @@
 //!   [`worker::process_main`].
 //! - [`launcher`] — the CLI ([`launcher::cli`]), one resolved run plan built from it
 //!   (`launcher::plan`), the fleet backends (local processes, ECS), the exact merge of the task
-//!   reports ([`launcher::merge`]), the CI gate (thresholds, JUnit) and the rendering of the
-//!   summary table and the HTML page ([`launcher::render`]).
+//!   reports ([`launcher::merge`]), the CI gate (thresholds, JUnit), the rendering of the
+//!   summary table and the HTML page ([`launcher::render`]), the comparison of a run with another
+//!   against their own noise ([`launcher::compare`]) and the cost estimate ([`launcher::cost`]).
 //!
 //! Dependencies point one way: `launcher → worker → store → model`, and `launcher → store`,
 //! `launcher → model`; the model depends on nothing else, the store only on the model, and the

@@ -397,6 +397,7 @@ fn write_task(root: &Path, run_id: &str, spec: &Spec, seed: u64) {
         saturation: None,
         by_shard: Default::default(),
         kinesis: None,
+        cost: None,
         merge: None,
         end_to_end: Default::default(),
         live: None,

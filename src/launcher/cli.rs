@@ -39,6 +39,9 @@ pub enum Command {
     Merge(MergeArgs),
     /// Stop every task of a run (ECS).
     Stop(StopArgs),
+    /// Compare a run with another: every metric's change, its interval from the runs' own
+    /// noise, and a verdict (regressed, improved, within noise).
+    Compare(CompareArgs),
 }
 
 /// Where the tasks run.
@@ -89,6 +92,48 @@ fn whole_number(text: &str, max: u64) -> Result<u64, String> {
         Ok(n) if (1..=max as i128).contains(&n) => Ok(n as u64),
         Ok(_) => Err(format!("out of range; {accepted}")),
         Err(_) => Err(format!("not a whole number; {accepted}")),
+    }
+}
+
+/// `--min-effect 5%`: a percentage (or a fraction without %), 0–1000 %.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let (digits, scale) = match t.strip_suffix('%') {
+        Some(d) => (d.trim(), 0.01),
+        None => (t, 1.0),
+    };
+    match digits.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v * scale <= 10.0 => Ok(v * scale),
+        _ => Err(format!(
+            "{text:?} is not a percentage; accepted: e.g. 5% (or 0.05), from 0 to 1000%"
+        )),
+    }
+}
+
+/// `--min-share-effect 0.01pp`: percentage points of a share (`0.01pp` or `0.01%`), or a
+/// fraction without a unit, 0–100 points.
+fn parse_points(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let (digits, scale) = match t.strip_suffix("pp").or_else(|| t.strip_suffix('%')) {
+        Some(d) => (d.trim(), 0.01),
+        None => (t, 1.0),
+    };
+    match digits.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v * scale <= 1.0 => Ok(v * scale),
+        _ => Err(format!(
+            "{text:?} is not a number of percentage points; accepted: e.g. 0.01pp (or 0.0001), \
+             from 0 to 100pp"
+        )),
+    }
+}
+
+/// `--bootstrap-resamples N`: 100 to 100,000.
+fn parse_resamples(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (100..=100_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of resamples; accepted: a whole number from 100 to 100000"
+        )),
     }
 }
 
@@ -266,6 +311,9 @@ pub struct RunArgs {
     /// ECS options.
     #[command(flatten)]
     pub ecs: EcsArgs,
+    /// Prices of the cost estimate.
+    #[command(flatten)]
+    pub cost: CostArgs,
 }
 
 /// `--abort-after N`: a whole number of windows from 1 to 1000.
@@ -321,6 +369,87 @@ pub struct GateArgs {
     /// Open merged/report.html in the default browser at the end (local reports only).
     #[arg(long)]
     pub open: bool,
+    /// Compare the run with this earlier run (<REPORT_URL>/<RUN_ID>, merged), read before any
+    /// task starts: allows thresholds such as p99<baseline+10%, prints the comparison and
+    /// writes merged/compare.json and merged/compare.html.
+    #[arg(long, value_name = "REPORT_URL/RUN_ID")]
+    pub baseline: Option<String>,
+    /// With --baseline: exit 1 when the comparison calls any metric regressed.
+    #[arg(long, requires = "baseline")]
+    pub fail_on_regression: bool,
+    /// How the comparison with --baseline judges the noise.
+    #[command(flatten)]
+    pub noise: NoiseArgs,
+}
+
+/// How a comparison judges a change against the runs' noise.
+#[derive(Debug, Clone, Args)]
+pub struct NoiseArgs {
+    /// A latency or rate change smaller than this is never called regressed or improved,
+    /// whatever its interval.
+    #[arg(long, value_name = "PCT", default_value = "5%", value_parser = parse_percent)]
+    pub min_effect: f64,
+    /// An error, throttle or unsent share changing by less than this (percentage points) is
+    /// never called regressed or improved.
+    #[arg(long, value_name = "PP", default_value = "0.01pp", value_parser = parse_points)]
+    pub min_share_effect: f64,
+    /// Bootstrap replicates behind each interval.
+    #[arg(long = "bootstrap-resamples", value_name = "N", default_value = "1000", value_parser = parse_resamples)]
+    pub resamples: usize,
+    /// Seed of the bootstrap's draws (the same seed gives the same intervals).
+    #[arg(long = "bootstrap-seed", value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl Default for NoiseArgs {
+    fn default() -> Self {
+        NoiseArgs {
+            min_effect: 0.05,
+            min_share_effect: 0.0001,
+            resamples: 1000,
+            seed: 1,
+        }
+    }
+}
+
+/// What prices a run's cost estimate uses.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CostArgs {
+    /// A price table to use instead of the committed one: JSON of the same shape as
+    /// src/launcher/cost/prices.json (source, date, regions → prices); the prices it has win.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// One price for the run's region, repeatable: NAME=USD, e.g.
+    /// fargate_x86_vcpu_hour=0.04048 (the names are those of prices.json).
+    #[arg(long = "price", value_name = "NAME=USD", value_parser = parse_key_value)]
+    pub price: Vec<(String, String)>,
+}
+
+/// `launcher compare BASE NEW`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The run compared against: <REPORT_URL>/<RUN_ID>, e.g. s3://bucket/runs/RUN or
+    /// ./fleetload-runs/RUN (merged).
+    #[arg(value_name = "BASE")]
+    pub base: String,
+    /// The run judged, likewise.
+    #[arg(value_name = "NEW")]
+    pub new: String,
+    /// Write compare.json and compare.html into this directory (default: NEW's merged/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Exit 1 when any metric is called regressed.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+    /// Write a JUnit XML report, one test case per metric.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Open compare.html in the default browser at the end (local files only).
+    #[arg(long)]
+    pub open: bool,
+    /// How the noise is judged.
+    #[command(flatten)]
+    pub noise: NoiseArgs,
 }
 
 /// `launcher merge`.
@@ -335,6 +464,9 @@ pub struct MergeArgs {
     /// Thresholds, JUnit file and report opening.
     #[command(flatten)]
     pub gate: GateArgs,
+    /// Prices of the cost estimate.
+    #[command(flatten)]
+    pub cost: CostArgs,
 }
 
 /// `launcher stop`.
@@ -356,6 +488,71 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_compare_and_baseline_flags() {
+        let cli = Cli::try_parse_from([
+            "launcher",
+            "compare",
+            "runs/a",
+            "runs/b",
+            "--min-effect",
+            "10%",
+            "--min-share-effect",
+            "0.05pp",
+            "--fail-on-regression",
+        ])
+        .unwrap();
+        let Command::Compare(args) = cli.command else {
+            panic!("compare expected")
+        };
+        assert_eq!(
+            (args.base.as_str(), args.new.as_str()),
+            ("runs/a", "runs/b")
+        );
+        assert!((args.noise.min_effect - 0.1).abs() < 1e-12);
+        assert!((args.noise.min_share_effect - 0.0005).abs() < 1e-12);
+        assert_eq!(args.noise.resamples, 1000);
+        let cli = Cli::try_parse_from([
+            "launcher",
+            "run",
+            "--tasks",
+            "1",
+            "--baseline",
+            "s3://b/runs/r",
+            "--fail-on-regression",
+            "--threshold",
+            "p99<baseline+10%",
+            "--price",
+            "kinesis_shard_hour=0.02",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("run expected")
+        };
+        assert_eq!(args.gate.baseline.as_deref(), Some("s3://b/runs/r"));
+        assert!(args.gate.fail_on_regression);
+        assert_eq!(
+            args.cost.price,
+            vec![("kinesis_shard_hour".into(), "0.02".into())]
+        );
+        for bad in [
+            vec!["launcher", "run", "--tasks", "1", "--fail-on-regression"],
+            vec!["launcher", "compare", "a"],
+            vec!["launcher", "compare", "a", "b", "--min-effect", "-3%"],
+            vec![
+                "launcher",
+                "compare",
+                "a",
+                "b",
+                "--bootstrap-resamples",
+                "5",
+            ],
+        ] {
+            let err = Cli::try_parse_from(&bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

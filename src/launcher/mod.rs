@@ -6,9 +6,13 @@
 //! [`fleet`] backend (local processes or ECS tasks) while `live` shows the fleet window by window
 //! (and may stop it: `--abort-on-fail`), then [`merge`] adds every task's report up
 //! exactly and `verdict` writes the merged report, evaluates the `gate` (thresholds, JUnit),
-//! prints the [`render`]ed table and page, and decides the [`exit`] status.
+//! prints the [`render`]ed table and page, and decides the [`exit`] status. [`cost`] estimates
+//! what a run cost from list prices; [`compare`] compares a run with another (`launcher compare`,
+//! `--baseline`), saying whether each change is larger than the runs' own noise.
 
 pub mod cli;
+pub mod compare;
+pub mod cost;
 pub mod exit;
 pub mod fleet;
 pub(crate) mod gate;
@@ -36,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Run(args) => run::run_command(&args).await,
         Command::Merge(args) => merge_command(&args).await,
         Command::Stop(args) => run::stop_command(&args).await,
+        Command::Compare(args) => compare::compare_command(&args).await,
     }
 }
 
@@ -44,6 +49,8 @@ async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
     if let Some(path) = &args.gate.junit {
         crate::launcher::gate::check_junit_path(path)?;
     }
+    let prices = cost::Prices::load(args.cost.prices.as_deref(), &args.cost.price)?;
+    let baseline = compare::Baseline::of_gate(&args.gate, &thresholds).await?;
     let (url, run_id) = parse_run_location(&args.location)?;
     if let ReportUrl::Local(dir) = &url {
         // No directory means no task of the run wrote a report there (the fleet failed, or
@@ -70,10 +77,20 @@ async fn merge_command(args: &MergeArgs) -> anyhow::Result<ExitStatus> {
         Ok(None) => {}
         Err(e) => eprintln!("live view record not read: {e:#}"),
     }
+    cost::attach(
+        &store,
+        &run_id,
+        &mut merged,
+        None,
+        &prices,
+        baseline.is_some(),
+    )
+    .await;
     let gate = Gate {
         thresholds: &thresholds,
         junit: args.gate.junit.as_deref(),
         open: args.gate.open,
+        baseline: baseline.as_ref(),
     };
     verdict(&store, &run_id, &merged, &gate, &[]).await
 }

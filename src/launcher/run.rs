@@ -25,6 +25,7 @@ use crate::launcher::plan::{
 use crate::launcher::progress::{print_plan, ConsumersShown, Display};
 use crate::launcher::signals::StopRequest;
 use crate::launcher::verdict::{verdict, Gate};
+use crate::launcher::{compare, cost};
 use crate::model::live::LiveRecord;
 use crate::model::report::{LiveReport, Summary};
 use crate::model::report_url::ReportUrl;
@@ -64,6 +65,9 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
              duplicates are judged at the end only)"
         );
     }
+    let prices = cost::Prices::load(args.cost.prices.as_deref(), &args.cost.price)?;
+    // The baseline is read before any task starts: a run must not be spent to find it missing.
+    let baseline = compare::Baseline::of_gate(&args.gate, &thresholds).await?;
     let outcome = match &plan.backend {
         BackendPlan::Local => run_local(&plan, &thresholds).await?,
         BackendPlan::Ecs(source) => run_ecs(&plan, source, &thresholds).await?,
@@ -84,6 +88,26 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     if let Some(live) = &outcome.live {
         apply_live(&mut merged.summary, live);
     }
+    let backend = match plan.backend {
+        BackendPlan::Local => "local",
+        BackendPlan::Ecs(_) => "ecs",
+    };
+    let usage = cost::RunUsage::collect(
+        backend,
+        outcome.ecs_usage.clone(),
+        outcome.usage_notes.clone(),
+        |name| plan.env.get(name).map(str::to_string),
+    )
+    .await;
+    cost::attach(
+        &store,
+        &outcome.run_id,
+        &mut merged,
+        Some(usage),
+        &prices,
+        baseline.is_some(),
+    )
+    .await;
     verdict(
         &store,
         &outcome.run_id,
@@ -92,6 +116,7 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             thresholds: &thresholds,
             junit: args.gate.junit.as_deref(),
             open: args.gate.open,
+            baseline: baseline.as_ref(),
         },
         &outcome.problems,
     )
@@ -340,6 +365,8 @@ async fn run_local(plan: &RunPlan, thresholds: &[Threshold]) -> anyhow::Result<R
             .filter_map(|e| e.problem.clone())
             .collect(),
         live,
+        ecs_usage: Vec::new(),
+        usage_notes: Vec::new(),
     })
 }
 
@@ -610,6 +637,8 @@ async fn run_ecs(
             .filter(|e| !(aborted && e.interrupted))
             .filter_map(|e| e.problem.clone()),
     );
+    let mut ecs_usage: Vec<ecs::TaskUsage> = states.iter().map(|s| s.usage.clone()).collect();
+    let usage_notes = fleet.complete_usage(&mut ecs_usage).await;
     Ok(RunOutcome {
         run_id: run_id.clone(),
         report_url: url,
@@ -617,6 +646,8 @@ async fn run_ecs(
         task_ids: ends.iter().map(|e| e.id.clone()).collect(),
         problems,
         live,
+        ecs_usage,
+        usage_notes,
     })
 }
 

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::launcher::compare::{self, Baseline, Comparison};
 use crate::launcher::exit::ExitStatus;
-use crate::launcher::gate::junit::junit_xml;
+use crate::launcher::gate::junit::{junit_xml_with, JunitCase};
 use crate::launcher::gate::{self, Threshold, ThresholdResult};
 use crate::launcher::merge::{write_merged, Merged};
 use crate::launcher::render::open::open_from_store;
@@ -23,6 +24,8 @@ pub struct Gate<'a> {
     pub junit: Option<&'a Path>,
     /// Open `merged/report.html` in a browser at the end.
     pub open: bool,
+    /// The run to compare with (`--baseline`), read before any task started.
+    pub baseline: Option<&'a Baseline>,
 }
 
 /// Writes the merged report, prints the summary, checks the thresholds, writes the JUnit file
@@ -38,10 +41,14 @@ pub async fn verdict(
         thresholds,
         junit,
         open,
+        baseline,
     } = *gate;
     let summary = &merged.summary;
     // Evaluated once: the page, the table and the JUnit file show the same verdict.
-    let results: Vec<ThresholdResult> = gate::evaluate(thresholds, summary);
+    let results: Vec<ThresholdResult> = match baseline {
+        Some(b) => gate::evaluate_against(thresholds, summary, Some(b.summary())),
+        None => gate::evaluate(thresholds, summary),
+    };
     let reported = summary.merge.as_ref().map_or(0, |m| m.tasks_reported);
     let mut html_key = None;
     let location = if reported == 0 {
@@ -83,8 +90,47 @@ pub async fn verdict(
         }
     }
 
+    // The comparison with the baseline, once this run's merged report is written.
+    let comparison: Option<Result<Comparison, String>> = match (baseline, &html_key) {
+        (Some(b), Some(_)) => Some(
+            b.compare_with(store, run_id)
+                .await
+                .map_err(|e| format!("{e:#}")),
+        ),
+        (Some(_), None) => Some(Err("this run has no merged report to compare".to_string())),
+        (None, _) => None,
+    };
+    let fail_on_regression = baseline.is_some_and(|b| b.fail_on_regression);
+    let regressed: Vec<String> = match &comparison {
+        Some(Ok(c)) => c.regressions().map(|m| m.label()).collect(),
+        _ => Vec::new(),
+    };
+    let comparison_failed = match &comparison {
+        Some(Err(e)) => {
+            println!("comparison with the baseline failed: {e}");
+            Some(e.clone())
+        }
+        _ => None,
+    };
+
     if let Some(path) = junit {
-        let xml = junit_xml(&results, summary, &format!("fleetload {run_id}"));
+        let extra: Vec<(String, Vec<JunitCase>)> = match (&comparison, baseline) {
+            (Some(Ok(c)), Some(b)) => vec![(
+                format!("comparison with baseline {}", b.location()),
+                compare::junit_cases(c, fail_on_regression),
+            )],
+            (Some(Err(e)), Some(b)) => vec![(
+                format!("comparison with baseline {}", b.location()),
+                vec![JunitCase {
+                    name: "baseline: comparison".into(),
+                    failure: fail_on_regression
+                        .then(|| ("the comparison failed".to_string(), e.clone())),
+                    output: Some(e.clone()),
+                }],
+            )],
+            _ => Vec::new(),
+        };
+        let xml = junit_xml_with(&results, summary, &format!("fleetload {run_id}"), &extra);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("could not create {}", dir.display()))?;
@@ -121,7 +167,25 @@ pub async fn verdict(
             list.join(", ")
         )
     };
-    let status = match (&fleet_reason, broken.is_empty()) {
+    let thresholds_verdict = match (&comparison, fail_on_regression) {
+        (Some(Ok(_)), _) if regressed.is_empty() => {
+            format!("{thresholds_verdict}; nothing regressed against the baseline")
+        }
+        (Some(Ok(_)), true) => format!(
+            "{thresholds_verdict}; regressed against the baseline: {}",
+            regressed.join(", ")
+        ),
+        (Some(Ok(_)), false) => format!(
+            "{thresholds_verdict}; regressed against the baseline (not failing without \
+             --fail-on-regression): {}",
+            regressed.join(", ")
+        ),
+        (Some(Err(_)), _) => format!("{thresholds_verdict}; the comparison failed"),
+        (None, _) => thresholds_verdict,
+    };
+    let regression_fails =
+        fail_on_regression && (!regressed.is_empty() || comparison_failed.is_some());
+    let status = match (&fleet_reason, broken.is_empty() && !regression_fails) {
         (Some(_), _) => ExitStatus::FleetFailed,
         (None, _) if summary.aborted.is_some() => ExitStatus::ThresholdBroken,
         (None, false) => ExitStatus::ThresholdBroken,
@@ -139,10 +203,10 @@ pub async fn verdict(
         ),
         (None, None) => println!(
             "result: {} (exit {}): {thresholds_verdict}",
-            if broken.is_empty() {
-                "PASSED"
-            } else {
-                "THRESHOLD BROKEN"
+            match (broken.is_empty(), regression_fails) {
+                (true, false) => "PASSED",
+                (true, true) => "REGRESSED",
+                (false, _) => "THRESHOLD BROKEN",
             },
             status.code()
         ),

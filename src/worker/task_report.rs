@@ -102,6 +102,7 @@ impl ReportContext<'_> {
             by_shard: m.map(|m| m.by_shard.clone()).unwrap_or_default(),
             kinesis: m.and_then(|m| m.kinesis.clone()),
             saturation: m.map(|m| saturation(&m.pace, profile.is_unpaced())),
+            cost: None,
             merge: None,
             end_to_end: self.producer_end_to_end(m),
             live: None,

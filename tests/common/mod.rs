@@ -239,6 +239,7 @@ pub fn synthetic_task(
         saturation: None,
         by_shard: Default::default(),
         kinesis: None,
+        cost: None,
         merge: None,
         end_to_end: Default::default(),
         live: None,

@@ -117,4 +117,8 @@ pub struct RunOutcome {
     pub problems: Vec<String>,
     /// What the live view saw (`None` when live windows were off).
     pub live: Option<crate::model::live::LiveRecord>,
+    /// What each ECS task used, for the cost estimate (empty for local runs).
+    pub ecs_usage: Vec<ecs::TaskUsage>,
+    /// What could not be read about the tasks' usage, one line each.
+    pub usage_notes: Vec<String>,
 }

@@ -158,11 +158,162 @@ pub fn junit_xml(results: &[ThresholdResult], summary: &Summary, suite_name: &st
     xml
 }
 
+/// A test case of a JUnit suite built by [`suites_xml`]: its name, a failure `(message, body)`
+/// when it failed, and what it says in `<system-out>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JunitCase {
+    /// The case's name.
+    pub name: String,
+    /// `(message, body)` of its `<failure>`, when it failed.
+    pub failure: Option<(String, String)>,
+    /// Its `<system-out>`.
+    pub output: Option<String>,
+}
+
+/// [`junit_xml`] with more suites after the gate's (the comparison with a baseline: one case per
+/// metric), each `(name, cases)`.
+pub fn junit_xml_with(
+    results: &[ThresholdResult],
+    summary: &Summary,
+    suite_name: &str,
+    extra: &[(String, Vec<JunitCase>)],
+) -> String {
+    if extra.is_empty() {
+        return junit_xml(results, summary, suite_name);
+    }
+    let info = summary.merge.as_ref();
+    let coverage = coverage_problem(summary);
+    let mut gate = vec![JunitCase {
+        name: format!(
+            "{COVERAGE_CASE}: {} of {} tasks reported",
+            info.map_or(0, |i| i.tasks_reported),
+            info.map_or(0, |i| i.tasks_expected)
+        ),
+        failure: coverage.map(|c| (c.clone(), c)),
+        output: None,
+    }];
+    gate.extend(results.iter().map(|r| JunitCase {
+        name: r.expression.clone(),
+        failure: (!r.held).then(|| {
+            (
+                format!("{} broken: measured {}", r.expression, r.measured_text),
+                format!(
+                    "threshold {} (limit {}) was broken: measured {}",
+                    r.expression, r.limit, r.measured_text
+                ),
+            )
+        }),
+        output: None,
+    }));
+    let mut suites = vec![(suite_name.to_string(), gate)];
+    suites.extend(extra.iter().cloned());
+    suites_xml(suite_name, &suites)
+}
+
+/// A JUnit XML report of several suites, each `(name, cases)`.
+pub fn suites_xml(name: &str, suites: &[(String, Vec<JunitCase>)]) -> String {
+    let count = |cases: &[JunitCase]| {
+        (
+            cases.len(),
+            cases.iter().filter(|c| c.failure.is_some()).count(),
+        )
+    };
+    let (tests, failures) = suites.iter().fold((0, 0), |(t, f), (_, cases)| {
+        let (ct, cf) = count(cases);
+        (t + ct, f + cf)
+    });
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    xml.push_str(&format!(
+        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">\n",
+        xml_escape(name)
+    ));
+    for (suite, cases) in suites {
+        let (t, f) = count(cases);
+        let suite = xml_escape(suite);
+        xml.push_str(&format!(
+            "  <testsuite name=\"{suite}\" tests=\"{t}\" failures=\"{f}\" errors=\"0\" \
+             skipped=\"0\">\n"
+        ));
+        for case in cases {
+            xml.push_str(&format!(
+                "    <testcase classname=\"{suite}\" name=\"{}\"",
+                xml_escape(&case.name)
+            ));
+            if case.failure.is_none() && case.output.is_none() {
+                xml.push_str("/>\n");
+                continue;
+            }
+            xml.push_str(">\n");
+            if let Some((message, body)) = &case.failure {
+                xml.push_str(&format!(
+                    "      <failure message=\"{}\" type=\"threshold\">{}</failure>\n",
+                    xml_escape(message),
+                    xml_escape(body)
+                ));
+            }
+            if let Some(out) = &case.output {
+                xml.push_str(&format!(
+                    "      <system-out>{}</system-out>\n",
+                    xml_escape(out)
+                ));
+            }
+            xml.push_str("    </testcase>\n");
+        }
+        xml.push_str("  </testsuite>\n");
+    }
+    xml.push_str("</testsuites>\n");
+    xml
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::launcher::gate::tests::summary;
     use crate::launcher::gate::{evaluate, parse_all};
+
+    #[test]
+    fn extra_suites_follow_the_gate_with_their_own_counts() {
+        let s = summary();
+        let results = evaluate(&parse_all(&["p99<250ms"]).unwrap(), &s);
+        let cases = vec![
+            JunitCase {
+                name: "baseline: latency p99".into(),
+                failure: Some(("latency p99 regressed: +38 %".into(), "body".into())),
+                output: Some("latency p99: 90 ms → 124 ms".into()),
+            },
+            JunitCase {
+                name: "baseline: throughput rate".into(),
+                failure: None,
+                output: None,
+            },
+        ];
+        let xml = junit_xml_with(&results, &s, "run", &[("comparison".into(), cases)]);
+        assert!(
+            xml.contains("<testsuites name=\"run\" tests=\"4\" failures=\"1\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testsuite name=\"comparison\" tests=\"2\" failures=\"1\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testsuite name=\"run\" tests=\"2\" failures=\"0\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<system-out>latency p99: 90 ms → 124 ms</system-out>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"baseline: throughput rate\"/>"),
+            "{xml}"
+        );
+        // Without extra suites: the gate's file as it always was.
+        assert_eq!(
+            junit_xml_with(&results, &s, "run", &[]),
+            junit_xml(&results, &s, "run")
+        );
+    }
 
     #[test]
     fn escapes_xml() {

@@ -25,6 +25,93 @@ with %: of acknowledged events, of records seen); OP is one of \
 <, <=, >, >=, ==; VALUE is a latency such as 250ms, 1s, 500us or 1h (a bare number is ms), an error \
 rate such as 0.1% or 0.001, a rate such as 9500/s or 9.5k/s, or a count such as 1000 or 1.5M";
 
+/// What a limit relative to a baseline run may be (`--baseline`), for error messages.
+pub const BASELINE_ACCEPTED: &str = "relative to the run given with --baseline, VALUE may also \
+be baseline, baseline+10% or baseline-5% (a share of the baseline's value), baseline+20ms or \
+baseline-500/s (an amount in the metric's unit) or, for error_rate, lost% and duplicates%, \
+baseline+0.1pp (percentage points)";
+
+/// A limit relative to the baseline run's value of the same metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Relative {
+    /// What is added to the baseline's value: a fraction of it (`+10%` → 0.1) when `share` is
+    /// set, else an amount in the metric's base unit (ms, fraction, events/s, events).
+    pub offset: f64,
+    /// Whether `offset` is a fraction of the baseline's value.
+    pub share: bool,
+}
+
+impl Relative {
+    /// The limit for a baseline value.
+    pub fn limit(&self, baseline: f64) -> f64 {
+        if self.share {
+            baseline * (1.0 + self.offset)
+        } else {
+            baseline + self.offset
+        }
+    }
+
+    fn parse(metric: Metric, text: &str) -> Result<Relative, String> {
+        let rest = &text["baseline".len()..];
+        if rest.is_empty() {
+            return Ok(Relative {
+                offset: 0.0,
+                share: false,
+            });
+        }
+        let (sign, amount) = match rest.split_at(1) {
+            ("+", a) => (1.0, a),
+            ("-", a) => (-1.0, a),
+            _ => {
+                return Err(format!(
+                    "after `baseline` comes + or - and an amount, not {rest:?}"
+                ))
+            }
+        };
+        if let Some(percent) = amount.strip_suffix('%') {
+            return Ok(Relative {
+                offset: sign * number(percent)? / 100.0,
+                share: true,
+            });
+        }
+        if let Some(points) = amount.strip_suffix("pp") {
+            return match metric {
+                Metric::ErrorRate | Metric::Lost { .. } | Metric::Duplicates { .. } => {
+                    Ok(Relative {
+                        offset: sign * number(points)? / 100.0,
+                        share: false,
+                    })
+                }
+                _ => Err(
+                    "percentage points (pp) apply to shares only: error_rate, lost, \
+                          duplicates"
+                        .into(),
+                ),
+            };
+        }
+        Ok(Relative {
+            offset: sign * parse_value(metric, amount)?,
+            share: false,
+        })
+    }
+
+    fn text(&self, metric: Metric) -> String {
+        match (self.share, self.offset) {
+            (_, 0.0) => String::new(),
+            (true, o) => format!(
+                "{}{}%",
+                if o < 0.0 { "-" } else { "+" },
+                trim(o.abs() * 100.0, 4)
+            ),
+            (false, o) => format!(
+                "{}{}",
+                if o < 0.0 { "-" } else { "+" },
+                metric.format(o.abs())
+            ),
+        }
+    }
+}
+
 /// A metric of the merged summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
@@ -245,13 +332,17 @@ pub struct Threshold {
     pub metric: Metric,
     /// How it is compared.
     pub op: Op,
-    /// The limit, in the metric's base unit (ms, fraction, events/s, events).
+    /// The limit, in the metric's base unit (ms, fraction, events/s, events); 0 when the limit
+    /// is relative to a baseline.
     pub value: f64,
+    /// A limit relative to the baseline run's value (`p99<baseline+10%`), given with
+    /// `--baseline`.
+    pub baseline: Option<Relative>,
 }
 
 /// A threshold expression that could not be parsed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("bad threshold {expression:?}: {reason}; accepted: {ACCEPTED}")]
+#[error("bad threshold {expression:?}: {reason}; accepted: {ACCEPTED}; {BASELINE_ACCEPTED}")]
 pub struct ThresholdError {
     /// The expression as given.
     pub expression: String,
@@ -291,6 +382,26 @@ impl Threshold {
         if value.starts_with(['<', '>', '=']) {
             return Err(bad(format!("unknown operator in {rest:?}")));
         }
+        if value.to_ascii_lowercase().starts_with("baseline") {
+            // `lost<baseline+10%` compares counts; `lost%`-style shares need `pp`.
+            let metric = match metric {
+                Metric::Lost { .. } => Metric::Lost {
+                    share: value.ends_with("pp"),
+                },
+                Metric::Duplicates { .. } => Metric::Duplicates {
+                    share: value.ends_with("pp"),
+                },
+                m => m,
+            };
+            let relative = Relative::parse(metric, &value.to_ascii_lowercase()).map_err(bad)?;
+            return Ok(Threshold {
+                expression: expression.trim().to_string(),
+                metric,
+                op,
+                value: 0.0,
+                baseline: Some(relative),
+            });
+        }
         // `lost<0.1%` compares a share, `lost==0` a count.
         let metric = match metric {
             Metric::Lost { .. } => Metric::Lost {
@@ -307,7 +418,45 @@ impl Threshold {
             metric,
             op,
             value,
+            baseline: None,
         })
+    }
+
+    /// Evaluates this threshold against a (merged) summary, a relative one against the
+    /// `baseline` run's summary (broken, saying so, when there is none or it measured nothing).
+    pub fn evaluate_with(&self, summary: &Summary, baseline: Option<&Summary>) -> ThresholdResult {
+        let Some(relative) = self.baseline else {
+            return self.evaluate(summary);
+        };
+        let measured = self.metric.measure(summary);
+        let measured_text = match measured {
+            Some(v) => self.metric.format(v),
+            None => "no data (nothing was measured)".to_string(),
+        };
+        let base = baseline.map(|b| self.metric.measure(b));
+        let (limit, held) = match base {
+            None => ("no baseline given (--baseline)".to_string(), false),
+            Some(None) => ("none: the baseline measured nothing".to_string(), false),
+            Some(Some(b)) => {
+                let limit = relative.limit(b);
+                (
+                    format!(
+                        "{} (baseline {}{})",
+                        self.metric.format(limit),
+                        self.metric.format(b),
+                        relative.text(self.metric)
+                    ),
+                    measured.is_some_and(|m| self.op.holds(m, limit)),
+                )
+            }
+        };
+        ThresholdResult {
+            expression: self.expression.clone(),
+            limit,
+            measured,
+            measured_text,
+            held,
+        }
     }
 
     /// Evaluates this threshold against a (merged) summary.
@@ -343,6 +492,32 @@ pub fn parse_all<S: AsRef<str>>(expressions: &[S]) -> Result<Vec<Threshold>, Thr
 /// Evaluates every threshold against a summary.
 pub fn evaluate(thresholds: &[Threshold], summary: &Summary) -> Vec<ThresholdResult> {
     thresholds.iter().map(|t| t.evaluate(summary)).collect()
+}
+
+/// Evaluates every threshold against a summary, the relative ones against `baseline`'s.
+pub fn evaluate_against(
+    thresholds: &[Threshold],
+    summary: &Summary,
+    baseline: Option<&Summary>,
+) -> Vec<ThresholdResult> {
+    thresholds
+        .iter()
+        .map(|t| t.evaluate_with(summary, baseline))
+        .collect()
+}
+
+/// Refuses thresholds relative to a baseline when no `--baseline` was given (before any task
+/// starts).
+pub fn check_baseline_given(thresholds: &[Threshold], given: bool) -> anyhow::Result<()> {
+    match thresholds.iter().find(|t| t.baseline.is_some()) {
+        Some(t) if !given => anyhow::bail!(
+            "threshold {:?} is relative to a baseline run, and no --baseline was given; accepted: \
+             --baseline <REPORT_URL>/<RUN_ID> (a merged run, e.g. s3://bucket/runs/RUN), or an \
+             absolute limit such as p99<250ms",
+            t.expression
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn number(text: &str) -> Result<f64, String> {
@@ -594,6 +769,7 @@ pub(crate) mod tests {
             saturation: None,
             by_shard: Default::default(),
             kinesis: None,
+            cost: None,
             merge: Some(MergeInfo {
                 tasks_expected: 2,
                 tasks_reported: 2,
@@ -706,6 +882,50 @@ pub(crate) mod tests {
                 .evaluate(&empty)
                 .held
         );
+    }
+
+    #[test]
+    fn thresholds_relative_to_a_baseline() {
+        let base = summary();
+        let mut new = summary();
+        let r =
+            |new: &Summary, e: &str| Threshold::parse(e).unwrap().evaluate_with(new, Some(&base));
+        // p99 231.4 ms in the baseline: +10 % allows up to 254.54 ms.
+        new.latency_ms.p99 = 250.0;
+        assert!(r(&new, "p99<baseline+10%").held);
+        let held = r(&new, "p99<baseline+10%");
+        assert_eq!(held.limit, "254.54ms (baseline 231.4ms+10%)");
+        new.latency_ms.p99 = 260.0;
+        let broken = r(&new, "p99<baseline+10%");
+        assert!(!broken.held);
+        assert_eq!(broken.measured_text, "260ms");
+        assert!(r(&new, "p99 < baseline + 30ms").held);
+        assert!(!r(&new, "p99<=baseline").held);
+        // The rate: 999.5/s in the baseline; -5 % allows down to 949.525/s.
+        new.achieved_rate = 950.0;
+        assert!(r(&new, "rate>=baseline-5%").held);
+        new.achieved_rate = 949.0;
+        assert!(!r(&new, "rate>=baseline-5%").held);
+        assert!(r(&new, "rate>=baseline-100/s").held);
+        // Shares: 0.05 % in the baseline.
+        new.counts.failed = 15;
+        assert!(!r(&new, "error_rate<=baseline+0.05pp").held);
+        assert!(r(&new, "error_rate<=baseline+0.11pp").held);
+        assert!(r(&new, "failed<=baseline+200%").held);
+        // No baseline: broken, and said.
+        let t = Threshold::parse("p99<baseline+10%").unwrap();
+        let alone = t.evaluate_with(&new, None);
+        assert!(!alone.held);
+        assert!(alone.limit.contains("no baseline"), "{}", alone.limit);
+        assert!(check_baseline_given(std::slice::from_ref(&t), false)
+            .unwrap_err()
+            .to_string()
+            .contains("no --baseline was given"));
+        assert!(check_baseline_given(&[t], true).is_ok());
+        for bad in ["p99<baseline*2", "p99<baseline+fast", "rate>baseline+1pp"] {
+            let err = Threshold::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("baseline+10%"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -390,6 +390,7 @@ impl Merger {
                 });
                 s
             }),
+            cost: None,
             merge: Some(MergeInfo {
                 tasks_expected,
                 tasks_reported: self.tasks.len() as u64,

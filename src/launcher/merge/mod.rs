@@ -529,6 +529,7 @@ mod tests {
             saturation: None,
             by_shard: Default::default(),
             kinesis: None,
+            cost: None,
             merge: None,
             end_to_end: Default::default(),
             live: None,

@@ -195,6 +195,9 @@ pub(crate) fn render(
         ),
     );
 
+    if let Some(cost) = &summary.cost {
+        line(w, "cost", &crate::launcher::cost::line(cost));
+    }
     if let Some(a) = &summary.aborted {
         line(w, "aborted", &a.reason);
     }
@@ -443,6 +446,7 @@ mod tests {
                 kinesis_records: 4_000,
                 put_records_calls: 45,
             }),
+            cost: None,
             merge: Some(MergeInfo {
                 tasks_expected: 4,
                 tasks_reported: 3,

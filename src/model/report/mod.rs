@@ -9,6 +9,7 @@
 //! and the tests alike: `histogram` (the V2 encoding), `timeseries` (`timeseries.csv`) and
 //! `hlog` (`histograms.hlog`).
 
+mod cost;
 mod histogram;
 mod hlog;
 mod timeseries;
@@ -21,6 +22,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::live::Aborted;
+
+pub use cost::{Cost, CostItem, CostPart, CostParts, PricesUsed, NOT_CHARGED, PRICED, UNKNOWN};
 
 pub use histogram::{decode_histogram, encode_histogram, new_histogram, V2StoredSerializer};
 pub use hlog::{
@@ -459,6 +462,10 @@ pub struct Summary {
     /// Set on merged summaries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeInfo>,
+    /// Merged summaries only: what the run cost, estimated from list prices (absent in reports
+    /// written before it was estimated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
     /// End to end: the task's role, a producer's trace, a consumer's or the run's delivery
     /// (`role`, `trace` and `e2e` at the top level of the file; absent in reports written
     /// before them).

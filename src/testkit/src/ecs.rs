@@ -3,7 +3,8 @@
 //! Any operation can also be made to fail for a while or for good ([`EcsDouble::fail`]), RunTask
 //! to answer slowly ([`EcsDouble::delay_run_task`]), tasks to end by themselves
 //! ([`EcsDouble::end_tasks_after`]), ListTasks to lag behind ([`EcsDouble::list_lag`]) and
-//! other services' requests (S3) to hang ([`EcsDouble::hold_other_requests`]).
+//! other services' requests (S3) to hang ([`EcsDouble::hold_other_requests`]), and DescribeTasks
+//! to describe what each task used, as ECS does for a task that ran ([`EcsDouble::describe_with`]).
 //!
 //! It speaks the protocol the SDK uses (awsJson 1.1: `POST /`, `X-Amz-Target:
 //! AmazonEC2ContainerServiceV20141113.<Operation>`, errors as `{"__type": …, "message": …}`),
@@ -137,6 +138,8 @@ struct State {
     task_lifetime: Option<Duration>,
     hold_others: Option<Duration>,
     list_lag: Option<Duration>,
+    /// Fields added to every task DescribeTasks answers.
+    task_fields: serde_json::Map<String, Value>,
 }
 
 impl State {
@@ -252,6 +255,17 @@ impl EcsDouble {
     /// it started.
     pub fn list_lag(&self, lag: Duration) {
         self.state.lock().unwrap().list_lag = Some(lag);
+    }
+
+    /// Every task DescribeTasks answers carries `fields` too (a JSON object of the Task shape:
+    /// `cpu`, `memory`, `launchType`, `capacityProviderName`, `attributes`, `pullStartedAt`,
+    /// `stoppedAt`…), as ECS describes a task that ran; `stoppedAt` only once it stopped.
+    pub fn describe_with(&self, fields: Value) {
+        let fields = match fields {
+            Value::Object(map) => map,
+            other => panic!("describe_with takes a JSON object, not {other}"),
+        };
+        self.state.lock().unwrap().task_fields = fields;
     }
 
     /// Requests that are not ECS's (no ECS `X-Amz-Target`, e.g. S3's) are held for `hold`, then
@@ -422,6 +436,11 @@ fn describe_tasks(state: &State, body: &Value) -> Response<Full<Bytes>> {
                     task["stopCode"] = json!("EssentialContainerExited");
                 }
                 task["stoppedAt"] = json!(1_700_000_060.5);
+            }
+            for (k, v) in &state.task_fields {
+                if k != "stoppedAt" || stopped {
+                    task[k] = v.clone();
+                }
             }
             tasks.push(task);
         } else {

@@ -19,13 +19,16 @@
 //!   an error that persists, or that retrying cannot cure, is returned for the caller to stop
 //!   every task it started. Every task carries the run id in `startedBy` and in the
 //!   [`RUN_ID_TAG`] tag, so [`EcsFleet::list_run`] finds a run's tasks again from nothing but its
-//!   id (`launcher stop`).
+//!   id (`launcher stop`);
+//! - `usage`: what each task used ([`TaskUsage`]: size, architecture, capacity, the instants
+//!   Fargate bills between), for the run's cost estimate.
 
 mod config;
 mod fleet;
 mod limits;
 mod overrides;
 mod start;
+mod usage;
 mod watch;
 
 pub(crate) use config::validate_run_id;
@@ -34,4 +37,5 @@ pub use fleet::{EcsFleet, WATCH_RETRY_FOR};
 pub use limits::{OVERRIDES_MAX_BYTES, RUN_ID_TAG};
 pub use overrides::OverridesTooLarge;
 pub use start::{StartError, StartProgress, StartReport, StartStop, TaskGroup};
+pub use usage::{cpu_units, memory_mib, TaskUsage};
 pub use watch::{NotStopped, TaskState};

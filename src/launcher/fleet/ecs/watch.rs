@@ -17,6 +17,7 @@ use futures::stream::{self, StreamExt};
 use super::config::validate_run_id;
 use super::fleet::{error_is_retryable, sdk_error_text, EcsFleet};
 use super::limits::{DESCRIBE_TASKS_MAX, STOP_REASON_MAX_CHARS};
+use super::usage::TaskUsage;
 
 /// One failed call: what went wrong, and whether the same call may be sent again.
 struct CallError {
@@ -69,6 +70,8 @@ pub struct TaskState {
     pub started_at: Option<DateTime<Utc>>,
     /// When the task reached STOPPED.
     pub stopped_at: Option<DateTime<Utc>>,
+    /// What it used, for the run's cost (size, capacity, billed instants).
+    pub usage: TaskUsage,
 }
 
 impl TaskState {
@@ -138,6 +141,7 @@ impl EcsFleet {
                     stop_code: None,
                     started_at: None,
                     stopped_at: None,
+                    usage: TaskUsage::default(),
                 });
             }
         }
@@ -156,6 +160,7 @@ impl EcsFleet {
                     stop_code: None,
                     started_at: None,
                     stopped_at: None,
+                    usage: TaskUsage::default(),
                 })
             })
             .collect())
@@ -163,6 +168,7 @@ impl EcsFleet {
 
     fn task_state(&self, t: &aws_sdk_ecs::types::Task) -> TaskState {
         let arn = t.task_arn().unwrap_or_default().to_string();
+        let usage = TaskUsage::of(task_id(&arn), t);
         let container = t
             .containers()
             .iter()
@@ -178,6 +184,7 @@ impl EcsFleet {
             stop_code: t.stop_code().map(|c| c.as_str().to_string()),
             started_at: t.started_at().and_then(to_chrono),
             stopped_at: t.stopped_at().and_then(to_chrono),
+            usage,
         }
     }
 

@@ -14,8 +14,8 @@
 //! `<script type="application/json" id="chart-data">`. Values are printed in Rust's shortest
 //! round-trip form, so they compare exactly with `merged/timeseries.csv`.
 
-mod chart;
-mod escape;
+pub(crate) mod chart;
+pub(crate) mod escape;
 mod figures;
 mod page;
 mod shards;
@@ -32,14 +32,15 @@ use crate::model::report::Summary;
 use escape::esc;
 use figures::TimeAxis;
 
+pub(crate) use spectrum::SPECTRUM_NINES;
 pub use spectrum::{spectrum_quantiles, spectrum_value};
 
 /// Name of the report file in `merged/`.
 pub(crate) const REPORT_FILE: &str = "report.html";
-const CSS: &str = include_str!("style.css");
+pub(crate) const CSS: &str = include_str!("style.css");
 /// Hover tooltips: the values of every series at the second (or percentile) under the pointer,
 /// read from the chart-data JSON. The DOM is built with textContent only.
-const SCRIPT: &str = include_str!("script.js");
+pub(crate) const SCRIPT: &str = include_str!("script.js");
 
 const NAV: &str = "<nav><a href=\"#verdict\">Verdict</a><a href=\"#throughput\">Throughput</a>\
 <a href=\"#latency\">Latency</a><a href=\"#spectrum\">Spectrum</a><a href=\"#errors\">Errors</a>\

@@ -284,7 +284,44 @@ pub(super) fn verdict(
             thousands(e.duplicates),
         );
     }
+    if let Some(cost) = &s.cost {
+        cost_card(out, cost);
+    }
     out.push_str("</div>\n</section>\n");
+}
+
+/// The cost card: the estimate, its parts, per million acknowledged, and the prices' date.
+fn cost_card(out: &mut String, c: &crate::model::report::Cost) {
+    use crate::launcher::cost::{dollars, part_words};
+    let _ = write!(
+        out,
+        "<div class=\"card\" id=\"cost\"><h3>Cost (estimate)</h3><p class=\"big\">{}{}</p>",
+        if c.complete { "≈ " } else { "≥ " },
+        esc(&dollars(c.usd))
+    );
+    if let Some(m) = c.usd_per_million_acknowledged {
+        let _ = write!(out, "<p>{} per million acknowledged</p>", esc(&dollars(m)));
+    }
+    out.push_str("<table class=\"kv\">");
+    for (name, part) in [
+        ("fleet", &c.parts.fleet),
+        ("target", &c.parts.target),
+        ("storage", &c.parts.storage),
+    ] {
+        let _ = write!(
+            out,
+            "<tr class=\"{}\" title=\"{}\"><th>{name}</th><td class=\"num\">{}</td></tr>",
+            if part.is_unknown() { "warn" } else { "" },
+            esc(&part.basis),
+            esc(&part_words(part))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "</table><p class=\"muted\">{}; prices: {}</p></div>",
+        esc(&c.estimate),
+        esc(&c.prices.source)
+    );
 }
 
 /// End to end: how producer and consumer clocks relate, the delivery funnel (planned → sent →

@@ -76,6 +76,7 @@ fn summary(rows: &[SecondRow]) -> Summary {
         saturation: None,
         by_shard: Default::default(),
         kinesis: None,
+        cost: None,
         merge: Some(MergeInfo {
             tasks_expected: 3,
             tasks_reported: 2,

@@ -83,7 +83,7 @@ trap 'exit 130' INT TERM
 
 if [[ ${BENCH_SKIP_APT:-0} != 1 ]]; then
     missing=()
-    for p in time python3 python3-venv cmake make g++ perl zlib1g-dev; do
+    for p in time python3 python3-venv make g++ perl zlib1g-dev; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     # A python3 from elsewhere (pyenv) with a working venv module needs no Debian python.

@@ -2,7 +2,7 @@
 # The whole test suite of fleetload: `bash ci/test.sh` from anywhere in the repository.
 #
 # 1. installs the Debian packages the tests use (kcat, chromium + chromium-driver for the HTML
-#    report tests, the C toolchain and CMake librdkafka is built with, buildah + debootstrap for the image
+#    report tests, the C toolchain librdkafka is built with, buildah + debootstrap for the image
 #    test, stunnel4 + openssl for the Kafka TLS tests, shellcheck, prometheus for the live
 #    metrics test), skipping apt when all are present;
 # 2. creates the Python venv .venv with moto[server], boto3, confluent-kafka (the Kafka TLS
@@ -60,7 +60,7 @@ die() {
 # ---------------------------------------------------------------------------------------------
 section "Debian packages"
 
-APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev buildah debootstrap shellcheck stunnel4 openssl cmake prometheus)
+APT_PACKAGES=(kcat chromium chromium-driver perl make g++ zlib1g-dev buildah debootstrap shellcheck stunnel4 openssl prometheus)
 
 pkg_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -294,6 +294,9 @@ report_failures() {
     fi
 }
 
+# One build, never edited in place: incremental compilation's caches would only take disk (several
+# GB for the test binaries), and the suite's build plus the image's must fit on the machine.
+export CARGO_INCREMENTAL=0
 if ((LINT_ONLY == 0)); then
     run_check "cargo fmt" cargo fmt --all -- --check
     run_check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
@@ -330,11 +333,15 @@ fi
 # (tests/image.rs: builds the Docker image from a clean clone and runs it, the longest by far)
 # runs after all the others.
 section "cargo test"
+disk_note() { note "disk: $(df -h --output=avail "$ROOT" | tail -n 1 | tr -d ' ') free; target/ $(du -sh "$ROOT/target" 2>/dev/null | cut -f1)"; }
+disk_note
 note "\$ cargo test --workspace --all-targets --no-fail-fast -- --skip built_image::; cargo test --test image -- built_image::"
 test_status=0
 test_log=$(mktemp)
 cargo test --workspace --all-targets --no-fail-fast -- --skip built_image:: 2>&1 | tee "$test_log" || test_status=$?
+disk_note
 cargo test --test image -- built_image:: 2>&1 | tee -a "$test_log" || test_status=$?
+disk_note
 if ((test_status != 0)); then
     FAILED+=("cargo test")
 fi

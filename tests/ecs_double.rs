@@ -588,9 +588,17 @@ async fn transient_describe_tasks_errors_are_retried_and_the_fleet_phase_complet
     )
     .spawn()
     .unwrap();
-    let (_, screen) = finish(child, Duration::from_secs(90)).await;
+    let (code, screen) = finish(child, Duration::from_secs(90)).await;
     assert!(
         screen.contains("fleet phase over: merging the reports of run run-blip"),
+        "{screen}"
+    );
+    // The double answers ECS only, so the merge that follows cannot list the report store it
+    // was given (s3://bucket, at the double): it names the store and exits 2, as for any store
+    // that cannot be read. The fleet phase itself did not fail (that would be 3).
+    assert_eq!(code, Some(2), "{screen}");
+    assert!(
+        screen.contains("could not list the task reports under s3://bucket/runs/run-blip/tasks/"),
         "{screen}"
     );
     assert!(double.requests("DescribeTasks").len() >= 4, "{screen}");

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kafka_env, KAFKA_TASK};
+use common::{kafka_env, msk_iam, KAFKA_TASK};
 use fleetload::model::report::Summary;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
@@ -164,11 +164,50 @@ impl Pki {
     }
 }
 
+/// Between stunnel and tansu: relays every connection and appends what the clients sent, in
+/// plain text after TLS, to a file. What a worker put on the wire (its SASL tokens) is read
+/// there.
+const TAP: &str = r#"
+import socket, sys, threading
+listen, target, capture = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+lock = threading.Lock()
+def pipe(src, dst, record):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            if record:
+                with lock, open(capture, "ab") as f:
+                    f.write(data)
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", listen))
+server.listen(64)
+while True:
+    client, _ = server.accept()
+    upstream = socket.create_connection(("127.0.0.1", target))
+    threading.Thread(target=pipe, args=(client, upstream, True), daemon=True).start()
+    threading.Thread(target=pipe, args=(upstream, client, False), daemon=True).start()
+"#;
+
 /// A tansu broker on a plaintext loopback port, advertising `localhost:TLS_PORT`, with stunnel
-/// terminating TLS on that port. Both are stopped when it is dropped.
+/// terminating TLS on that port and a tap ([`TAP`]) between the two. All are stopped when it is
+/// dropped.
 struct TlsBroker {
     tls_port: u16,
     children: Vec<Child>,
+    /// What the clients sent through TLS, as the broker read it.
+    capture: std::path::PathBuf,
     _stunnel_dir: tempfile::TempDir,
 }
 
@@ -190,9 +229,19 @@ impl TlsBroker {
             .expect("start tansu");
         children.push(broker);
         let stunnel_dir = tempfile::tempdir().unwrap();
+        let capture = stunnel_dir.path().join("sent-by-clients.bin");
+        let tap_port = free_port();
+        let tap = Command::new(python())
+            .args(["-c", TAP, &tap_port.to_string(), &plain_port.to_string()])
+            .arg(&capture)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the tap (the test venv's Python)");
+        children.push(tap);
         let mut conf = format!(
             "foreground = yes\npid =\ndebug = 4\n[kafka]\naccept = 127.0.0.1:{tls_port}\n\
-             connect = 127.0.0.1:{plain_port}\ncert = {}\nkey = {}\n",
+             connect = 127.0.0.1:{tap_port}\ncert = {}\nkey = {}\n",
             pki.path("server.pem").display(),
             pki.path("server.key").display()
         );
@@ -215,9 +264,11 @@ impl TlsBroker {
         let tb = TlsBroker {
             tls_port,
             children,
+            capture,
             _stunnel_dir: stunnel_dir,
         };
         wait_for_port(plain_port, "tansu");
+        wait_for_port(tap_port, "the tap");
         wait_for_port(tls_port, "stunnel");
         if tansu_args.contains(&"--authentication") {
             // Its topic command cannot log in; the tests against it stop before the topic.
@@ -234,6 +285,46 @@ impl TlsBroker {
 
     fn servers(&self) -> String {
         format!("localhost:{}", self.tls_port)
+    }
+
+    /// The SASL/OAUTHBEARER tokens clients sent so far.
+    fn oauthbearer_tokens(&self) -> Vec<String> {
+        msk_iam::oauthbearer_tokens(&std::fs::read(&self.capture).unwrap_or_default())
+    }
+}
+
+/// The credentials the MSK IAM tests give the worker.
+const MSK_IAM_KEY: &str = "ASIAFLEETLOADTEST";
+const MSK_IAM_SECRET: &str = "secret-key-of-the-test";
+const MSK_IAM_SESSION: &str = "session-token-of-the-test";
+
+/// Every token the broker was sent verifies with botocore against the worker's credentials
+/// (and fails against another secret: the check can fail), and there was at least one.
+fn assert_tokens_signed_with_the_credentials(broker: &TlsBroker) {
+    let tokens = broker.oauthbearer_tokens();
+    assert!(
+        !tokens.is_empty(),
+        "no OAUTHBEARER token reached the broker"
+    );
+    for token in &tokens {
+        let (ok, out) = msk_iam::botocore_check(
+            MSK_IAM_KEY,
+            MSK_IAM_SECRET,
+            MSK_IAM_SESSION,
+            "eu-west-1",
+            token,
+            None,
+        );
+        assert!(ok, "{out}");
+        let (ok, out) = msk_iam::botocore_check(
+            MSK_IAM_KEY,
+            "another-secret",
+            MSK_IAM_SESSION,
+            "eu-west-1",
+            token,
+            None,
+        );
+        assert!(!ok && out.contains("signature mismatch"), "{out}");
     }
 }
 
@@ -592,16 +683,18 @@ fn msk_iam_refused_by_the_broker_fails_preflight_with_exit_3() {
             ("FLEETLOAD_KAFKA_SSL_CA_LOCATION", &ca),
             ("FLEETLOAD_KAFKA_SASL_MECHANISM", "AWS_MSK_IAM"),
             ("AWS_REGION", "eu-west-1"),
-            ("AWS_ACCESS_KEY_ID", "ASIAFLEETLOADTEST"),
-            ("AWS_SECRET_ACCESS_KEY", "secret-key-of-the-test"),
-            ("AWS_SESSION_TOKEN", "session-token-of-the-test"),
+            ("AWS_ACCESS_KEY_ID", MSK_IAM_KEY),
+            ("AWS_SECRET_ACCESS_KEY", MSK_IAM_SECRET),
+            ("AWS_SESSION_TOKEN", MSK_IAM_SESSION),
         ],
     );
-    // The whole path ran: credentials from the chain, a signed token, the OAUTHBEARER exchange
-    // over TLS, and the broker's refusal named.
+    // The whole path ran: credentials from the chain, a token signed with them (as botocore
+    // verifies it from what reached the broker), the OAUTHBEARER exchange over TLS, and the
+    // broker's refusal named.
     assert!(stderr.contains("refused the connection"), "{stderr}");
     assert!(stderr.contains("SASL authentication error"), "{stderr}");
-    assert!(!stderr.contains("secret-key-of-the-test"), "{stderr}");
+    assert!(!stderr.contains(MSK_IAM_SECRET), "{stderr}");
+    assert_tokens_signed_with_the_credentials(&broker);
 }
 
 #[test]
@@ -739,16 +832,18 @@ fn an_msk_iam_consumer_signs_its_token_and_the_brokers_refusal_is_named() {
         ("FLEETLOAD_KAFKA_SSL_CA_LOCATION", ca.as_str()),
         ("FLEETLOAD_KAFKA_SASL_MECHANISM", "AWS_MSK_IAM"),
         ("AWS_REGION", "eu-west-1"),
-        ("AWS_ACCESS_KEY_ID", "ASIAFLEETLOADTEST"),
-        ("AWS_SECRET_ACCESS_KEY", "secret-key-of-the-test"),
-        ("AWS_SESSION_TOKEN", "session-token-of-the-test"),
+        ("AWS_ACCESS_KEY_ID", MSK_IAM_KEY),
+        ("AWS_SECRET_ACCESS_KEY", MSK_IAM_SECRET),
+        ("AWS_SESSION_TOKEN", MSK_IAM_SESSION),
     ];
     extra.extend(CONSUMER);
     let stderr = refused(&broker.servers(), "consumer-msk-iam", &extra);
-    // Credentials from the chain, a token signed by the consumer's own context, the
-    // OAUTHBEARER exchange over TLS (SASL_SSL chosen for MSK IAM), and the refusal named.
+    // Credentials from the chain, a token signed by the consumer's own context (botocore
+    // verifies what reached the broker), the OAUTHBEARER exchange over TLS (SASL_SSL chosen for
+    // MSK IAM), and the refusal named.
     assert!(stderr.contains("refused the connection"), "{stderr}");
     assert!(stderr.contains("SASL authentication error"), "{stderr}");
     assert!(stderr.contains("sasl_ssl://"), "{stderr}");
-    assert!(!stderr.contains("secret-key-of-the-test"), "{stderr}");
+    assert!(!stderr.contains(MSK_IAM_SECRET), "{stderr}");
+    assert_tokens_signed_with_the_credentials(&broker);
 }

@@ -124,8 +124,11 @@ async fn by_shard_counts_equal_what_each_moto_shard_holds() {
     ]));
     worker_ok(e).await;
     let s = summary(dir.path(), "shard-run", "s1");
-    // On a loaded machine moto can fall behind for the last batch or two: what the schedule
-    // called for and was never handed over is `unsent`, never counted acknowledged.
+    // Why moto may be given fewer than the 1,200 planned: the moto server
+    // takes one PutRecords at a time, and on a loaded machine slower than the schedule allows, so
+    // the last batch or two may still be waiting to go when production ends. Those are given up
+    // and counted `unsent`: planned = attempted + unsent accounts for every missing record, and
+    // the stream is read back exactly. The floor only says that moto took most of them.
     assert_eq!(s.counts.planned, 1200, "{:?}", s.counts);
     assert_eq!(s.counts.planned, s.counts.attempted + s.counts.unsent);
     assert!(s.counts.acknowledged >= 1000, "{:?}", s.counts);

@@ -180,8 +180,11 @@ fn four_local_tasks_against_moto_kinesis_merge_to_what_the_stream_holds() {
     let (merged, tasks) = reports(&dir.path().join("r"), &run);
     assert_eq!(tasks.len(), 4);
     assert_merge_adds_up(&merged, &tasks);
-    // On a loaded machine the serial moto server can fall behind for the last batch or two:
-    // what was never handed over is `unsent`, never counted acknowledged.
+    // Why moto may be given fewer than the 1,200 planned: the moto server
+    // takes one PutRecords at a time, and on a loaded machine slower than the schedule allows, so
+    // the last batch or two may still be waiting to go when production ends. Those are given up
+    // and counted `unsent`: planned = attempted + unsent accounts for every missing record, and
+    // the stream is read back exactly. The floor only says that moto took most of them.
     let c = &merged.counts;
     assert_eq!(c.planned, 1200, "{c:?}");
     assert_eq!(c.planned, c.attempted + c.unsent, "{c:?}");
@@ -372,15 +375,19 @@ fn a_start_delay_of_zero_or_more_than_a_day_is_refused_before_anything_starts() 
     }
 }
 
+/// Ctrl-C lands while the launcher is still starting its 64 local tasks: it stops those started
+/// so far, starts no more, says how many it had started, and leaves no worker running.
 #[test]
-fn ctrl_c_while_the_local_tasks_are_starting_leaves_none_running() {
+fn ctrl_c_while_the_local_tasks_are_starting_stops_those_started_and_starts_no_more() {
+    const TASKS: usize = 64;
     let dir = tempfile::tempdir().unwrap();
     let run = format!("ctrlc-start-{}", std::process::id());
+    let tasks = TASKS.to_string();
     let child = launcher(
         &[
             "run",
             "--tasks",
-            "24",
+            &tasks,
             "--target",
             "null",
             "--rate",
@@ -400,11 +407,13 @@ fn ctrl_c_while_the_local_tasks_are_starting_leaves_none_running() {
     .unwrap();
     // The signal as soon as the first worker exists: while the others are being started.
     let start = Instant::now();
-    while workers_of(&run).is_empty() {
+    let mut seen = workers_of(&run).len();
+    while seen == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "no worker started"
         );
+        seen = workers_of(&run).len();
     }
     // SAFETY: kill(2) on our own child.
     nix::sys::signal::kill(
@@ -419,5 +428,24 @@ fn ctrl_c_while_the_local_tasks_are_starting_leaves_none_running() {
         workers_of(&run).is_empty(),
         "worker processes remain after Ctrl-C:\n{screen}"
     );
-    assert!(screen.contains("worker processes have exited"), "{screen}");
+    // "SIGINT while starting: stopping the N task(s) started so far", N of the 64: the start
+    // ended there.
+    let started: usize = screen
+        .split("SIGINT while starting: stopping the ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("the signal did not land while starting ({seen} workers seen then):\n{screen}")
+        });
+    assert!(
+        (seen..TASKS).contains(&started),
+        "{started} started, {seen} seen when signalled:\n{screen}"
+    );
+    assert!(
+        screen.contains(&format!(
+            "stopped (SIGINT): all {started} worker processes have exited"
+        )),
+        "{screen}"
+    );
 }

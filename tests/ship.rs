@@ -94,8 +94,10 @@ const BASE_IMAGE_LIBRARIES: &[&str] = &[
     "librt.so.1",
 ];
 
+/// The test build's binaries (this check is fast; the release binary that ships is built and run
+/// inside the distroless stand-in, which has only these libraries, by tests/image.rs).
 #[test]
-fn binaries_need_only_what_the_base_image_provides() {
+fn test_build_binaries_need_only_what_the_base_image_provides() {
     // The libraries a binary needs are decided by its crates, features and link arguments, which
     // the release profile shares with this test build.
     for exe in [env!("CARGO_BIN_EXE_worker"), env!("CARGO_BIN_EXE_launcher")] {

@@ -194,8 +194,32 @@ fn null_target_paces_the_rate_and_writes_a_consistent_report() {
         "{}",
         s.achieved_rate
     );
-    assert_eq!(rows[0].target_rate, 2000.0);
-    assert_eq!(rows[3].target_rate, 5000.0);
+    // Every second against the plan: 2,000/s for 2 s, then the ramp from 2,000 to 6,000/s, whose
+    // seconds hold 3,000 and 5,000 events. Attempts count in the second they were handed over,
+    // so an event due just before a second's end may be handed over just after it: 5 % each way
+    // (50 ms of a loaded machine at 2,000/s), while the total above is exact.
+    let planned = [2000u64, 2000, 3000, 5000];
+    assert!(rows.len() >= planned.len(), "{rows:?}");
+    for (row, want) in rows.iter().zip(planned) {
+        assert_eq!(row.target_rate, want as f64, "{row:?}");
+        assert!(
+            row.attempted.abs_diff(want) * 20 <= want,
+            "second {}: {} attempted, {want} planned; {rows:?}",
+            row.second,
+            row.attempted
+        );
+        assert_eq!(row.unsent, 0, "{row:?}");
+    }
+    // After the schedule's end only what was due just before it (the same 5 %), nothing planned.
+    let after: u64 = rows[planned.len()..].iter().map(|r| r.attempted).sum();
+    assert!(
+        after * 20 <= planned[3],
+        "{after} attempts after the end: {rows:?}"
+    );
+    assert!(
+        rows[planned.len()..].iter().all(|r| r.target_rate == 0.0),
+        "{rows:?}"
+    );
     assert_eq!(s.scenario["FLEETLOAD_STAGES"], "2000@2s,ramp:6000@2s");
 }
 
@@ -296,8 +320,11 @@ async fn kinesis_against_moto_every_acknowledged_record_is_in_the_stream() {
     let (s, rows) = read_local_report(dir.path(), "kin-run", "k1");
     assert_consistent(&s, &rows);
     assert_eq!(s.counts.planned, 1200, "{:?}", s.counts);
-    // On a loaded machine moto can fall behind for the last batch or two: what the schedule
-    // called for and was never handed over is `unsent`, never counted acknowledged.
+    // Why moto may be given fewer than the 1,200 planned: the moto server
+    // takes one PutRecords at a time, and on a loaded machine slower than the schedule allows, so
+    // the last batch or two may still be waiting to go when production ends. Those are given up
+    // and counted `unsent`: planned = attempted + unsent accounts for every missing record, and
+    // the stream is read back exactly. The floor only says that moto took most of them.
     assert!(s.counts.attempted >= 1000, "{:?}", s.counts);
     assert_eq!(s.counts.planned, s.counts.attempted + s.counts.unsent);
     assert_eq!(s.counts.acknowledged, s.counts.attempted, "{:?}", s.counts);

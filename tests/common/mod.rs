@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod msk_iam;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -194,6 +194,9 @@ const WORKER_CASES: &[WorkerCase] = &[
     (&[("FLEETLOAD_KAFKA_ACKS", "7")], "FLEETLOAD_KAFKA_ACKS=\"7\""),
     (&[("FLEETLOAD_KAFKA_COMPRESSION_TYPE", "lz5")], "FLEETLOAD_KAFKA_COMPRESSION_TYPE=\"lz5\""),
     (&[("FLEETLOAD_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"), ("FLEETLOAD_KAFKA_SASL_MECHANISM", "BOGUS")], "Unsupported SASL mechanism: BOGUS"),
+    // SASL settings without a SASL security.protocol: refused at once, not after the preflight.
+    (&[("FLEETLOAD_KAFKA_SASL_MECHANISM", "BOGUS")], "FLEETLOAD_KAFKA_SASL_MECHANISM=\"BOGUS\" is not valid: a SASL setting, but security.protocol is PLAINTEXT (the default)"),
+    (&[("FLEETLOAD_KAFKA_SECURITY_PROTOCOL", "SSL"), ("FLEETLOAD_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")], "FLEETLOAD_KAFKA_SASL_MECHANISM=\"SCRAM-SHA-512\" is not valid: a SASL setting, but security.protocol is SSL"),
     (&[("FLEETLOAD_KAFKA_SECURITY_PROTOCOL", "carrier_pigeon")], "FLEETLOAD_KAFKA_SECURITY_PROTOCOL=\"carrier_pigeon\""),
     (&[("FLEETLOAD_KAFKA_SASL_PASSWORD_X", "@SECRET")], "FLEETLOAD_KAFKA_SASL_PASSWORD_X=\"***redacted***\" is not valid: sasl.password.x is not a librdkafka property"),
     (&[("FLEETLOAD_KAFKA_NO_SUCH_PROPERTY", "1")], "FLEETLOAD_KAFKA_NO_SUCH_PROPERTY=\"1\""),
@@ -429,6 +432,8 @@ const LAUNCHER_CASES: &[LauncherCase] = &[
     (&["--tasks", "1", "--consumers", "1", "--target", "null"], "--target null with --consumers: the null target sends nothing"),
     (&["--tasks", "1", "--consumers", "1", "-e", "FLEETLOAD_TRACE=off"], "-e FLEETLOAD_TRACE=\"off\": with --consumers every produced event carries a trace"),
     (&["--tasks", "1", "--consumers", "1", "-e", "FLEETLOAD_ROLE=consume"], "-e FLEETLOAD_ROLE: set by the launcher for each task of a run with --consumers"),
+    (&["--tasks", "1", "--consumers", "1", "--consumer-env", "FLEETLOAD_TRACE=off"], "--consumer-env FLEETLOAD_TRACE: a consumer produces nothing"),
+    (&["--tasks", "1", "--target", "kafka", "--topic", "events", "-e", "FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9", "-e", "FLEETLOAD_KAFKA_SASL_MECHANISM=BOGUS"], "FLEETLOAD_KAFKA_SASL_MECHANISM=\"BOGUS\" is not valid: a SASL setting, but security.protocol is PLAINTEXT (the default)"),
     (&["--tasks", "1", "--consumer-env", "FLEETLOAD_SETTLE=5s"], "--consumer-env FLEETLOAD_SETTLE: the run has no consumer tasks"),
     (&["--tasks", "1", "--consumers", "1", "--consumer-env", "FLEETLOAD_RATE=5"], "--consumer-env FLEETLOAD_RATE: the consumers share the run, its report location and the producers' schedule"),
     (&["--tasks", "1", "--consumers", "1", "--consumer-env", "FLEETLOAD_TOPIC=x"], "--consumer-env FLEETLOAD_TOPIC: what the consumers read is --consume-from"),
@@ -468,9 +473,11 @@ fn bad_launcher_runs_exit_2_name_the_input_start_nothing_and_leak_no_secret() {
                 argv.push("--report-url".into());
                 argv.push(reports.display().to_string());
             }
+            // A secret among the Kafka properties of every run (the embedded broker's, or
+            // ignored by the target); not a SASL one, which needs a SASL security.protocol.
             if !args.iter().any(|a| a.contains("PASSWORD")) {
                 argv.push("-e".into());
-                argv.push(format!("FLEETLOAD_KAFKA_SASL_PASSWORD={SECRET}"));
+                argv.push(format!("FLEETLOAD_KAFKA_SSL_KEY_PASSWORD={SECRET}"));
             }
         }
         let case = format!("launcher case {i} {args:?}");
@@ -517,6 +524,66 @@ fn bad_launcher_runs_exit_2_name_the_input_start_nothing_and_leak_no_secret() {
         peer.assert_untouched(&case);
     }
     eprintln!("{} launcher cases", LAUNCHER_CASES.len());
+}
+
+/// A password that is not UTF-8 (bytes of a binary file, say) is refused by its name, by the
+/// worker from its environment and by the launcher from `-e`: exit 2, one line, nothing sent or
+/// written. Read lossily it would become another password that fails only at the broker.
+#[test]
+fn a_value_that_is_not_utf8_is_refused_by_name_by_the_worker_and_the_launcher() {
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"pass\xffword");
+    let peer = Peer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = Command::new(WORKER);
+    worker
+        .env_clear()
+        .current_dir(dir.path())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FLEETLOAD_TARGET", "kafka")
+        .env("FLEETLOAD_TOPIC", "events")
+        .env("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS", peer.addr())
+        .env("FLEETLOAD_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+        .env("FLEETLOAD_KAFKA_SASL_MECHANISM", "PLAIN")
+        .env("FLEETLOAD_KAFKA_SASL_USERNAME", "loader")
+        .env("FLEETLOAD_KAFKA_SASL_PASSWORD", not_utf8)
+        .env("FLEETLOAD_REPORT_URL", dir.path().join("reports"));
+    let out = run_limited(worker, "worker, password not UTF-8");
+    assert_refused(
+        "worker",
+        &out,
+        2,
+        "FLEETLOAD_KAFKA_SASL_PASSWORD is not valid: its value is not UTF-8 text",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
+
+    let mut arg = std::ffi::OsString::from("FLEETLOAD_KAFKA_SASL_PASSWORD=");
+    arg.push(not_utf8);
+    let mut launcher = Command::new(LAUNCHER);
+    launcher
+        .current_dir(dir.path())
+        .args([
+            "run", "--tasks", "1", "--target", "kafka", "--topic", "events", "-e",
+        ])
+        .arg(format!("FLEETLOAD_KAFKA_BOOTSTRAP_SERVERS={}", peer.addr()))
+        .arg("-e")
+        .arg(arg);
+    let out = run_limited(launcher, "launcher, password not UTF-8");
+    assert_refused(
+        "launcher",
+        &out,
+        2,
+        "FLEETLOAD_KAFKA_SASL_PASSWORD=… is not valid: not UTF-8 text",
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "something was written: {:?}",
+        walk(dir.path())
+    );
+    peer.assert_untouched("not UTF-8");
 }
 
 // ---------------------------------------------------------------------------------------------

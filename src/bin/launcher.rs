@@ -21,6 +21,22 @@ fn main() -> ExitCode {
     {
         return fleetload::worker::process_main();
     }
+    // An argument that is not UTF-8 (a password from a binary file, say) is refused by what
+    // can be said of it without quoting it: clap's own refusal names neither.
+    for (i, arg) in std::env::args_os().enumerate().skip(1) {
+        if arg.to_str().is_none() {
+            let text = arg.to_string_lossy();
+            let what = match text.split_once('=') {
+                Some((key, _)) if !key.contains('\u{FFFD}') => format!("{key}=…"),
+                _ => format!("argument {i}"),
+            };
+            eprintln!(
+                "launcher: {what} is not valid: not UTF-8 text (the value is not shown: it may be \
+                 a secret); accepted: UTF-8 text"
+            );
+            return ExitStatus::Usage.into();
+        }
+    }
     // clap exits with 2 on a usage error (0 for --help and --version). Its message quotes
     // what was typed, so secret values given with -e are taken out of it first.
     let cli = match Cli::try_parse() {

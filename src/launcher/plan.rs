@@ -197,6 +197,9 @@ impl ConsumerPlan {
                     | "FLEETLOAD_CONSUMER"
             ) {
                 "set by the launcher for each consumer task"
+            } else if k == "FLEETLOAD_TRACE" {
+                "a consumer produces nothing: the trace is the producers' setting, and with \
+                 --consumers every produced event carries one; accepted: leave it out"
             } else if matches!(
                 k.as_str(),
                 "FLEETLOAD_TARGET" | "FLEETLOAD_STREAM" | "FLEETLOAD_TOPIC"

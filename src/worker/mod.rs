@@ -6,7 +6,7 @@
 //! preflight and an interrupted run too. While it runs, a task writes a live window every
 //! `FLEETLOAD_LIVE_INTERVAL` (`live`), and the report store (`crate::store`) is where both go.
 
-mod consume;
+pub(crate) mod consume;
 mod exit;
 mod live;
 mod process;

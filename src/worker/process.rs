@@ -19,12 +19,17 @@ pub fn process_main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let vars = std::env::vars_os().map(|(k, v)| {
-        (
-            k.to_string_lossy().into_owned(),
-            v.to_string_lossy().into_owned(),
-        )
-    });
+    let vars = match utf8_environment(std::env::vars_os()) {
+        Ok(vars) => vars,
+        Err(name) => {
+            // The value is not quoted: it may be a secret, and it is not text.
+            eprintln!(
+                "fleetload worker: {name} is not valid: its value is not UTF-8 text; accepted: \
+                 UTF-8 text"
+            );
+            return ExitCode::from(WorkerExit::BadConfig.code());
+        }
+    };
     let scenario =
         match Scenario::from_env(vars).and_then(|s| Target::check(&s, Files::Here).map(|()| s)) {
             Ok(s) => s,
@@ -52,6 +57,24 @@ pub fn process_main() -> std::process::ExitCode {
     // Dropping the runtime could wait on a target's blocked I/O; the report is stored, so leave.
     runtime.shutdown_timeout(Duration::from_secs(2));
     ExitCode::from(result.exit.code())
+}
+
+/// The environment as text. A `FLEETLOAD_*` variable whose value is not UTF-8 is refused by
+/// its name (read lossily it would become another value, a password that silently fails);
+/// other variables are not the worker's to judge and are read lossily.
+fn utf8_environment(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (k, v) in vars {
+        let name = k.to_string_lossy().into_owned();
+        match v.into_string() {
+            Ok(v) => out.push((name, v)),
+            Err(_) if name.starts_with("FLEETLOAD_") => return Err(name),
+            Err(v) => out.push((name, v.to_string_lossy().into_owned())),
+        }
+    }
+    Ok(out)
 }
 
 /// No task may run on forever and cost money: past the planned end plus a grace period the

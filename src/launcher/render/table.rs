@@ -14,6 +14,10 @@ use crate::model::report::{
 const IDS_PER_LIST: usize = 20;
 /// Width of the label column.
 const LABEL: usize = 14;
+/// The widest line the table prints (a value too long for it goes on under its label), so that
+/// it reads in an 100-column terminal and a CI log alike. Only a single word longer than a line
+/// (a long report location) goes past it.
+pub(crate) const WIDTH: usize = 100;
 
 /// How the acknowledged user records travelled: `in N Kinesis records (aggregated, X user
 /// records each), M PutRecords calls`.
@@ -300,7 +304,7 @@ fn end_to_end(w: &mut String, s: &Summary, e: &E2e) {
         ),
     );
     if !e.clock.is_empty() {
-        line(w, "  clock", &e.clock);
+        line(w, "  clock", &short_clock(&e.clock));
     }
     for note in coverage.map_or(&[][..], |c| &c.notes[..]) {
         // The missing consumers were said above, with what they mean for `lost`.
@@ -334,8 +338,32 @@ fn live_lines(w: &mut String, live: &LiveReport) {
     }
 }
 
+/// The clock note's first clause (where latency ends), without the explanation that follows it
+/// (why that end, how hosts' clocks relate): that is on the page and in the README.
+fn short_clock(clock: &str) -> String {
+    let end = [" (", "; "]
+        .iter()
+        .filter_map(|sep| clock.find(sep))
+        .min()
+        .unwrap_or(clock.len());
+    format!("{}; how the clocks relate: the report page", &clock[..end])
+}
+
+/// `label` and `value`, the value word-wrapped to [`WIDTH`] under its column.
 fn line(w: &mut String, label: &str, value: &str) {
-    let _ = writeln!(w, "{label:<LABEL$} {value}");
+    let mut current = format!("{label:<LABEL$}");
+    let mut empty = true;
+    for word in value.split(' ') {
+        let len = current.chars().count();
+        if !empty && len + 1 + word.chars().count() > WIDTH {
+            let _ = writeln!(w, "{}", current.trim_end());
+            current = " ".repeat(LABEL);
+        }
+        current.push(' ');
+        current.push_str(word);
+        empty = false;
+    }
+    let _ = writeln!(w, "{}", current.trim_end());
 }
 
 fn percentiles(w: &mut String, label: &str, p: &Percentiles) {
@@ -555,16 +583,67 @@ mod tests {
         s
     }
 
+    /// Every line within [`WIDTH`] columns.
+    fn assert_fits(text: &str) {
+        for l in text.lines() {
+            assert!(
+                l.chars().count() <= WIDTH,
+                "{} columns: {l}",
+                l.chars().count()
+            );
+        }
+    }
+
+    /// The table with each wrapped value joined back onto its label's line.
+    fn unwrapped(text: &str) -> String {
+        let mut out = String::new();
+        for l in text.lines() {
+            match l.strip_prefix(&" ".repeat(LABEL + 1)) {
+                Some(rest) if !out.is_empty() && !rest.starts_with(' ') => {
+                    out.pop();
+                    out.push(' ');
+                    out.push_str(rest);
+                }
+                _ => out.push_str(l),
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn the_clock_line_keeps_where_latency_ends_and_every_line_fits_100_columns() {
+        let mut s = e2e_run(Some(0), &[]);
+        let note = format!(
+            "{}; the consumer read on host vm: producers on the same host share its clock",
+            crate::worker::consume::KINESIS_CLOCK_NOTE
+        );
+        s.end_to_end.e2e.as_mut().unwrap().clock = note.clone();
+        assert!(note.chars().count() > 300, "{note}");
+        let text = render(&s, &[], "r");
+        assert_fits(&text);
+        assert!(
+            text.contains(
+                "  clock        latency runs from the producer's intended send time to the record's \
+                 arrival in"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("ApproximateArrivalTimestamp"), "{text}");
+    }
+
     #[test]
     fn renders_the_end_to_end_funnel_loss_clocks_and_percentiles() {
         let s = e2e_run(Some(5), &[]);
         let results = evaluate(&parse_all(&["lost==0", "e2e_p99<1s"]).unwrap(), &s);
-        let text = render(&s, &results, "r");
+        let printed = render(&s, &results, "r");
+        assert_fits(&printed);
+        let text = unwrapped(&printed);
         for expected in [
             "end to end     1 of 1 consumer task(s) reported",
             "  funnel       planned 20,000 → sent 20,000 → acknowledged 19,990 → seen 19,985 (19,991 read in all)",
             "  delivery     lost 5   duplicates 4   unacknowledged seen 2   foreign 0",
-            "  clock        the consumer read on host h: producers on the same host share its clock",
+            "  clock        the consumer read on host h: producers on the same host share its clock; how the clocks relate: the report page",
             "  intended          1.000      2.000      3.000      4.000      5.000      1.500",
             "  end to end       12.500     20.000     48.250     90.000    130.000     14.000",
             "  BROKEN lost==0      measured 5",
@@ -579,7 +658,9 @@ mod tests {
     #[test]
     fn a_missing_consumer_says_loss_is_unknown_instead_of_showing_loss() {
         let s = e2e_run(None, &["local-consumer-02 (no report)"]);
-        let text = render(&s, &[], "r");
+        let printed = render(&s, &[], "r");
+        assert_fits(&printed);
+        let text = unwrapped(&printed);
         assert!(
             text.contains("end to end     1 of 2 consumer task(s) reported"),
             "{text}"

@@ -178,6 +178,8 @@ pub(crate) fn check_properties(
             });
         }
     }
+    // After each property on its own (a mistyped one is named first), before the whole.
+    check_sasl_has_a_sasl_protocol(properties, secrets)?;
     let mut all = client_config(properties, "validation");
     all.remove("bootstrap.servers");
     if files == Files::InTheTask {
@@ -202,6 +204,46 @@ pub(crate) fn check_properties(
         ));
     }
     Ok(())
+}
+
+/// SASL settings take effect only with a SASL `security.protocol`: without one librdkafka
+/// ignores them and connects in plain text or plain TLS, which a SASL listener refuses only once
+/// the preflight has waited out its time. Refused at once instead, naming the setting (the
+/// mechanism first when there is one).
+fn check_sasl_has_a_sasl_protocol(
+    properties: &BTreeMap<String, String>,
+    secrets: &[String],
+) -> Result<(), ScenarioError> {
+    let sasl: Vec<&String> = properties
+        .keys()
+        .filter(|k| k.starts_with("sasl."))
+        .collect();
+    let Some(first) = sasl
+        .iter()
+        .find(|k| is_mechanism_key(k))
+        .or_else(|| sasl.first())
+    else {
+        return Ok(());
+    };
+    let protocol = match properties.get("security.protocol") {
+        Some(p) => p.trim().to_string(),
+        // MSK IAM's listeners are SASL over TLS: chosen for it when not given.
+        None if uses_msk_iam(properties) => return Ok(()),
+        None => "PLAINTEXT (the default)".to_string(),
+    };
+    if protocol.to_ascii_uppercase().starts_with("SASL_") {
+        return Ok(());
+    }
+    Err(ScenarioError::invalid(
+        &variable_name(first),
+        &redact_values(&properties[*first], secrets),
+        format!(
+            "a SASL setting, but security.protocol is {protocol}: librdkafka would not use it \
+             and the brokers would not be asked to authenticate"
+        ),
+        "FLEETLOAD_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) with SASL settings, or \
+         no SASL settings",
+    ))
 }
 
 /// Where the files that properties name (CA, certificate, key, keystore) are read: here, or
@@ -334,9 +376,49 @@ mod tests {
             ("linger.ms", "20"),
             ("acks", "all"),
             ("compression.type", "lz4"),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "loader"),
             ("sasl.password", "hunter2"),
         ]);
         check_properties(&p, &[], Files::Here).unwrap();
+        // MSK IAM without a protocol: SASL_SSL is chosen for it.
+        check_properties(
+            &props(&[("sasl.mechanism", "AWS_MSK_IAM")]),
+            &[],
+            Files::Here,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn sasl_settings_without_a_sasl_protocol_are_refused_naming_the_setting() {
+        for (pairs, starts, protocol) in [
+            (
+                &[("sasl.mechanism", "BOGUS")][..],
+                "FLEETLOAD_KAFKA_SASL_MECHANISM=\"BOGUS\"",
+                "PLAINTEXT (the default)",
+            ),
+            (
+                &[
+                    ("security.protocol", "SSL"),
+                    ("sasl.username", "loader"),
+                    ("sasl.mechanism", "SCRAM-SHA-512"),
+                ][..],
+                "FLEETLOAD_KAFKA_SASL_MECHANISM=\"SCRAM-SHA-512\"",
+                "security.protocol is SSL",
+            ),
+            (
+                &[("sasl.password", "hunter2")][..],
+                "FLEETLOAD_KAFKA_SASL_PASSWORD=",
+                "PLAINTEXT",
+            ),
+        ] {
+            let e = refusal(pairs);
+            assert!(e.starts_with(starts), "{pairs:?}: {e}");
+            assert!(e.contains(protocol) && e.contains("SASL_SSL"), "{e}");
+            assert!(!e.contains("hunter2") && !e.contains('\n'), "{e}");
+        }
     }
 
     #[test]
@@ -383,7 +465,10 @@ mod tests {
 
     #[test]
     fn librdkafka_text_never_carries_a_secret() {
-        let e = refusal(&[("sasl.password.x", "hunter2")]);
+        let e = refusal(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.password.x", "hunter2"),
+        ]);
         assert!(e.starts_with("FLEETLOAD_KAFKA_SASL_PASSWORD_X="), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
         let e = refusal(&[

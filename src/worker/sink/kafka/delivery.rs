@@ -108,10 +108,21 @@ impl ClientWatch {
         }
     }
 
-    /// Keeps `problem`, unless it would replace a decisive one with one that is not.
+    /// Keeps `problem`, unless it would replace a more telling one: a decisive problem, then a
+    /// connection closed or reset at the first request (a TLS listener's answer to a plaintext
+    /// client), then anything else ("all brokers are down" follows each of them).
     fn note_problem(&self, problem: ConnectionProblem) {
+        let rank = |p: &ConnectionProblem| {
+            if p.is_decisive() {
+                2
+            } else if p.closed_at_first_request() {
+                1
+            } else {
+                0
+            }
+        };
         if let Ok(mut slot) = self.problem.lock() {
-            let keep = slot.as_ref().is_some_and(|p| p.is_decisive()) && !problem.is_decisive();
+            let keep = slot.as_ref().is_some_and(|p| rank(p) > rank(&problem));
             if !keep {
                 *slot = Some(problem);
             }
@@ -283,6 +294,23 @@ mod tests {
             assert_eq!(p.is_decisive(), decisive, "{}", p.reason);
             assert_eq!(p.closed_at_first_request(), first_request, "{}", p.reason);
         }
+    }
+
+    /// A plaintext client on a TLS listener that resets the connection (stunnel does when the
+    /// request's bytes are still unread) rather than closing it: the reset stays the problem
+    /// the preflight names, not the "all brokers are down" that follows.
+    #[test]
+    fn a_reset_at_the_first_request_is_not_replaced_by_all_brokers_down() {
+        let watch = ClientWatch::new(None);
+        watch.note_problem(problem(
+            None,
+            "localhost:9093/bootstrap: Disconnected: connection reset by peer (after 0ms in state APIVERSION_QUERY)",
+        ));
+        watch.note_problem(problem(
+            Some(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        ));
+        assert!(watch.problem().unwrap().closed_at_first_request());
     }
 
     #[test]

@@ -10,7 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::launcher::fleet::TaskEnd;
 use crate::model::report_url::ReportUrl;
-use crate::model::scenario::{Scenario, TargetConfig};
+use crate::model::scenario::Scenario;
+use crate::model::target::TargetConfig;
 
 /// What the launcher's screen shows during a run: a progress bar on a terminal, a plain line
 /// every 10 s in a CI log.

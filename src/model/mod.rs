@@ -5,6 +5,7 @@
 //!   input, the value and what is accepted), secret redaction, the shared value parsers;
 //! - `scenario`: `FLEETLOAD_*` → a validated `Scenario` (raw envy struct, then one
 //!   conversion that is the only place input is rejected);
+//! - `target`: where the events go (`TargetConfig`, a Kinesis `StreamRef`, PutRecords' limits);
 //! - [`profile`]: rates and stages ([`profile::LoadProfile`]) and the open-loop schedule of
 //!   intended send times ([`profile::Schedule`]);
 //! - `keys`: how each event's key is drawn (`FLEETLOAD_KEY_DISTRIBUTION`: uniform, zipf, hot,
@@ -38,4 +39,5 @@ pub mod profile;
 pub mod report;
 pub mod report_url;
 pub(crate) mod scenario;
+pub(crate) mod target;
 pub(crate) mod trace;

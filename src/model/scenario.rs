@@ -5,7 +5,6 @@
 //! [`ScenarioError`] naming the variable, the value given and what would be accepted.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,14 +18,11 @@ use crate::model::keys::KeyDistribution;
 use crate::model::payload::PayloadSpec;
 use crate::model::profile::{LoadProfile, Stage};
 use crate::model::report_url::ReportUrl;
+use crate::model::target::{
+    StreamRef, TargetConfig, KINESIS_MAX_BATCH_RECORDS, KINESIS_MAX_RECORD_BYTES,
+};
 use crate::model::trace::{EndToEnd, Role};
 
-/// Kinesis PutRecords accepts at most 500 records per call.
-pub const KINESIS_MAX_BATCH_RECORDS: usize = 500;
-/// Kinesis PutRecords accepts at most 5 MiB per call (data plus partition keys).
-pub const KINESIS_MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
-/// Kinesis accepts a record of at most 1 MiB (data plus partition key).
-pub const KINESIS_MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Upper bound on concurrent PutRecords requests, far above what one task ever needs.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1024;
 /// Longest run a single scenario may ask for; a typo such as `60h` should not bill for days.
@@ -88,99 +84,6 @@ pub struct RawScenario {
     pub consumer: Option<String>,
     /// How often the task writes a live window (`10s`), or `off`.
     pub live_interval: Option<String>,
-}
-
-/// Where the messages go.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TargetConfig {
-    /// Kinesis Data Streams through PutRecords.
-    Kinesis {
-        /// The stream, by name or ARN.
-        stream: StreamRef,
-        /// Whether user records are packed into KPL aggregated records
-        /// (`FLEETLOAD_KINESIS_AGGREGATE=on`).
-        aggregate: bool,
-    },
-    /// Kafka through librdkafka.
-    Kafka {
-        /// The topic.
-        topic: String,
-        /// librdkafka properties (`bootstrap.servers` and any other), by their dotted names.
-        properties: BTreeMap<String, String>,
-    },
-    /// Generate, pace and measure, sending nothing.
-    Null,
-}
-
-impl TargetConfig {
-    /// The target's name as in `FLEETLOAD_TARGET`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TargetConfig::Kinesis { .. } => "kinesis",
-            TargetConfig::Kafka { .. } => "kafka",
-            TargetConfig::Null => "null",
-        }
-    }
-}
-
-/// A Kinesis stream given by name or by ARN.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamRef {
-    /// `my-stream`
-    Name(String),
-    /// `arn:aws:kinesis:eu-west-1:123456789012:stream/my-stream`
-    Arn(String),
-}
-
-impl StreamRef {
-    fn parse(value: &str) -> Result<Self, ScenarioError> {
-        let accepted = "a stream name (1-128 of A-Z a-z 0-9 _ . -) or an ARN arn:aws:kinesis:REGION:ACCOUNT:stream/NAME";
-        if value.starts_with("arn:") {
-            let name = value.split_once(":stream/").map(|(_, n)| n).unwrap_or("");
-            if value.split(':').nth(2) != Some("kinesis") || !valid_stream_name(name) {
-                return Err(ScenarioError::invalid(
-                    "FLEETLOAD_STREAM",
-                    value,
-                    "not a Kinesis stream ARN",
-                    accepted,
-                ));
-            }
-            Ok(StreamRef::Arn(value.to_string()))
-        } else if valid_stream_name(value) {
-            Ok(StreamRef::Name(value.to_string()))
-        } else {
-            Err(ScenarioError::invalid(
-                "FLEETLOAD_STREAM",
-                value,
-                "not a valid stream name",
-                accepted,
-            ))
-        }
-    }
-
-    /// The stream's name (the last part of an ARN).
-    pub fn name(&self) -> &str {
-        match self {
-            StreamRef::Name(n) => n,
-            StreamRef::Arn(a) => a.split_once(":stream/").map(|(_, n)| n).unwrap_or(a),
-        }
-    }
-}
-
-impl fmt::Display for StreamRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StreamRef::Name(n) => f.write_str(n),
-            StreamRef::Arn(a) => f.write_str(a),
-        }
-    }
-}
-
-fn valid_stream_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// A validated scenario (stage two of two): everything the worker needs, typed.

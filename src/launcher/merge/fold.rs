@@ -13,7 +13,8 @@ use crate::model::report::{
 
 use super::decode::{Decoded, SLOT_LATENCY, SLOT_SERVICE};
 use super::e2e::merge_e2e;
-use super::hdr::{Accumulator, Batch, SecondStats};
+use super::hdr::{Accumulator, Batch};
+use super::hdr_encode::SecondStats;
 use super::merged::{Merged, MergedSeconds, MERGED_TASK_ID, REASON_IDS};
 
 /// Sums of one second across tasks.

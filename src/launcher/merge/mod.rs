@@ -18,6 +18,7 @@ mod decode;
 mod e2e;
 mod fold;
 mod hdr;
+mod hdr_encode;
 mod merged;
 mod seconds;
 

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::model::report::{malformed_hlog, next_hlog_line, HlogLine, HLOG_FILE};
 
-use super::hdr::{Accumulator, Decoder, Encoder, NarrowSum, SecondStats};
+use super::hdr::{Accumulator, Decoder, NarrowSum};
+use super::hdr_encode::{Encoder, SecondStats};
 use super::merged::{MergedSeconds, SecondsWriter, MAX_SECOND};
 
 /// Bytes of the tasks' interval logs read ahead, all tasks together: what bounds the memory of

@@ -36,7 +36,7 @@ use super::{now_us, stopped, Read, KINESIS_CLOCK_NOTE};
 use crate::model::delivery::ConsumerRecorder;
 use crate::model::kpl;
 use crate::model::report::Outcome;
-use crate::model::scenario::StreamRef;
+use crate::model::target::StreamRef;
 use crate::model::trace::EndToEnd;
 use crate::worker::live::Publisher;
 use crate::worker::produce::StopSignal;

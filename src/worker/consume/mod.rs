@@ -19,7 +19,8 @@ use tracing::{info, warn};
 
 use crate::model::delivery::{encode_set, ConsumerMeasurements, ConsumerRecorder};
 use crate::model::report::{encode_histogram, E2e, EndToEndReport, Outcome, Percentiles, Summary};
-use crate::model::scenario::{Scenario, TargetConfig};
+use crate::model::scenario::Scenario;
+use crate::model::target::TargetConfig;
 use crate::model::trace::{Role, TraceFinder};
 use crate::store::ReportStore;
 use crate::worker::exit::{TaskResult, WorkerExit};

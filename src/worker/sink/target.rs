@@ -8,7 +8,8 @@ use super::kinesis::KinesisSink;
 use super::null::NullSink;
 use crate::model::input::ScenarioError;
 use crate::model::measure::SharedRecorder;
-use crate::model::scenario::{Scenario, TargetConfig};
+use crate::model::scenario::Scenario;
+use crate::model::target::TargetConfig;
 
 /// A connected, checked target.
 pub enum Target {

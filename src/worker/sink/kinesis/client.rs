@@ -37,7 +37,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 
 use super::answer::error_code;
-use crate::model::scenario::StreamRef;
+use crate::model::target::StreamRef;
 
 /// `X-Amz-Target` of PutRecords in the awsJson1_1 protocol.
 const TARGET: &str = "Kinesis_20131202.PutRecords";

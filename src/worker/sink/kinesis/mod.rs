@@ -46,7 +46,7 @@ use super::boundary::{Event, PreflightError, Sink};
 use crate::model::backoff::Backoff;
 use crate::model::kpl;
 use crate::model::measure::{Recorder, SharedRecorder, RETRY_ABANDONED, SEND_PANICKED};
-use crate::model::scenario::{StreamRef, KINESIS_MAX_BATCH_BYTES};
+use crate::model::target::{StreamRef, KINESIS_MAX_BATCH_BYTES};
 
 /// Concurrent PutRecords requests when `FLEETLOAD_MAX_IN_FLIGHT` is not given.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::model::scenario::StreamRef;
+use crate::model::target::StreamRef;
 
 /// One batch's PutRecords request body being written:
 /// `{"StreamName":"s","Records":[{"Data":"<base64>","PartitionKey":"<key>"},...]}`.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use md5::{Digest as _, Md5};
 
 use crate::model::backoff::Backoff;
-use crate::model::scenario::StreamRef;
+use crate::model::target::StreamRef;
 
 /// The shard map is read again at most this often when answers say it is out of date:
 /// requests already in flight under the old map keep saying so for a moment.

@@ -418,6 +418,40 @@ fn kafka_at_twice_what_slowed_brokers_take_ends_on_time_counts_unsent_and_gates_
         "{c:?}"
     );
     assert!(s.achieved_rate < 3_200.0, "{}", s.achieved_rate);
+    // The brokers take about 2,000/s, so librdkafka's queue still held events when production
+    // ended: they were acknowledged in the drain. Every one is in the topic (above), none is in
+    // the achieved rate, which is what was acknowledged during the 6 s of production.
+    eprintln!(
+        "drain: {} of {} acknowledged; rows after the end {:?}",
+        c.acknowledged_in_drain,
+        c.acknowledged,
+        rows.iter()
+            .skip(6)
+            .map(|r| r.acknowledged)
+            .collect::<Vec<_>>()
+    );
+    assert!(c.acknowledged_in_drain > 0, "{c:?}");
+    let during: u64 = rows.iter().take(6).map(|r| r.acknowledged).sum();
+    let after: u64 = rows.iter().skip(6).map(|r| r.acknowledged).sum();
+    assert_eq!(during + after, c.acknowledged);
+    // Production ends a few milliseconds after second 6 begins (the loop's last answer): what
+    // row 6 holds of that is production's.
+    assert!(
+        c.acknowledged_in_drain <= after && after - c.acknowledged_in_drain <= 50,
+        "drain {} against {after} acknowledged from second 6 on",
+        c.acknowledged_in_drain
+    );
+    let taken = (c.acknowledged - c.acknowledged_in_drain) as f64 / s.duration_s;
+    assert!(
+        (s.achieved_rate - taken).abs() < 1.0,
+        "achieved {} against {taken} acknowledged per second of production",
+        s.achieved_rate
+    );
+    assert!(
+        last_log_line(&out).contains("more were acknowledged after production ended"),
+        "{}",
+        last_log_line(&out)
+    );
     let sat = s.saturation.as_ref().expect("saturation measured");
     assert_eq!(sat.cause.as_deref(), Some("target"), "{sat:?}");
     assert!(sat.behind_from_second.is_some_and(|s| s <= 1), "{sat:?}");
@@ -433,6 +467,20 @@ fn kafka_at_twice_what_slowed_brokers_take_ends_on_time_counts_unsent_and_gates_
     assert_eq!(code, 1, "{text}");
     let (code, text) = merge_gate(dir.path(), "kover", &below);
     assert_eq!(code, 0, "{text}");
+    // The merge carries the drain and leaves it out of the rate too, and the table says it.
+    let merged =
+        Summary::from_json(&std::fs::read(dir.path().join("kover/merged/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(merged.counts.acknowledged_in_drain, c.acknowledged_in_drain);
+    assert!(
+        (merged.achieved_rate - s.achieved_rate).abs() < 1.0,
+        "{}",
+        merged.achieved_rate
+    );
+    assert!(
+        text.contains("more acknowledged after production ended"),
+        "{text}"
+    );
 }
 
 // ---- Stop means stop ----

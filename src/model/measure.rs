@@ -447,6 +447,9 @@ impl Recorder {
         self.latency.saturating_record(latency_us);
         self.service.saturating_record(service_us);
         self.counts.acknowledged += 1;
+        if self.production_ended {
+            self.counts.acknowledged_in_drain += 1;
+        }
         self.bytes += bytes;
         let mut s = self.second_of(at_ns);
         if s > self.open_second {

@@ -87,11 +87,7 @@ impl ReportContext<'_> {
                 },
                 other => other,
             },
-            achieved_rate: if secs > 0.0 {
-                (counts.acknowledged as f64 / secs * 100.0).round() / 100.0
-            } else {
-                0.0
-            },
+            achieved_rate: (counts.achieved_rate(secs) * 100.0).round() / 100.0,
             counts,
             bytes,
             target_rate,

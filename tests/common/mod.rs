@@ -226,6 +226,7 @@ pub fn synthetic_task(
             failed_by_code,
             retried: 0,
             retried_by_code: BTreeMap::new(),
+            acknowledged_in_drain: 0,
         },
         bytes: n * 100,
         target_rate: Some(100.0),

@@ -348,11 +348,7 @@ impl Merger {
             }
             _ => 0.0,
         };
-        let achieved_rate = if duration_s > 0.0 {
-            self.counts.acknowledged as f64 / duration_s
-        } else {
-            0.0
-        };
+        let achieved_rate = self.counts.achieved_rate(duration_s);
         let summary = Summary {
             schema_version: SCHEMA_VERSION,
             run_id: self.run_id.clone(),

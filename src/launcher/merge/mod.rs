@@ -511,6 +511,7 @@ mod tests {
                 failed_by_code,
                 retried: 1,
                 retried_by_code: BTreeMap::new(),
+                acknowledged_in_drain: 0,
             },
             bytes: n * 100,
             target_rate: Some(10.0),

@@ -179,6 +179,17 @@ pub(crate) fn render(
         _ => format!("{achieved} achieved (unpaced)"),
     };
     line(w, "rate", &rate_text);
+    if summary.counts.acknowledged_in_drain > 0 {
+        line(
+            w,
+            "  drain",
+            &format!(
+                "{} more acknowledged after production ended, while the task waited for the \
+                 answers it was owed: in the target, not in the rate",
+                thousands(summary.counts.acknowledged_in_drain)
+            ),
+        );
+    }
     if let Some(words) = saturation_words(summary) {
         line(w, "saturated", &words);
     }
@@ -439,6 +450,7 @@ mod tests {
                     .into(),
                 retried: 5,
                 retried_by_code: Default::default(),
+                acknowledged_in_drain: 0,
             },
             bytes: 0,
             target_rate: Some(20_000.0),

@@ -99,6 +99,12 @@ pub struct Counts {
     pub attempted: u64,
     /// Events the target confirmed (a Kinesis sequence number, a Kafka delivery report without error).
     pub acknowledged: u64,
+    /// Of `acknowledged`, those confirmed after production ended, while the task waited for
+    /// the answers still owed (the drain: a backlog in the client's queue, retries). They are in
+    /// the target, but not in the achieved rate, which is what the target took while production
+    /// ran. Reports written before this field read as 0.
+    #[serde(default)]
+    pub acknowledged_in_drain: u64,
     /// Events that finally failed: `attempted = acknowledged + failed`.
     pub failed: u64,
     /// Final failures by error code (`ProvisionedThroughputExceededException`, `MsgTimedOut`, …).
@@ -126,6 +132,9 @@ impl Counts {
             unsent: self.unsent.checked_add(other.unsent)?,
             attempted: self.attempted.checked_add(other.attempted)?,
             acknowledged: self.acknowledged.checked_add(other.acknowledged)?,
+            acknowledged_in_drain: self
+                .acknowledged_in_drain
+                .checked_add(other.acknowledged_in_drain)?,
             failed: self.failed.checked_add(other.failed)?,
             retried: self.retried.checked_add(other.retried)?,
             failed_by_code: add_map(&self.failed_by_code, &other.failed_by_code)?,
@@ -139,6 +148,7 @@ impl Counts {
         self.unsent += other.unsent;
         self.attempted += other.attempted;
         self.acknowledged += other.acknowledged;
+        self.acknowledged_in_drain += other.acknowledged_in_drain;
         self.failed += other.failed;
         self.retried += other.retried;
         for (k, v) in &other.failed_by_code {
@@ -171,6 +181,21 @@ impl Counts {
             0.0
         } else {
             (self.throttled() as f64 / tries as f64).min(1.0)
+        }
+    }
+
+    /// What was acknowledged while production ran: the events the achieved rate counts.
+    pub fn acknowledged_in_production(&self) -> u64 {
+        self.acknowledged.saturating_sub(self.acknowledged_in_drain)
+    }
+
+    /// The achieved rate: what was acknowledged while production ran, per second of it (0 for
+    /// no production time). Acknowledgements of the drain after it are not the target's pace.
+    pub fn achieved_rate(&self, production_s: f64) -> f64 {
+        if production_s > 0.0 {
+            self.acknowledged_in_production() as f64 / production_s
+        } else {
+            0.0
         }
     }
 
@@ -690,6 +715,12 @@ pub fn saturation_words(s: &Summary) -> Option<String> {
         words.push_str(&format!(
             "; {} events were never sent",
             group(s.counts.unsent)
+        ));
+    }
+    if s.counts.acknowledged_in_drain > 0 {
+        words.push_str(&format!(
+            "; {} more were acknowledged after production ended (in the target, not in the rate)",
+            group(s.counts.acknowledged_in_drain)
         ));
     }
     if let Some(second) = sat.behind_from_second {

@@ -189,6 +189,14 @@ pub(super) fn verdict(
         }
         _ => out.push_str("<p class=\"muted\">unpaced (as fast as the target accepts)</p>"),
     }
+    if s.counts.acknowledged_in_drain > 0 {
+        let _ = write!(
+            out,
+            "<p class=\"muted\" id=\"drain\">+{} acknowledged after production ended, while \
+             the tasks waited for the answers they were owed: in the target, not in the rate</p>",
+            thousands(s.counts.acknowledged_in_drain)
+        );
+    }
     let _ = writeln!(
         out,
         "<p>over {:.1} s{}</p></div>",

@@ -61,6 +61,7 @@ fn summary(rows: &[SecondRow]) -> Summary {
             failed_by_code: [("Throttled</script>".to_string(), 50)].into(),
             retried: 0,
             retried_by_code: BTreeMap::new(),
+            acknowledged_in_drain: 0,
         },
         bytes: 5000,
         target_rate: Some(10.0),

@@ -77,6 +77,30 @@ fn apply(mut bytes: Vec<u8>, damages: &[Damage]) -> Vec<u8> {
     bytes
 }
 
+/// The inputs random bytes rarely are: nothing, a blank line, spaces. Each reader refuses them,
+/// naming its file; the interval log's may also read them as a log of no seconds.
+#[test]
+fn the_report_readers_refuse_empty_and_blank_input_naming_the_file() {
+    for bytes in [&b""[..], b"\n", b"   ", b"\r\n\r\n"] {
+        let e = Summary::from_json(bytes).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("summary.json"),
+            "{bytes:?}: {e:#}"
+        );
+        let e = parse_timeseries(bytes).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("timeseries.csv"),
+            "{bytes:?}: {e:#}"
+        );
+        let e = decode_histogram(&String::from_utf8_lossy(bytes)).unwrap_err();
+        assert!(format!("{e:#}").contains("histogram"), "{bytes:?}: {e:#}");
+        match parse_hlog(bytes) {
+            Ok(seconds) => assert!(seconds.is_empty(), "{bytes:?}"),
+            Err(e) => assert!(format!("{e:#}").contains("histograms.hlog"), "{e:#}"),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, max_shrink_time: 10_000, ..ProptestConfig::default() })]
 

@@ -148,8 +148,9 @@ async fn an_ecs_run_on_a_known_stream_costs_what_the_price_table_says_to_the_cen
     // 200 shards for 30 minutes; 14,400 records of 100 bytes, one 25 KB unit each.
     let target = SHARDS as f64 * 0.5 * price("kinesis_shard_hour")
         + 14_400.0 / 1e6 * price("kinesis_million_put_payload_units");
-    // 4 tasks × 3 files, usage.json and 4 merged files written; 2 LIST pages; 3 GETs per task.
-    let storage = (17.0 + 2.0) / 1000.0 * price("s3_thousand_put_requests")
+    // 4 tasks × 3 files, usage.json, the launcher's live/view.json and 4 merged files written;
+    // 2 LIST pages; 3 GETs per task.
+    let storage = (18.0 + 2.0) / 1000.0 * price("s3_thousand_put_requests")
         + 12.0 / 1000.0 * price("s3_thousand_get_requests");
     let total = fleet + target + storage;
     for (part, expected) in [

@@ -98,6 +98,7 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         outcome.ecs_usage.clone(),
         outcome.usage_notes.clone(),
         |name| plan.env.get(name).map(str::to_string),
+        backend == "ecs" || matches!(store, crate::store::ReportStore::S3 { .. }),
     )
     .await;
     cost::attach(

@@ -132,14 +132,22 @@ impl TargetUsage {
 
 impl RunUsage {
     /// What a run just ended used: `backend`, its ECS tasks' usage, and its target described
-    /// now with the workers' environment `get`.
+    /// now with the workers' environment `get`. The launcher's region is looked up only when
+    /// something is priced by region (`priced_by_region`: ECS tasks, an S3 report store, a
+    /// Kinesis stream): a local run against a broker, with its reports in a directory, makes no
+    /// AWS call at all (the region chain would ask the instance metadata endpoint, and say so).
     pub async fn collect(
         backend: &str,
         fleet: Vec<TaskUsage>,
         notes: Vec<String>,
         get: impl Fn(&str) -> Option<String>,
+        priced_by_region: bool,
     ) -> RunUsage {
-        let region = aws().await.region().map(|r| r.to_string());
+        let region = if priced_by_region || get("FLEETLOAD_TARGET").as_deref() == Some("kinesis") {
+            aws().await.region().map(|r| r.to_string())
+        } else {
+            None
+        };
         RunUsage {
             backend: backend.to_string(),
             region,
@@ -153,7 +161,7 @@ impl RunUsage {
     /// an older launcher): its target, from its summary's scenario, described now.
     pub async fn of_summary(summary: &Summary) -> RunUsage {
         let get = |name: &str| summary.scenario.get(name).cloned();
-        let mut usage = RunUsage::collect("unknown", Vec::new(), Vec::new(), get).await;
+        let mut usage = RunUsage::collect("unknown", Vec::new(), Vec::new(), get, true).await;
         if usage.target.kind == "embedded" && !summary.target.is_empty() {
             usage.target.kind = summary.target.clone();
         }

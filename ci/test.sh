@@ -321,7 +321,7 @@ run_check "checkov" checkov -f cloudformation/fleetload.yaml --framework cloudfo
 
 # --offline: no GitHub API look-ups.
 run_check "zizmor" zizmor --offline --no-progress ci/github-actions.yml
-run_check "shellcheck" shellcheck ci/loadtest-step.sh ci/test.sh
+run_check "shellcheck" shellcheck ci/loadtest-step.sh ci/test.sh .cargo/librdkafka-env.sh
 
 if ((LINT_ONLY == 1)); then
     report_failures || exit 1

@@ -133,9 +133,9 @@ impl TargetUsage {
 impl RunUsage {
     /// What a run just ended used: `backend`, its ECS tasks' usage, and its target described
     /// now with the workers' environment `get`. The launcher's region is looked up only when
-    /// something is priced by region (`priced_by_region`: ECS tasks, an S3 report store, a
-    /// Kinesis stream): a local run against a broker, with its reports in a directory, makes no
-    /// AWS call at all (the region chain would ask the instance metadata endpoint, and say so).
+    /// the fleet or the store is priced by it (`priced_by_region`: ECS tasks, an S3 report
+    /// store): a local run against a broker, with its reports in a directory, makes no AWS call
+    /// at all (the region chain would ask the instance metadata endpoint, and say so).
     pub async fn collect(
         backend: &str,
         fleet: Vec<TaskUsage>,
@@ -143,7 +143,8 @@ impl RunUsage {
         get: impl Fn(&str) -> Option<String>,
         priced_by_region: bool,
     ) -> RunUsage {
-        let region = if priced_by_region || get("FLEETLOAD_TARGET").as_deref() == Some("kinesis") {
+        // A Kinesis stream's region is its own, found when it is described.
+        let region = if priced_by_region {
             aws().await.region().map(|r| r.to_string())
         } else {
             None
